@@ -1,0 +1,28 @@
+//! Where things live: the repo root, artifacts, per-step work dirs.
+
+use std::path::PathBuf;
+
+use crate::arch::Arch;
+
+/// The workspace root (the parent of `xtask/`).
+pub fn repo_root() -> PathBuf {
+    let xtask_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    xtask_dir.parent().map(PathBuf::from).unwrap_or(xtask_dir)
+}
+
+/// `target/` of the workspace (honours CARGO_TARGET_DIR).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// `target/artifacts/<arch>/`: the outputs a user ships.
+pub fn artifacts_dir(arch: Arch) -> PathBuf {
+    target_dir().join("artifacts").join(arch.name())
+}
+
+/// `target/xtask/<step>/<arch>/`: a step's scratch space.
+pub fn work_dir(step: &str, arch: Arch) -> PathBuf {
+    target_dir().join("xtask").join(step).join(arch.name())
+}

@@ -2,14 +2,21 @@
 //! function of its inputs and writes its artifact under `target/artifacts/<arch>/`.
 //! See ARCHITECTURE.md for the data flow.
 
+mod agent;
 mod arch;
+mod bench;
 mod cache;
+mod doctor;
+mod image;
+mod kernel;
 mod paths;
+mod repro;
+mod rootfs;
+mod setup;
+mod vm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-
-use crate::arch::ArchSelection;
 
 #[derive(Parser)]
 #[command(
@@ -23,21 +30,36 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Install the pinned host packages (all groups, or those given).
+    Setup(setup::Args),
+    /// Show which build routes and tools are available and what is missing.
+    Doctor(doctor::Args),
     /// Cross-compile the agent: target/artifacts/<arch>/kata-agent.
-    Agent {
-        #[arg(long, default_value = "x86_64")]
-        arch: ArchSelection,
-    },
+    Agent(agent::Args),
+    /// Build the guest kernel (cached by content hash).
+    Kernel(kernel::Args),
+    /// Assemble the guest rootfs; `rootfs lock` refreshes a package lock.
+    Rootfs(rootfs::Args),
+    /// Build the disk image, initrd, manifest.json and SHA256SUMS.
+    Image(image::Args),
+    /// Build everything twice in two directories and compare byte for byte.
+    VerifyRepro(repro::Args),
+    /// Boot the guest in QEMU (`vm test`, `vm run`).
+    Vm(vm::Args),
+    /// Benchmarks that write a table (`bench agent`, `bench vm`).
+    Bench(bench::Args),
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Agent { arch } => {
-            for a in arch.arches() {
-                anyhow::bail!("agent build for {a} is not wired yet");
-            }
-            Ok(())
-        }
+    match Cli::parse().command {
+        Command::Setup(args) => setup::run(args),
+        Command::Doctor(args) => doctor::run(args),
+        Command::Agent(args) => agent::run(args),
+        Command::Kernel(args) => kernel::run(args),
+        Command::Rootfs(args) => rootfs::run(args),
+        Command::Image(args) => image::run(args),
+        Command::VerifyRepro(args) => repro::run(args),
+        Command::Vm(args) => vm::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,14 @@
+//! Benchmarks that write a table.
+
+use anyhow::{bail, Result};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = "x86_64")]
+    arch: crate::arch::ArchSelection,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let _ = args.arch;
+    bail!("`cargo xtask bench` is not implemented yet")
+}

@@ -187,7 +187,7 @@ pub fn ensure_foreign_arches() -> Result<()> {
 /// index can be inconsistent (seen for ppc64el) while everything we need is fine.
 pub fn apt_update() -> Result<()> {
     let status = Command::new("apt-get")
-        .arg("update")
+        .args(["-o", "DPkg::Lock::Timeout=900", "update"])
         .status()
         .context("running apt-get update")?;
     match status.code() {

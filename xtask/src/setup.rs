@@ -117,6 +117,8 @@ pub fn ensure_host_packages(groups: &[&str]) -> Result<()> {
             .collect();
         let mut cmd = Command::new("apt-get");
         cmd.env("DEBIAN_FRONTEND", "noninteractive").args([
+            "-o",
+            "DPkg::Lock::Timeout=900",
             "install",
             "-y",
             "--no-install-recommends",

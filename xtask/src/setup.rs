@@ -67,18 +67,42 @@ pub fn read_lock() -> Result<Vec<PinnedPackage>> {
     parse_lock(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// The installed version of a package, if any (`dpkg-query`).
+/// The installed version of a package, if any (`dpkg-query`). A name without
+/// `:arch` means the native (or `all`) package: with foreign architectures
+/// enabled, dpkg lists one entry per installed architecture.
 pub fn installed_version(package: &str) -> Option<String> {
+    let (name, want_arch) = match package.split_once(':') {
+        Some((n, a)) => (n, Some(a)),
+        None => (package, None),
+    };
     let out = Command::new("dpkg-query")
-        .args(["-W", "-f=${db:Status-Abbrev} ${Version}", package])
+        .args([
+            "-W",
+            "-f=${Architecture} ${db:Status-Abbrev} ${Version}\n",
+            name,
+        ])
         .output()
         .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (status, version) = text.split_once(' ')?;
-    status.starts_with("ii").then(|| version.trim().to_string())
+    let native = native_arch()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (arch, status, version) = (fields.next()?, fields.next()?, fields.next()?);
+            let arch_ok = match want_arch {
+                Some(a) => arch == a,
+                None => arch == native || arch == "all",
+            };
+            (arch_ok && status.starts_with("ii")).then(|| version.to_string())
+        })
+}
+
+fn native_arch() -> Option<String> {
+    let out = Command::new("dpkg")
+        .arg("--print-architecture")
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Packages of `groups` that are missing or at another version than the lock's.

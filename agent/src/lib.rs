@@ -1,0 +1,9 @@
+//! kata-agent: a Kata Containers compatible guest agent.
+//! See ARCHITECTURE.md for the map of modules.
+
+pub mod config;
+pub mod logging;
+pub mod rpc;
+pub mod sandbox;
+pub mod server;
+pub mod version;

@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md for the map of modules.
 
 pub mod config;
+pub mod container;
 pub mod logging;
 pub mod rpc;
 pub mod sandbox;

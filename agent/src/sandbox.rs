@@ -9,6 +9,7 @@ use slog::Logger;
 
 use crate::config::AgentConfig;
 use crate::container::Container;
+use crate::storage::StorageRegistry;
 
 pub struct Sandbox {
     pub logger: Logger,
@@ -16,6 +17,7 @@ pub struct Sandbox {
     pub id: String,
     pub hostname: String,
     pub containers: HashMap<String, Container>,
+    pub storages: StorageRegistry,
     pub config: AgentConfig,
 }
 
@@ -26,6 +28,7 @@ impl Sandbox {
             id: String::new(),
             hostname: String::new(),
             containers: HashMap::new(),
+            storages: StorageRegistry::default(),
             config: config.clone(),
         }
     }

@@ -47,31 +47,3 @@ pub async fn wait_process(
 ) -> ttrpc::Result<WaitProcessResponse> {
     unimplemented("WaitProcess")
 }
-
-pub async fn update_container(
-    _ctx: &AgentContext,
-    _req: UpdateContainerRequest,
-) -> ttrpc::Result<Empty> {
-    unimplemented("UpdateContainer")
-}
-
-pub async fn stats_container(
-    _ctx: &AgentContext,
-    _req: StatsContainerRequest,
-) -> ttrpc::Result<StatsContainerResponse> {
-    unimplemented("StatsContainer")
-}
-
-pub async fn pause_container(
-    _ctx: &AgentContext,
-    _req: PauseContainerRequest,
-) -> ttrpc::Result<Empty> {
-    unimplemented("PauseContainer")
-}
-
-pub async fn resume_container(
-    _ctx: &AgentContext,
-    _req: ResumeContainerRequest,
-) -> ttrpc::Result<Empty> {
-    unimplemented("ResumeContainer")
-}

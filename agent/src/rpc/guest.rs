@@ -52,13 +52,6 @@ pub async fn copy_file(_ctx: &AgentContext, _req: CopyFileRequest) -> ttrpc::Res
     unimplemented("CopyFile")
 }
 
-pub async fn get_oom_event(
-    _ctx: &AgentContext,
-    _req: GetOOMEventRequest,
-) -> ttrpc::Result<OOMEvent> {
-    unimplemented("GetOOMEvent")
-}
-
 pub async fn add_swap(_ctx: &AgentContext, _req: AddSwapRequest) -> ttrpc::Result<Empty> {
     unimplemented("AddSwap")
 }

@@ -10,6 +10,7 @@ pub mod guest;
 pub mod health;
 pub mod io;
 pub mod network;
+pub mod resources;
 pub mod sandbox;
 pub mod status;
 
@@ -86,11 +87,11 @@ dispatch! {
     exec_process(ExecProcessRequest) -> Empty => container::exec_process;
     signal_process(SignalProcessRequest) -> Empty => container::signal_process;
     wait_process(WaitProcessRequest) -> WaitProcessResponse => container::wait_process;
-    update_container(UpdateContainerRequest) -> Empty => container::update_container;
+    update_container(UpdateContainerRequest) -> Empty => resources::update_container;
     update_ephemeral_mounts(UpdateEphemeralMountsRequest) -> Empty => sandbox::update_ephemeral_mounts;
-    stats_container(StatsContainerRequest) -> StatsContainerResponse => container::stats_container;
-    pause_container(PauseContainerRequest) -> Empty => container::pause_container;
-    resume_container(ResumeContainerRequest) -> Empty => container::resume_container;
+    stats_container(StatsContainerRequest) -> StatsContainerResponse => resources::stats_container;
+    pause_container(PauseContainerRequest) -> Empty => resources::pause_container;
+    resume_container(ResumeContainerRequest) -> Empty => resources::resume_container;
     remove_stale_virtiofs_share_mounts(RemoveStaleVirtiofsShareMountsRequest) -> Empty => sandbox::remove_stale_virtiofs_share_mounts;
 
     write_stdin(WriteStreamRequest) -> WriteStreamResponse => io::write_stdin;
@@ -117,7 +118,7 @@ dispatch! {
     mem_hotplug_by_probe(MemHotplugByProbeRequest) -> Empty => guest::mem_hotplug_by_probe;
     set_guest_date_time(SetGuestDateTimeRequest) -> Empty => guest::set_guest_date_time;
     copy_file(CopyFileRequest) -> Empty => guest::copy_file;
-    get_oom_event(GetOOMEventRequest) -> OOMEvent => guest::get_oom_event;
+    get_oom_event(GetOOMEventRequest) -> OOMEvent => resources::get_oom_event;
     add_swap(AddSwapRequest) -> Empty => guest::add_swap;
     get_volume_stats(VolumeStatsRequest) -> csi::VolumeStatsResponse => guest::get_volume_stats;
     resize_volume(ResizeVolumeRequest) -> Empty => guest::resize_volume;

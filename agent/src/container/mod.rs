@@ -4,4 +4,5 @@
 /// One container of the sandbox.
 pub struct Container {
     pub id: String,
+    pub cgroup: crate::cgroups::Manager,
 }

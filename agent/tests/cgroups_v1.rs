@@ -1,0 +1,232 @@
+//! The cgroup manager on the machine's cgroup v1 hierarchies (as root).
+
+mod cgroups_common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cgroups_common::{is_root, read_trim, test_cgroup_path, Waiting};
+use kata_agent::cgroups::{self, Manager};
+use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+
+/// Skip (printing why) unless root on a v1 machine with the controllers used here.
+fn v1_available() -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED: cgroup tests need root; CI runs them as root");
+        return false;
+    }
+    if cgroups_rs::fs::hierarchies::is_cgroup2_unified_mode() {
+        eprintln!("SKIPPED: this machine is cgroup v2 only; cgroups_v2.rs covers it");
+        return false;
+    }
+    for c in ["memory", "pids", "cpu", "cpuset", "freezer"] {
+        if !Path::new("/sys/fs/cgroup").join(c).exists() {
+            eprintln!("SKIPPED: no v1 {c} controller at /sys/fs/cgroup/{c}");
+            return false;
+        }
+    }
+    true
+}
+
+fn dir(controller: &str, path: &str) -> PathBuf {
+    Path::new("/sys/fs/cgroup").join(controller).join(path)
+}
+
+fn resources(mem: i64, pids: i64) -> LinuxResources {
+    let mut m = LinuxMemory::default();
+    m.set_limit(Some(mem));
+    // memory+swap = memory: no swapping, so OOM means OOM.
+    if Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() {
+        m.set_swap(Some(mem));
+    }
+    let mut p = LinuxPids::default();
+    p.set_limit(pids);
+    let mut r = LinuxResources::default();
+    r.set_memory(Some(m));
+    r.set_pids(Some(p));
+    r
+}
+
+#[test]
+fn limits_stats_freeze_update_and_destroy() {
+    if !v1_available() {
+        return;
+    }
+    let path = test_cgroup_path("v1-life", false);
+    let mut r = resources(64 << 20, 32);
+    let mut cpu = LinuxCpu::default();
+    cpu.set_quota(Some(50_000));
+    cpu.set_period(Some(100_000));
+    cpu.set_shares(Some(512));
+    r.set_cpu(Some(cpu));
+    let cg = Manager::new("life", &path, Some(&r), false).expect("creating the cgroup");
+    assert!(!cg.is_v2());
+
+    // Limits are in the files.
+    assert_eq!(
+        read_trim(dir("memory", &path).join("memory.limit_in_bytes")),
+        "67108864"
+    );
+    assert_eq!(read_trim(dir("pids", &path).join("pids.max")), "32");
+    assert_eq!(
+        read_trim(dir("cpu", &path).join("cpu.cfs_quota_us")),
+        "50000"
+    );
+    assert_eq!(
+        read_trim(dir("cpu", &path).join("cpu.cfs_period_us")),
+        "100000"
+    );
+    assert_eq!(read_trim(dir("cpu", &path).join("cpu.shares")), "512");
+
+    // A process in it, doing its work there.
+    let mut child = Waiting::spawn("sleep 30");
+    cg.add_process(child.pid()).expect("adding the child");
+    child.go();
+    assert!(cg.pids().unwrap().contains(&child.pid()));
+    let procs = read_trim(dir("memory", &path).join("cgroup.procs"));
+    assert!(
+        procs.lines().any(|l| l == child.pid().to_string()),
+        "{procs}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+
+    let stats = cg.stats().expect("stats");
+    let mem = stats.memory_stats.as_ref().unwrap();
+    let usage = mem.usage.as_ref().unwrap();
+    eprintln!(
+        "memory usage {} limit {} cpu {:?}",
+        usage.usage, usage.limit, stats.cpu_stats
+    );
+    assert!(usage.usage > 0, "memory usage is 0");
+    assert_eq!(usage.limit, 64 << 20);
+    assert!(
+        mem.stats.contains_key("rss") || mem.stats.contains_key("total_rss"),
+        "{:?}",
+        mem.stats
+    );
+    let pids = stats.pids_stats.as_ref().unwrap();
+    assert_eq!((pids.current, pids.limit), (1, 32));
+    assert!(
+        stats
+            .cpu_stats
+            .as_ref()
+            .unwrap()
+            .cpu_usage
+            .as_ref()
+            .unwrap()
+            .total_usage
+            > 0
+    );
+
+    // Freeze and thaw.
+    cg.freeze().expect("freezing");
+    assert_eq!(
+        read_trim(dir("freezer", &path).join("freezer.state")),
+        "FROZEN"
+    );
+    assert!(cg.is_frozen().unwrap());
+    cg.thaw().expect("thawing");
+    assert_eq!(
+        read_trim(dir("freezer", &path).join("freezer.state")),
+        "THAWED"
+    );
+
+    // Update changes a limit; nonsense the kernel refuses is "invalid".
+    cg.update(&resources(128 << 20, 64)).expect("updating");
+    assert_eq!(
+        read_trim(dir("memory", &path).join("memory.limit_in_bytes")),
+        "134217728"
+    );
+    assert_eq!(read_trim(dir("pids", &path).join("pids.max")), "64");
+    let mut bad = LinuxResources::default();
+    let mut cpu = LinuxCpu::default();
+    cpu.set_cpus(Some("4000".into()));
+    bad.set_cpu(Some(cpu));
+    let err = cg.update(&bad).expect_err("cpu 4000 does not exist");
+    assert!(
+        cgroups::is_invalid(&err),
+        "not classified as invalid: {err:#}"
+    );
+
+    // Destroy while the child is still exiting: destroy waits for it.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    cg.destroy().expect("destroying");
+    for c in ["memory", "pids", "cpu", "freezer", "cpuset"] {
+        assert!(!dir(c, &path).exists(), "{c} cgroup left behind");
+    }
+    cg.destroy().expect("destroy is idempotent");
+    child.kill();
+}
+
+#[test]
+fn destroy_refuses_a_cgroup_with_live_processes() {
+    if !v1_available() {
+        return;
+    }
+    let path = test_cgroup_path("v1-busy", false);
+    let cg = Manager::new("busy", &path, None, false).expect("creating the cgroup");
+    let mut child = Waiting::spawn("sleep 30");
+    cg.add_process(child.pid()).unwrap();
+    let err = cg.destroy().expect_err("a live process keeps it");
+    assert!(
+        format!("{err:#}").contains("still has processes"),
+        "{err:#}"
+    );
+    assert!(dir("memory", &path).exists());
+    child.kill();
+    cg.destroy().expect("destroying once empty");
+    assert!(!dir("memory", &path).exists());
+}
+
+#[test]
+fn failed_creation_leaves_nothing_behind() {
+    if !v1_available() {
+        return;
+    }
+    let path = test_cgroup_path("v1-fail", false);
+    let mut r = LinuxResources::default();
+    let mut cpu = LinuxCpu::default();
+    cpu.set_cpus(Some("4000".into()));
+    r.set_cpu(Some(cpu));
+    let err = match Manager::new("fail", &path, Some(&r), false) {
+        Ok(_) => panic!("cpuset 4000 must be refused"),
+        Err(e) => e,
+    };
+    assert!(cgroups::is_invalid(&err), "{err:#}");
+    assert!(
+        format!("{err:#}").contains(&path),
+        "error names the cgroup: {err:#}"
+    );
+    for c in ["memory", "pids", "cpu", "cpuset", "freezer"] {
+        assert!(
+            !dir(c, &path).exists(),
+            "{c} cgroup left behind after failure"
+        );
+    }
+}
+
+#[tokio::test]
+async fn oom_kill_is_reported_on_the_queue() {
+    if !v1_available() {
+        return;
+    }
+    let path = test_cgroup_path("v1-oom", false);
+    let id = format!("oom-{}", std::process::id());
+    let cg = Manager::new(&id, &path, Some(&resources(16 << 20, 0)), false).expect("cgroup");
+    // dd's 64 MiB buffer cannot fit in 16 MiB without swap.
+    let mut child = Waiting::spawn("dd if=/dev/zero of=/dev/null bs=64M count=1");
+    cg.add_process(child.pid()).unwrap();
+    child.go();
+    let signal = tokio::task::spawn_blocking(move || child.wait_signal())
+        .await
+        .unwrap();
+    assert_eq!(signal, Some(libc::SIGKILL), "dd was not OOM-killed");
+    let got = tokio::time::timeout(Duration::from_secs(10), cgroups::oom::queue().next())
+        .await
+        .expect("no OOM event within 10s");
+    assert_eq!(got, id);
+    cg.destroy().unwrap();
+}

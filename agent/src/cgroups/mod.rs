@@ -252,7 +252,7 @@ impl Manager {
     /// Write the freezer state, then wait until the kernel reports it (v1
     /// passes through FREEZING; v2 reports "frozen" in cgroup.events).
     fn set_freezer(&self, state: FreezerState) -> Result<()> {
-        let want = state == FreezerState::Frozen;
+        let want = matches!(state, FreezerState::Frozen);
         let verb = if want { "freezing" } else { "thawing" };
         lock(&self.fs)?
             .freeze(state)

@@ -8,11 +8,11 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use oci_spec::runtime::{
     LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit,
     LinuxInterfacePriority, LinuxMemory, LinuxNetwork, LinuxPids, LinuxResources,
-    LinuxThrottleDevice, LinuxWeightDevice,
+    LinuxThrottleDevice, LinuxThrottleDeviceBuilder, LinuxWeightDeviceBuilder,
 };
 use protocols::oci as grpc;
 
@@ -31,7 +31,8 @@ impl std::error::Error for InvalidResources {}
 
 /// True when `err` (or anything in its chain) is the caller's mistake.
 pub fn is_invalid(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| c.is::<InvalidResources>())
+    // downcast_ref sees through anyhow contexts; chain() sees wrapped sources.
+    err.downcast_ref::<InvalidResources>().is_some() || err.chain().any(|c| c.is::<InvalidResources>())
 }
 
 fn invalid(msg: impl Into<String>) -> anyhow::Error {
@@ -205,12 +206,14 @@ fn block_io(b: &grpc::LinuxBlockIO) -> Result<LinuxBlockIo> {
         let mut devs = Vec::new();
         for d in &b.WeightDevice {
             device_number("blkio weight", d.Major, d.Minor)?;
-            let mut w = LinuxWeightDevice::default();
-            w.set_major(d.Major);
-            w.set_minor(d.Minor);
-            w.set_weight(weight("blkio device weight", d.Weight)?);
-            w.set_leaf_weight(weight("blkio device leaf weight", d.LeafWeight)?);
-            devs.push(w);
+            let mut w = LinuxWeightDeviceBuilder::default().major(d.Major).minor(d.Minor);
+            if let Some(v) = weight("blkio device weight", d.Weight)? {
+                w = w.weight(v);
+            }
+            if let Some(v) = weight("blkio device leaf weight", d.LeafWeight)? {
+                w = w.leaf_weight(v);
+            }
+            devs.push(w.build().context("building a blkio weight device")?);
         }
         out.set_weight_device(Some(devs));
     }
@@ -231,10 +234,12 @@ fn throttles(
     let mut out = Vec::new();
     for d in list {
         device_number(&format!("blkio throttle {what}"), d.Major, d.Minor)?;
-        let mut t = LinuxThrottleDevice::default();
-        t.set_major(d.Major);
-        t.set_minor(d.Minor);
-        t.set_rate(d.Rate);
+        let t = LinuxThrottleDeviceBuilder::default()
+            .major(d.Major)
+            .minor(d.Minor)
+            .rate(d.Rate)
+            .build()
+            .context("building a blkio throttle device")?;
         out.push(t);
     }
     Ok(Some(out))

@@ -1,8 +1,10 @@
 //! Containers: the life cycle (create, start, exec, wait, signal, remove)
 //! and the `kata-agent init` child that sets up a container.
 
+use std::sync::Arc;
+
 /// One container of the sandbox.
 pub struct Container {
     pub id: String,
-    pub cgroup: crate::cgroups::Manager,
+    pub cgroup: Arc<crate::cgroups::Manager>,
 }

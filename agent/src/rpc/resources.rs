@@ -26,8 +26,9 @@ async fn with_cgroup<T>(
         .containers
         .get(id)
         .ok_or_else(|| not_found(format!("{rpc}: no container {id:?} in this sandbox")))?;
-    let result = f(&container.cgroup);
-    for note in container.cgroup.skipped_settings() {
+    let cgroup: &Manager = &container.cgroup;
+    let result = f(cgroup);
+    for note in cgroup.skipped_settings() {
         slog::warn!(ctx.logger, "cgroup setting skipped"; "container" => id, "reason" => note);
     }
     result.map_err(|e| {

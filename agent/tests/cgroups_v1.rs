@@ -5,7 +5,7 @@ mod cgroups_common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cgroups_common::{is_root, read_trim, test_cgroup_path, Waiting};
+use cgroups_common::{is_root, read_trim, test_cgroup_path, Cleanup, Waiting};
 use kata_agent::cgroups::{self, Manager};
 use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
 
@@ -53,6 +53,7 @@ fn limits_stats_freeze_update_and_destroy() {
         return;
     }
     let path = test_cgroup_path("v1-life", false);
+    let _cleanup = Cleanup { path: path.clone() };
     let mut r = resources(64 << 20, 32);
     let mut cpu = LinuxCpu::default();
     cpu.set_quota(Some(50_000));
@@ -167,6 +168,7 @@ fn destroy_refuses_a_cgroup_with_live_processes() {
         return;
     }
     let path = test_cgroup_path("v1-busy", false);
+    let _cleanup = Cleanup { path: path.clone() };
     let cg = Manager::new("busy", &path, None, false).expect("creating the cgroup");
     let mut child = Waiting::spawn("sleep 30");
     cg.add_process(child.pid()).unwrap();
@@ -187,6 +189,7 @@ fn failed_creation_leaves_nothing_behind() {
         return;
     }
     let path = test_cgroup_path("v1-fail", false);
+    let _cleanup = Cleanup { path: path.clone() };
     let mut r = LinuxResources::default();
     let mut cpu = LinuxCpu::default();
     cpu.set_cpus(Some("4000".into()));
@@ -214,6 +217,7 @@ async fn oom_kill_is_reported_on_the_queue() {
         return;
     }
     let path = test_cgroup_path("v1-oom", false);
+    let _cleanup = Cleanup { path: path.clone() };
     let id = format!("oom-{}", std::process::id());
     let cg = Manager::new(&id, &path, Some(&resources(16 << 20, 0)), false).expect("cgroup");
     // dd's 64 MiB buffer cannot fit in 16 MiB without swap.

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cgroups_common::*;
-use kata_agent::cgroups::{self, mounts::mount_cgroup_hierarchies, Manager};
+use kata_agent::cgroups::mounts::{mount_cgroup_hierarchies, mount_cgroup_hierarchies_reporting};
+use kata_agent::cgroups::{self, Manager};
 use oci_spec::runtime::{LinuxMemory, LinuxPids, LinuxResources};
 
 fn outer_can_run() -> bool {
@@ -98,6 +99,7 @@ fn restore_subtree_control(before: &str) {
 
 fn run_v2_checks() {
     let path = test_cgroup_path("v2", true);
+    let _cleanup = Cleanup { path: path.clone() };
     let cg = Manager::new("v2", &path, Some(&wanted_resources()), true).expect("creating");
     assert!(cg.is_v2());
     assert!(v2_dir(&path).is_dir());
@@ -176,6 +178,7 @@ fn check_limits_or_skips(cg: &Manager, path: &str) {
 
 fn check_v2_oom(parent: &str) {
     let path = format!("{parent}-oom");
+    let _cleanup = Cleanup { path: path.clone() };
     let mut m = LinuxMemory::default();
     m.set_limit(Some(16 << 20));
     m.set_swap(Some(16 << 20));
@@ -210,24 +213,31 @@ fn v1_mounts_inner() {
         return;
     }
     detach_sys_fs_cgroup();
-    mount_cgroup_hierarchies(false).expect("mounting the v1 hierarchies");
-    mount_cgroup_hierarchies(false).expect("a second call is a no-op");
+    let skipped = mount_cgroup_hierarchies_reporting(false).expect("mounting the v1 hierarchies");
+    eprintln!("skipped: {skipped:?}");
+    let again = mount_cgroup_hierarchies_reporting(false).expect("a second call is harmless");
+    assert!(again.len() <= skipped.len(), "second call: {again:?}");
     let mounts = read_trim("/proc/self/mounts");
     let ours: Vec<&str> = mounts
         .lines()
         .filter(|l| l.contains("/sys/fs/cgroup"))
         .collect();
     eprintln!("{}", ours.join("\n"));
-    for file in [
-        "memory/memory.limit_in_bytes",
-        "pids/pids.max",
-        "freezer/freezer.state",
-        "cpu/cpu.shares",
-        "cpuset/cpuset.cpus",
+    // Every controller the manager uses has a v1 mount, reachable by its name.
+    for c in [
+        "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
     ] {
+        let has_mount = ours.iter().any(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            f.len() > 3 && f[2] == "cgroup" && f[3].split(',').any(|o| o == c)
+        });
+        assert!(has_mount, "no v1 mount for {c}");
         assert!(
-            Path::new("/sys/fs/cgroup").join(file).exists(),
-            "{file} missing"
+            Path::new("/sys/fs/cgroup")
+                .join(c)
+                .join("cgroup.procs")
+                .exists(),
+            "{c} not reachable"
         );
     }
     // Each hierarchy mounted once.

@@ -145,6 +145,16 @@ impl Manager {
             let text = std::fs::read_to_string(self.v2_dir().join("cpu.stat"))
                 .with_context(|| format!("reading cpu.stat of cgroup {}", self.path))?;
             out.cpu_stats = Some(stats::cpu_from_v2_stat_file(&text)).into();
+        } else if let Some(dir) = self.dir_of("cpuacct") {
+            // cgroups-rs splits this one-line file by lines, losing it.
+            let percpu =
+                std::fs::read_to_string(dir.join("cpuacct.usage_percpu")).unwrap_or_default();
+            if let Some(usage) = out.cpu_stats.as_mut().and_then(|c| c.cpu_usage.as_mut()) {
+                usage.percpu_usage = percpu
+                    .split_whitespace()
+                    .filter_map(|n| n.parse().ok())
+                    .collect();
+            }
         }
         Ok(out)
     }

@@ -35,26 +35,37 @@ fn flags() -> MsFlags {
 }
 
 /// Mount the cgroup hierarchies the agent's cgroup manager expects.
+/// Controllers skipped because another hierarchy holds them are reported on
+/// stderr (the console, this early in boot).
 pub fn mount_cgroup_hierarchies(unified: bool) -> Result<()> {
+    for note in mount_cgroup_hierarchies_reporting(unified)? {
+        eprintln!("kata-agent: {note}");
+    }
+    Ok(())
+}
+
+/// As `mount_cgroup_hierarchies`, returning what was skipped and why.
+pub fn mount_cgroup_hierarchies_reporting(unified: bool) -> Result<Vec<String>> {
     fs::create_dir_all(ROOT).with_context(|| format!("creating {ROOT}"))?;
     let mounted = mount_points()?;
     if unified {
         if cgroups_rs::fs::hierarchies::is_cgroup2_unified_mode() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         if mounted.contains(ROOT) {
             bail!(
                 "{ROOT} is already mounted, and not as cgroup2: cannot mount the unified hierarchy"
             );
         }
-        return mount(
+        mount(
             Some("cgroup2"),
             ROOT,
             Some("cgroup2"),
             flags(),
             None::<&str>,
         )
-        .with_context(|| format!("mounting cgroup2 at {ROOT}"));
+        .with_context(|| format!("mounting cgroup2 at {ROOT}"))?;
+        return Ok(Vec::new());
     }
     if !mounted.contains(ROOT) {
         mount(
@@ -69,9 +80,10 @@ pub fn mount_cgroup_hierarchies(unified: bool) -> Result<()> {
     mount_v1_controllers(&mounted)
 }
 
-fn mount_v1_controllers(mounted: &HashSet<String>) -> Result<()> {
+fn mount_v1_controllers(mounted: &HashSet<String>) -> Result<Vec<String>> {
     let enabled = enabled_controllers()?;
     let mut failures = Vec::new();
+    let mut skipped = Vec::new();
     for group in V1_GROUPS {
         let present: Vec<&str> = group
             .iter()
@@ -81,41 +93,60 @@ fn mount_v1_controllers(mounted: &HashSet<String>) -> Result<()> {
         if present.is_empty() {
             continue;
         }
-        if let Err(e) = mount_v1_group(&present, mounted) {
-            failures.push(format!("{e:#}"));
+        match mount_v1_group(&present, mounted) {
+            Ok(mut notes) => skipped.append(&mut notes),
+            Err(e) => failures.push(format!("{e:#}")),
         }
     }
     if !failures.is_empty() {
         bail!("mounting cgroup v1 controllers: {}", failures.join("; "));
     }
-    Ok(())
+    Ok(skipped)
 }
 
 /// Mount `controllers` together; if the kernel already binds them to
-/// different hierarchies (EBUSY), mount each on its own.
-fn mount_v1_group(controllers: &[&str], mounted: &HashSet<String>) -> Result<()> {
+/// different hierarchies (EBUSY), mount each on its own. A controller that
+/// is still busy is held by another hierarchy (cgroup v2, or a v1 mount
+/// elsewhere): skipped, with the reason returned.
+fn mount_v1_group(controllers: &[&str], mounted: &HashSet<String>) -> Result<Vec<String>> {
     let name = controllers.join(",");
     let target = format!("{ROOT}/{name}");
     if mounted.contains(&target) {
-        return Ok(());
+        return Ok(Vec::new());
     }
     match mount_v1(&name, &target) {
         Ok(()) => {
             link_members(controllers, &name)?;
-            Ok(())
+            return Ok(Vec::new());
         }
-        Err(Errno::EBUSY) if controllers.len() > 1 => {
+        Err(Errno::EBUSY) => {
             let _ = fs::remove_dir(&target);
-            for c in controllers {
-                let own = format!("{ROOT}/{c}");
-                if !mounted.contains(&own) {
-                    mount_v1(c, &own).with_context(|| format!("mounting cgroup {c} at {own}"))?;
-                }
-            }
-            Ok(())
         }
-        Err(e) => Err(e).with_context(|| format!("mounting cgroup {name} at {target}")),
+        Err(e) => return Err(e).with_context(|| format!("mounting cgroup {name} at {target}")),
     }
+    let mut skipped = Vec::new();
+    for c in controllers.iter().filter(|_| controllers.len() > 1) {
+        let own = format!("{ROOT}/{c}");
+        if mounted.contains(&own) {
+            continue;
+        }
+        match mount_v1(c, &own) {
+            Ok(()) => {}
+            Err(Errno::EBUSY) => {
+                let _ = fs::remove_dir(&own);
+                skipped.push(format!(
+                    "cgroup controller {c} not mounted: another hierarchy holds it"
+                ));
+            }
+            Err(e) => return Err(e).with_context(|| format!("mounting cgroup {c} at {own}")),
+        }
+    }
+    if controllers.len() == 1 {
+        skipped.push(format!(
+            "cgroup controller {name} not mounted: another hierarchy holds it"
+        ));
+    }
+    Ok(skipped)
 }
 
 fn mount_v1(options: &str, target: &str) -> nix::Result<()> {

@@ -32,7 +32,8 @@ impl std::error::Error for InvalidResources {}
 /// True when `err` (or anything in its chain) is the caller's mistake.
 pub fn is_invalid(err: &anyhow::Error) -> bool {
     // downcast_ref sees through anyhow contexts; chain() sees wrapped sources.
-    err.downcast_ref::<InvalidResources>().is_some() || err.chain().any(|c| c.is::<InvalidResources>())
+    err.downcast_ref::<InvalidResources>().is_some()
+        || err.chain().any(|c| c.is::<InvalidResources>())
 }
 
 fn invalid(msg: impl Into<String>) -> anyhow::Error {
@@ -206,7 +207,9 @@ fn block_io(b: &grpc::LinuxBlockIO) -> Result<LinuxBlockIo> {
         let mut devs = Vec::new();
         for d in &b.WeightDevice {
             device_number("blkio weight", d.Major, d.Minor)?;
-            let mut w = LinuxWeightDeviceBuilder::default().major(d.Major).minor(d.Minor);
+            let mut w = LinuxWeightDeviceBuilder::default()
+                .major(d.Major)
+                .minor(d.Minor);
             if let Some(v) = weight("blkio device weight", d.Weight)? {
                 w = w.weight(v);
             }

@@ -83,8 +83,69 @@ impl Waiting {
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.kill();
+        // Bounded: a child in a still-frozen cgroup cannot die yet.
+        let _ = self.child.kill();
+        for _ in 0..100 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
+}
+
+/// Removes a test cgroup when the test ends, also when it fails: thaws it,
+/// kills what is left in it, then removes it and the parent directories the
+/// test created in every hierarchy (rmdir only ever removes empty cgroups).
+pub struct Cleanup {
+    pub path: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let roots = hierarchy_roots();
+        for root in &roots {
+            let dir = root.join(&self.path);
+            let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+            let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+            for pid in std::fs::read_to_string(dir.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+            {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut p = Some(Path::new(&self.path));
+        while let Some(rel) = p.filter(|r| !r.as_os_str().is_empty()) {
+            for root in &roots {
+                let _ = std::fs::remove_dir(root.join(rel));
+            }
+            p = rel.parent();
+        }
+    }
+}
+
+/// /sys/fs/cgroup itself (v2) or each v1 hierarchy mounted below it.
+fn hierarchy_roots() -> Vec<std::path::PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    if base.join("cgroup.controllers").exists() {
+        return vec![base.to_path_buf()];
+    }
+    std::fs::read_dir(base)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn read_trim(path: impl AsRef<Path>) -> String {

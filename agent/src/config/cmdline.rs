@@ -125,10 +125,11 @@ pub fn apply(cfg: &mut AgentConfig, p: &Param, warnings: &mut Vec<String>) -> Re
                 cfg.cgroup_no_v1 = "all".to_string();
             }
         }
-        name => match name.strip_prefix("agent.") {
-            Some(option) => apply_agent(cfg, option, p, warnings)?,
-            None => {}
-        },
+        name => {
+            if let Some(option) = name.strip_prefix("agent.") {
+                apply_agent(cfg, option, p, warnings)?;
+            }
+        }
     }
     Ok(())
 }

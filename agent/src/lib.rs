@@ -1,4 +1,10 @@
-//! Library half of the kata-agent: the pieces that can be unit-tested without
-//! running as PID 1 inside a guest.
+//! kata-agent: a Kata Containers compatible guest agent.
+//! See ARCHITECTURE.md for the map of modules.
 
 pub mod config;
+pub mod container;
+pub mod logging;
+pub mod rpc;
+pub mod sandbox;
+pub mod server;
+pub mod version;

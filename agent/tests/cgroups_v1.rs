@@ -234,3 +234,29 @@ async fn oom_kill_is_reported_on_the_queue() {
     assert_eq!(got, id);
     cg.destroy().unwrap();
 }
+
+#[test]
+fn memory_limits_without_swap_accounting_are_written_directly() {
+    if !v1_available() {
+        return;
+    }
+    let path = test_cgroup_path("v1-noswap", false);
+    let _cleanup = Cleanup { path: path.clone() };
+    let cg = Manager::new("noswap", &path, None, false).expect("creating the cgroup");
+    let mut m = LinuxMemory::default();
+    m.set_limit(Some(48 << 20));
+    m.set_reservation(Some(32 << 20));
+    m.set_swap(Some(64 << 20));
+    let memdir = cg.memory_dir().expect("a memory cgroup");
+    let note = cgroups::memory::apply_without_swap(&memdir, &m, false).unwrap();
+    assert_eq!(read_trim(memdir.join("memory.limit_in_bytes")), "50331648");
+    assert_eq!(
+        read_trim(memdir.join("memory.soft_limit_in_bytes")),
+        "33554432"
+    );
+    assert!(
+        note.is_some_and(|n| n.contains("swap")),
+        "swap skip not reported"
+    );
+    cg.destroy().unwrap();
+}

@@ -181,7 +181,11 @@ fn check_v2_oom(parent: &str) {
     let _cleanup = Cleanup { path: path.clone() };
     let mut m = LinuxMemory::default();
     m.set_limit(Some(16 << 20));
-    m.set_swap(Some(16 << 20));
+    // With swap on, memory+swap = memory, so the OOM cannot be swapped away.
+    let swap_on = read_trim("/proc/swaps").lines().count() > 1;
+    if swap_on {
+        m.set_swap(Some(16 << 20));
+    }
     let mut r = LinuxResources::default();
     r.set_memory(Some(m));
     let cg = Manager::new("v2-oom", &path, Some(&r), true).expect("oom cgroup");

@@ -9,6 +9,7 @@
 //! trimming resources to the controllers the guest has, waiting for freeze
 //! and removal to finish, cleanup on failure, and OOM notifications.
 
+pub mod memory;
 pub mod mounts;
 pub mod oom;
 pub mod path;
@@ -124,9 +125,18 @@ impl Manager {
     /// refuses are `InvalidResources`; settings for controllers this guest
     /// lacks are skipped and listed by `skipped_settings`.
     pub fn update(&self, resources: &LinuxResources) -> Result<()> {
-        let (trimmed, skipped) =
+        let (mut trimmed, skipped) =
             resources::trim_to_controllers(resources, &self.controllers, self.v2);
         lock(&self.skipped)?.extend(skipped);
+        if let (Some(m), Some(dir)) = (trimmed.memory().clone(), self.memory_dir()) {
+            if !memory::has_swap_accounting(&dir, self.v2) {
+                let note = memory::apply_without_swap(&dir, &m, self.v2)
+                    .map_err(classify_set_error)
+                    .with_context(|| format!("setting memory limits of cgroup {}", self.path))?;
+                lock(&self.skipped)?.extend(note);
+                trimmed.set_memory(None);
+            }
+        }
         lock(&self.fs)?
             .set(&trimmed)
             .map_err(|e| classify_set_error(anyhow::Error::new(e)))

@@ -128,7 +128,7 @@ impl Manager {
         let (mut trimmed, skipped) =
             resources::trim_to_controllers(resources, &self.controllers, self.v2);
         lock(&self.skipped)?.extend(skipped);
-        if let (Some(m), Some(dir)) = (trimmed.memory().clone(), self.memory_dir()) {
+        if let (Some(m), Some(dir)) = (*trimmed.memory(), self.memory_dir()) {
             if !memory::has_swap_accounting(&dir, self.v2) {
                 let note = memory::apply_without_swap(&dir, &m, self.v2)
                     .map_err(classify_set_error)

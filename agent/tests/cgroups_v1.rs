@@ -260,3 +260,31 @@ fn memory_limits_without_swap_accounting_are_written_directly() {
     );
     cg.destroy().unwrap();
 }
+
+#[test]
+fn device_rules_reach_the_devices_controller() {
+    if !v1_available() || !Path::new("/sys/fs/cgroup/devices").exists() {
+        return;
+    }
+    let path = test_cgroup_path("v1-dev", false);
+    let _cleanup = Cleanup { path: path.clone() };
+    // Kata's runtime sends deny-all first, then what the container may use.
+    let mut wire = protocols::oci::LinuxResources::new();
+    let mut deny = protocols::oci::LinuxDeviceCgroup::new();
+    deny.Type = "a".into();
+    deny.Major = -1;
+    deny.Minor = -1;
+    deny.Access = "rwm".into();
+    let mut null = protocols::oci::LinuxDeviceCgroup::new();
+    null.Allow = true;
+    null.Type = "c".into();
+    null.Major = 1;
+    null.Minor = 3;
+    null.Access = "rwm".into();
+    wire.Devices = vec![deny, null];
+    let r = cgroups::resources_from_grpc(&wire).unwrap();
+    let cg = Manager::new("dev", &path, Some(&r), false).expect("creating the cgroup");
+    let list = read_trim(dir("devices", &path).join("devices.list"));
+    assert_eq!(list, "c 1:3 rwm");
+    cg.destroy().unwrap();
+}

@@ -3,6 +3,8 @@
 //! Each handler finds the container's cgroup manager under the sandbox lock;
 //! GetOOMEvent waits on the OOM queue without holding it.
 
+use std::sync::Arc;
+
 use protocols::agent::*;
 use protocols::empty::Empty;
 use ttrpc::Code;
@@ -11,24 +13,33 @@ use super::status::{internal, invalid_argument, not_found, status};
 use super::AgentContext;
 use crate::cgroups::{self, Manager};
 
-/// Run `f` on the cgroup of container `id`.
-async fn with_cgroup<T>(
+/// Run `f` on the cgroup of container `id`. The sandbox lock is held only
+/// to find the container; `f` (which may wait for the kernel, e.g. to
+/// finish freezing) runs on a blocking thread.
+async fn with_cgroup<T: Send + 'static>(
     ctx: &AgentContext,
-    rpc: &str,
+    rpc: &'static str,
     id: &str,
-    f: impl FnOnce(&Manager) -> anyhow::Result<T>,
+    f: impl FnOnce(&Manager) -> anyhow::Result<T> + Send + 'static,
 ) -> ttrpc::Result<T> {
     if id.is_empty() {
         return Err(invalid_argument(format!("{rpc}: container_id is empty")));
     }
-    let sandbox = ctx.sandbox.lock().await;
-    let container = sandbox
-        .containers
-        .get(id)
-        .ok_or_else(|| not_found(format!("{rpc}: no container {id:?} in this sandbox")))?;
-    let cgroup: &Manager = &container.cgroup;
-    let result = f(cgroup);
-    for note in cgroup.skipped_settings() {
+    let cgroup: Arc<Manager> = {
+        let sandbox = ctx.sandbox.lock().await;
+        let container = sandbox
+            .containers
+            .get(id)
+            .ok_or_else(|| not_found(format!("{rpc}: no container {id:?} in this sandbox")))?;
+        container.cgroup.clone()
+    };
+    let (result, skipped) = tokio::task::spawn_blocking(move || {
+        let result = f(&cgroup);
+        (result, cgroup.skipped_settings())
+    })
+    .await
+    .map_err(|e| internal(anyhow::anyhow!("{rpc} {id}: the cgroup task failed: {e}")))?;
+    for note in skipped {
         slog::warn!(ctx.logger, "cgroup setting skipped"; "container" => id, "reason" => note);
     }
     result.map_err(|e| {
@@ -52,7 +63,7 @@ pub async fn update_container(
     };
     let resources = cgroups::resources_from_grpc(grpc)
         .map_err(|e| invalid_argument(format!("UpdateContainer {}: {e:#}", req.container_id)))?;
-    with_cgroup(ctx, "UpdateContainer", &req.container_id, |cg| {
+    with_cgroup(ctx, "UpdateContainer", &req.container_id, move |cg| {
         cg.update(&resources)
     })
     .await?;

@@ -288,3 +288,65 @@ fn device_rules_reach_the_devices_controller() {
     assert_eq!(list, "c 1:3 rwm");
     cg.destroy().unwrap();
 }
+
+/// The first whole disk in /proc/partitions, as (major, minor, name).
+fn first_disk() -> Option<(i64, i64, String)> {
+    let text = std::fs::read_to_string("/proc/partitions").ok()?;
+    text.lines().skip(2).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (major, minor) = (f.first()?.parse().ok()?, f.get(1)?.parse().ok()?);
+        let name = f.get(3)?.to_string();
+        Path::new("/sys/block")
+            .join(&name)
+            .exists()
+            .then_some((major, minor, name))
+    })
+}
+
+#[test]
+fn block_io_throttle_and_stats() {
+    if !v1_available() || !Path::new("/sys/fs/cgroup/blkio").exists() {
+        return;
+    }
+    let Some((major, minor, name)) = first_disk() else {
+        eprintln!("SKIPPED: no block device to throttle");
+        return;
+    };
+    let path = test_cgroup_path("v1-blkio", false);
+    let _cleanup = Cleanup { path: path.clone() };
+    let mut wire = protocols::oci::LinuxResources::new();
+    let mut bio = protocols::oci::LinuxBlockIO::new();
+    let mut t = protocols::oci::LinuxThrottleDevice::new();
+    t.Major = major;
+    t.Minor = minor;
+    t.Rate = 10 << 20;
+    bio.ThrottleReadBpsDevice = vec![t];
+    wire.BlockIO = Some(bio).into();
+    let r = cgroups::resources_from_grpc(&wire).unwrap();
+    let cg = Manager::new("blkio", &path, Some(&r), false).expect("creating the cgroup");
+    let rules = read_trim(dir("blkio", &path).join("blkio.throttle.read_bps_device"));
+    assert_eq!(rules, format!("{major}:{minor} {}", 10 << 20));
+
+    // 64 KiB of direct (uncached) reads of a file, accounted to the cgroup.
+    let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("blkio-{}", std::process::id()));
+    std::fs::write(&file, vec![7u8; 64 << 10]).unwrap();
+    let mut child = Waiting::spawn(&format!(
+        "dd if={} of=/dev/null bs=4096 iflag=direct",
+        file.display()
+    ));
+    cg.add_process(child.pid()).unwrap();
+    child.go();
+    assert_eq!(child.wait_signal(), None, "dd was killed");
+    let _ = std::fs::remove_file(&file);
+    let stats = cg.stats().unwrap();
+    let blkio = stats.blkio_stats.as_ref().expect("blkio stats");
+    let read: u64 = blkio
+        .io_service_bytes_recursive
+        .iter()
+        .filter(|e| e.op == "read")
+        .map(|e| e.value)
+        .sum();
+    eprintln!("blkio read bytes {read}");
+    assert!(read >= 64 << 10, "read bytes {read}: {blkio:?}");
+    cg.destroy().unwrap();
+}

@@ -129,6 +129,7 @@ fn entries(list: &[cg::BlkioStat]) -> Vec<BlkioStatsEntry> {
             let mut e = BlkioStatsEntry::new();
             e.major = s.major;
             e.minor = s.minor;
+            // Lowercase ("read", "write" ...), as Kata's agent sends them.
             e.op = s.op.clone();
             e.value = s.value;
             e

@@ -289,8 +289,8 @@ fn device_rules_reach_the_devices_controller() {
     cg.destroy().unwrap();
 }
 
-/// The first whole disk in /proc/partitions, as (major, minor, name).
-fn first_disk() -> Option<(i64, i64, String)> {
+/// The first whole disk in /proc/partitions, as (major, minor).
+fn first_disk() -> Option<(i64, i64)> {
     let text = std::fs::read_to_string("/proc/partitions").ok()?;
     text.lines().skip(2).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
@@ -308,7 +308,7 @@ fn block_io_throttle_and_stats() {
     if !v1_available() || !Path::new("/sys/fs/cgroup/blkio").exists() {
         return;
     }
-    let Some((major, minor, name)) = first_disk() else {
+    let Some((major, minor)) = first_disk() else {
         eprintln!("SKIPPED: no block device to throttle");
         return;
     };

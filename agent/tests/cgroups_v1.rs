@@ -294,7 +294,8 @@ fn first_disk() -> Option<(i64, i64)> {
     let text = std::fs::read_to_string("/proc/partitions").ok()?;
     text.lines().skip(2).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        let (major, minor) = (f.first()?.parse().ok()?, f.get(1)?.parse().ok()?);
+        let major: i64 = f.first()?.parse().ok()?;
+        let minor: i64 = f.get(1)?.parse().ok()?;
         let name = f.get(3)?.to_string();
         Path::new("/sys/block")
             .join(&name)

@@ -296,11 +296,11 @@ fn first_disk() -> Option<(i64, i64)> {
         let f: Vec<&str> = l.split_whitespace().collect();
         let major: i64 = f.first()?.parse().ok()?;
         let minor: i64 = f.get(1)?.parse().ok()?;
-        let name = f.get(3)?.to_string();
+        let name = f.get(3)?;
         Path::new("/sys/block")
-            .join(&name)
+            .join(name)
             .exists()
-            .then_some((major, minor, name))
+            .then_some((major, minor))
     })
 }
 

@@ -351,3 +351,18 @@ fn block_io_throttle_and_stats() {
     assert!(read >= 64 << 10, "read bytes {read}: {blkio:?}");
     cg.destroy().unwrap();
 }
+
+#[test]
+fn v2_requested_on_a_v1_machine_is_a_clear_error() {
+    if !v1_available() {
+        return;
+    }
+    let path = test_cgroup_path("v1-wants-v2", false);
+    let _cleanup = Cleanup { path: path.clone() };
+    let err = match Manager::new("wants-v2", &path, None, true) {
+        Ok(_) => panic!("v2 on a v1 /sys/fs/cgroup must fail"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("cgroup v2 was requested"), "{err}");
+    assert!(!dir("memory", &path).exists(), "created a cgroup anyway");
+}

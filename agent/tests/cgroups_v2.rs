@@ -113,7 +113,41 @@ fn v2_manager_inner() {
     // put the machine's setting back afterwards.
     let root_subtree = read_trim("/sys/fs/cgroup/cgroup.subtree_control");
     run_v2_checks();
+    check_undelegated_controllers_are_skipped();
     restore_subtree_control(&root_subtree);
+}
+
+/// A parent holding a process cannot enable controllers for its children
+/// (v2's no-internal-process rule): the child gets none, and limits for
+/// them are skipped with a reason instead of failing the container.
+fn check_undelegated_controllers_are_skipped() {
+    let parent = test_cgroup_path("v2-busy-parent", true);
+    let _cleanup_parent = Cleanup {
+        path: parent.clone(),
+    };
+    let child_path = format!("{parent}/child");
+    let _cleanup = Cleanup {
+        path: child_path.clone(),
+    };
+    std::fs::create_dir_all(v2_dir(&parent)).unwrap();
+    let mut resident = Waiting::spawn("sleep 30");
+    std::fs::write(
+        v2_dir(&parent).join("cgroup.procs"),
+        resident.pid().to_string(),
+    )
+    .unwrap();
+    let cg = Manager::new("undelegated", &child_path, Some(&wanted_resources()), true)
+        .expect("a cgroup without controllers still works");
+    let available = read_trim(v2_dir(&child_path).join("cgroup.controllers"));
+    eprintln!(
+        "child of a busy parent has controllers {available:?}; skipped {:?}",
+        cg.skipped_settings()
+    );
+    assert!(!cg.controllers().contains("hugetlb") || available.contains("hugetlb"));
+    cg.freeze().expect("the core freezer still works");
+    cg.thaw().unwrap();
+    cg.destroy().unwrap();
+    resident.kill();
 }
 
 fn restore_subtree_control(before: &str) {

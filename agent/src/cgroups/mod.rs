@@ -72,11 +72,7 @@ impl Manager {
             .with_context(|| format!("creating cgroup {path} for container {container_id}"))?;
         let fs = FsManager::new(&path)
             .with_context(|| format!("opening cgroup {path} for container {container_id}"))?;
-        let controllers = cgroup
-            .subsystems()
-            .iter()
-            .map(|s| s.controller_name())
-            .collect();
+        let controllers = usable_controllers(&cgroup, &path, v2);
         let mut manager = Manager {
             container_id: container_id.to_string(),
             path,
@@ -248,6 +244,9 @@ impl Manager {
 
     /// The memory controller's directory of this cgroup, if it has one.
     pub fn memory_dir(&self) -> Option<PathBuf> {
+        if !self.controllers.contains("memory") {
+            return None;
+        }
         let mem: &MemController = self.cgroup.controller_of()?;
         Some(mem.path().to_path_buf())
     }
@@ -307,6 +306,29 @@ impl Manager {
             .with_context(|| format!("reading freezer.state of cgroup {}", self.path))?;
         Ok(state.trim() == "FROZEN")
     }
+}
+
+/// The controllers cgroups-rs can drive in this cgroup. On v2 that is what
+/// the cgroup's own cgroup.controllers lists (a parent may not delegate
+/// everything the root has), plus the freezer, which is core in v2.
+fn usable_controllers(cgroup: &Cgroup, path: &str, v2: bool) -> HashSet<String> {
+    let names = cgroup.subsystems().iter().map(|s| s.controller_name());
+    if !v2 {
+        return names.collect();
+    }
+    let file = hierarchies::auto()
+        .root()
+        .join(path)
+        .join("cgroup.controllers");
+    let enabled = std::fs::read_to_string(file).unwrap_or_default();
+    let enabled: HashSet<&str> = enabled
+        .split_whitespace()
+        // cgroups-rs calls v2's io controller blkio.
+        .map(|c| if c == "io" { "blkio" } else { c })
+        .collect();
+    names
+        .filter(|n| n == "freezer" || enabled.contains(n.as_str()))
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {

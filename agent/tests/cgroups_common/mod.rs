@@ -11,9 +11,14 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// A cgroup path for this test below the test process's own cgroup, so the
-/// test's processes stay inside whatever the machine put us in.
+/// A cgroup path for this test. v1: below the test process's own memory
+/// cgroup, so the test's processes stay inside whatever the machine put us
+/// in. v2: at the root, because a v2 cgroup that holds processes (ours)
+/// cannot hand controllers to children.
 pub fn test_cgroup_path(name: &str, v2: bool) -> String {
+    if v2 {
+        return format!("kata-agent-test-{name}-{}", std::process::id());
+    }
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let mut parent = String::new();
     for line in own.lines() {
@@ -21,13 +26,7 @@ pub fn test_cgroup_path(name: &str, v2: bool) -> String {
         if f.len() != 3 {
             continue;
         }
-        // v1: the memory hierarchy's path; v2: the "0::/path" line.
-        let wanted = if v2 {
-            f[0] == "0" && f[1].is_empty()
-        } else {
-            f[1].split(',').any(|c| c == "memory")
-        };
-        if wanted {
+        if f[1].split(',').any(|c| c == "memory") {
             parent = f[2].to_string();
             break;
         }

@@ -343,6 +343,17 @@ pub fn trim_to_controllers(
             "the cpu and cpuset controllers are not both available".into(),
         );
     }
+    if let Some(mut cpu) = out.cpu().clone().filter(|_| v2) {
+        if cpu.realtime_runtime().is_some() || cpu.realtime_period().is_some() {
+            cpu.set_realtime_runtime(None);
+            cpu.set_realtime_period(None);
+            out.set_cpu(Some(cpu));
+            drop(
+                "cpu realtime",
+                "cgroup v2 has no realtime cpu limits".into(),
+            );
+        }
+    }
     if out.pids().is_some() && !has("pids") {
         out.set_pids(None);
         drop("pids", "no pids controller".into());

@@ -106,10 +106,17 @@ pub fn packages(
 }
 
 /// Build the tree of `recipe` for `arch` in its work dir.
-pub fn build(arch: Arch, recipe: &Recipe, agent: &std::path::Path, debug_console: bool) -> Result<Tree> {
+pub fn build(
+    arch: Arch,
+    recipe: &Recipe,
+    agent: &std::path::Path,
+    debug_console: bool,
+) -> Result<Tree> {
     let lock = Lock::load(&recipe.name)?;
     let entries = packages(arch, recipe, &lock, debug_console)?;
-    let root = paths::work_dir("rootfs", arch).join(&recipe.name).join("tree");
+    let root = paths::work_dir("rootfs", arch)
+        .join(&recipe.name)
+        .join("tree");
     let inputs = tree::TreeInputs {
         recipe,
         packages: &entries,
@@ -117,7 +124,8 @@ pub fn build(arch: Arch, recipe: &Recipe, agent: &std::path::Path, debug_console
         debug_console,
         epoch: source_date_epoch()?,
     };
-    tree::build(&root, &inputs).with_context(|| format!("building the {} rootfs for {arch}", recipe.name))
+    tree::build(&root, &inputs)
+        .with_context(|| format!("building the {} rootfs for {arch}", recipe.name))
 }
 
 /// Refresh the lock of one recipe for all four arches.
@@ -140,8 +148,13 @@ fn relock(name: &str) -> Result<()> {
     }
     let lock = Lock { entries };
     let path = lock::lock_path(name);
-    std::fs::write(&path, lock.render(name)).with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("xtask rootfs lock: wrote {} ({} lines)", path.display(), lock.entries.len());
+    std::fs::write(&path, lock.render(name))
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "xtask rootfs lock: wrote {} ({} lines)",
+        path.display(),
+        lock.entries.len()
+    );
     Ok(())
 }
 

@@ -56,9 +56,10 @@ pub fn parse_stanzas(text: &str) -> Result<Vec<Stanza>> {
         if s.package.is_empty() {
             continue;
         }
-        if s.version.is_empty() || s.architecture.is_empty() || s.sha256.len() != 64 {
+        // SHA256 may be missing: dpkg's status record of an installed package has none.
+        if s.version.is_empty() || s.architecture.is_empty() {
             bail!(
-                "apt-cache stanza for {} lacks Version, Architecture or SHA256",
+                "apt-cache stanza for {} lacks Version or Architecture",
                 s.package
             );
         }
@@ -99,8 +100,19 @@ pub fn show_candidates(arch: Arch, names: &[String]) -> Result<BTreeMap<String, 
         if todo.is_empty() {
             break;
         }
-        for s in apt_cache_show(&todo)? {
-            if s.architecture == arch.debian() || s.architecture == "all" {
+        let versions = parse_policy(&apt_cache(&["policy"], &todo)?);
+        let specs: Vec<String> = versions
+            .iter()
+            .map(|(name, v)| format!("{name}:{qualifier}={v}"))
+            .collect();
+        if specs.is_empty() {
+            continue;
+        }
+        for s in parse_stanzas(&apt_cache(&["show"], &specs)?)? {
+            let wanted = versions.get(&s.package) == Some(&s.version);
+            let arch_ok = s.architecture == arch.debian() || s.architecture == "all";
+            // dpkg's status record of an installed package has no SHA256.
+            if wanted && arch_ok && s.sha256.len() == 64 {
                 found.insert(s.package.clone(), s);
             }
         }
@@ -108,18 +120,56 @@ pub fn show_candidates(arch: Arch, names: &[String]) -> Result<BTreeMap<String, 
     Ok(found)
 }
 
-fn apt_cache_show(specs: &[String]) -> Result<Vec<Stanza>> {
+/// apt's candidate rule over downloadable versions only: highest pin
+/// priority, then the highest version (listed first). A version that only
+/// dpkg's status file knows (installed here, gone from the archive) cannot be
+/// fetched, so it is never chosen.
+pub fn parse_policy(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut name: Option<String> = None;
+    let mut best: Option<(i64, String)> = None;
+    let mut current: Option<String> = None;
+    let mut flush = |name: &Option<String>, best: &mut Option<(i64, String)>| {
+        if let (Some(n), Some((_, v))) = (name, best.take()) {
+            out.insert(n.clone(), v);
+        }
+    };
+    for line in text.lines() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            flush(&name, &mut best);
+            let header = line.trim_end_matches(':');
+            name = Some(header.split(':').next().unwrap_or(header).to_string());
+            current = None;
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let indent = line.len() - line.trim_start().len();
+        match (indent, fields.as_slice()) {
+            // " *** <version> <prio>" or "     <version> <prio>"
+            (1, ["***", v, _]) | (5, [v, _]) => current = Some(v.to_string()),
+            // "        <prio> <source...>"
+            (8, [prio, source, ..]) if *source != "/var/lib/dpkg/status" => {
+                if let (Some(v), Ok(p)) = (&current, prio.parse::<i64>()) {
+                    if best.as_ref().is_none_or(|(bp, _)| p > *bp) {
+                        best = Some((p, v.clone()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    flush(&name, &mut best);
+    out
+}
+
+/// apt-cache exits 100 when some names are unknown, and prints the rest.
+fn apt_cache(args: &[&str], specs: &[String]) -> Result<String> {
     let out = Command::new("apt-cache")
-        .args(["show", "--no-all-versions"])
+        .args(args)
         .args(specs)
         .output()
-        .context("running apt-cache show (is apt installed?)")?;
-    // apt-cache exits 100 when some names are unknown; the rest are still printed.
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() && stdout.trim().is_empty() && specs.len() == 1 {
-        return Ok(Vec::new());
-    }
-    parse_stanzas(&stdout)
+        .with_context(|| format!("running apt-cache {}", args.join(" ")))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Resolve `roots` for `arch`; with `follow` also their Depends/Pre-Depends
@@ -201,6 +251,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn policy_skips_versions_only_dpkg_knows() {
+        let text = "\
+libpcre2-8-0:
+  Installed: 10.42-1+deb12u1
+  Candidate: 10.42-1+deb12u1
+  Version table:
+ *** 10.42-1+deb12u1 100
+        100 /var/lib/dpkg/status
+     10.42-1 500
+        500 http://deb.debian.org/debian bookworm/main amd64 Packages
+systemd:s390x:
+  Installed: (none)
+  Candidate: 252.39-1~deb12u2
+  Version table:
+     254.26-1~bpo12+1 100
+        100 http://deb.debian.org/debian bookworm-backports/main s390x Packages
+     252.39-1~deb12u2 500
+        500 http://deb.debian.org/debian bookworm/main s390x Packages
+ca-certificates:arm64:
+  Installed: (none)
+  Candidate: (none)
+  Version table:
+";
+        let v = parse_policy(text);
+        assert_eq!(v.get("libpcre2-8-0").map(String::as_str), Some("10.42-1"));
+        assert_eq!(
+            v.get("systemd").map(String::as_str),
+            Some("252.39-1~deb12u2")
+        );
+        assert!(!v.contains_key("ca-certificates"));
+    }
+
+    #[test]
     fn parses_depends_groups() {
         let d = parse_depends("libc6 (>= 2.34), debconf (>= 0.5) | debconf-2.0, python3:any");
         assert_eq!(
@@ -225,7 +308,7 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].depends.len(), 2);
         assert_eq!(s[1].lock_entry().arch, "all");
-        let broken = "Package: x\nVersion: 1\n";
+        let broken = "Package: x\nVersion: 1\nSHA256: 0\n";
         assert!(parse_stanzas(broken).is_err());
     }
 }

@@ -163,15 +163,16 @@ mod tests {
 
     #[test]
     fn selects_per_arch_and_names_missing_package() {
-        let text = format!(
-            "busybox-static 1:1.35 arm64 {H2}\nca-certificates 2023 all {H1}\n"
-        );
+        let text = format!("busybox-static 1:1.35 arm64 {H2}\nca-certificates 2023 all {H1}\n");
         let lock = Lock::parse(&text).unwrap();
         let names = vec!["ca-certificates".to_string(), "busybox-static".to_string()];
         let arm = lock.select(Arch::Aarch64, &names).unwrap();
         assert_eq!(arm.len(), 2);
         let err = lock.select(Arch::S390x, &names).unwrap_err().to_string();
-        assert!(err.contains("busybox-static") && err.contains("s390x"), "{err}");
+        assert!(
+            err.contains("busybox-static") && err.contains("s390x"),
+            "{err}"
+        );
     }
 
     #[test]

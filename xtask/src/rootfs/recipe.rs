@@ -153,7 +153,10 @@ impl Recipe {
             );
         }
         if self.skeleton.hostname.is_empty() || self.skeleton.hostname.contains('/') {
-            bail!("[skeleton] hostname {:?} is not a host name", self.skeleton.hostname);
+            bail!(
+                "[skeleton] hostname {:?} is not a host name",
+                self.skeleton.hostname
+            );
         }
         Ok(())
     }
@@ -174,9 +177,9 @@ pub fn check_name(name: &str) -> Result<()> {
 /// Debian package names: lower-case letters, digits, `+ - .` (Policy 5.6.1).
 pub fn check_package_name(name: &str) -> Result<()> {
     let ok = name.len() >= 2
-        && name.chars().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.')
-        })
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
         && name.starts_with(|c: char| c.is_ascii_alphanumeric());
     if !ok {
         bail!("{name:?} is not a Debian package name");
@@ -188,7 +191,9 @@ pub fn check_package_name(name: &str) -> Result<()> {
 pub fn check_relative(path: &str) -> Result<()> {
     let bad = path.is_empty()
         || path.starts_with('/')
-        || path.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
     if bad {
         bail!("{path:?}: expected a relative path inside the rootfs without `.`, `..` or `//`");
     }

@@ -57,24 +57,41 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Node>) -> Result<()> {
         } else {
             format!("{prefix}/{name}")
         };
-        let meta = fs::symlink_metadata(&path)
-            .with_context(|| format!("stat {}", path.display()))?;
+        let meta =
+            fs::symlink_metadata(&path).with_context(|| format!("stat {}", path.display()))?;
         let mode = meta.permissions().mode() & 0o7777;
         let ft = meta.file_type();
         if ft.is_symlink() {
-            let target = fs::read_link(&path)
-                .with_context(|| format!("readlink {}", path.display()))?;
+            let target =
+                fs::read_link(&path).with_context(|| format!("readlink {}", path.display()))?;
             let Some(target) = target.to_str() else {
                 bail!("{}: symlink target is not UTF-8", path.display());
             };
-            out.push(Node { path: rel, kind: Kind::Symlink { target: target.to_string() }, mode: 0o777 });
+            out.push(Node {
+                path: rel,
+                kind: Kind::Symlink {
+                    target: target.to_string(),
+                },
+                mode: 0o777,
+            });
         } else if ft.is_dir() {
-            out.push(Node { path: rel.clone(), kind: Kind::Dir, mode });
+            out.push(Node {
+                path: rel.clone(),
+                kind: Kind::Dir,
+                mode,
+            });
             walk(&path, &rel, out)?;
         } else if ft.is_file() {
-            out.push(Node { path: rel, kind: Kind::File { size: meta.len() }, mode });
+            out.push(Node {
+                path: rel,
+                kind: Kind::File { size: meta.len() },
+                mode,
+            });
         } else {
-            bail!("{}: only directories, files and symlinks belong in the rootfs", path.display());
+            bail!(
+                "{}: only directories, files and symlinks belong in the rootfs",
+                path.display()
+            );
         }
     }
     Ok(())
@@ -115,11 +132,19 @@ pub fn normalise(root: &Path, nodes: &[Node], epoch: i64) -> Result<()> {
                     .with_context(|| format!("lchown {}", p.display()));
             }
         }
-        let ts = libc::timespec { tv_sec: epoch as libc::time_t, tv_nsec: 0 };
+        let ts = libc::timespec {
+            tv_sec: epoch as libc::time_t,
+            tv_nsec: 0,
+        };
         let times = [ts, ts];
         // SAFETY: valid path and a two-element timespec array, as utimensat wants.
         let rc = unsafe {
-            libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+            libc::utimensat(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
         };
         if rc != 0 {
             return Err(std::io::Error::last_os_error())
@@ -132,8 +157,8 @@ pub fn normalise(root: &Path, nodes: &[Node], epoch: i64) -> Result<()> {
 /// Whether every entry is owned by 0:0 (mkfs.ext4 -d copies owners).
 pub fn all_root_owned(root: &Path, nodes: &[Node]) -> Result<bool> {
     for n in nodes {
-        let m = fs::symlink_metadata(root.join(&n.path))
-            .with_context(|| format!("stat {}", n.path))?;
+        let m =
+            fs::symlink_metadata(root.join(&n.path)).with_context(|| format!("stat {}", n.path))?;
         if m.uid() != 0 || m.gid() != 0 {
             return Ok(false);
         }
@@ -157,8 +182,16 @@ mod tests {
         symlink("/usr/bin/b", r.join("a/init")).unwrap();
         let nodes = scan(r).unwrap();
         let paths: Vec<&str> = nodes.iter().map(|n| n.path.as_str()).collect();
-        assert_eq!(paths, ["a", "a/init", "usr", "usr/bin", "usr/bin/b", "usr-x"]);
-        assert_eq!(nodes[1].kind, Kind::Symlink { target: "/usr/bin/b".into() });
+        assert_eq!(
+            paths,
+            ["a", "a/init", "usr", "usr/bin", "usr/bin/b", "usr-x"]
+        );
+        assert_eq!(
+            nodes[1].kind,
+            Kind::Symlink {
+                target: "/usr/bin/b".into()
+            }
+        );
         assert_eq!(nodes[4].kind, Kind::File { size: 2 });
         let d1 = digest(r, &nodes).unwrap();
         fs::write(r.join("usr/bin/b"), b"bc").unwrap();

@@ -61,7 +61,12 @@ pub fn build(root: &Path, inputs: &TreeInputs) -> Result<Tree> {
     let nodes = scan::scan(root)?;
     scan::normalise(root, &nodes, inputs.epoch)?;
     let digest = scan::digest(root, &nodes)?;
-    Ok(Tree { root: root.to_path_buf(), nodes, digest, init })
+    Ok(Tree {
+        root: root.to_path_buf(),
+        nodes,
+        digest,
+        init,
+    })
 }
 
 fn strip(root: &Path, paths: &[String]) -> Result<()> {
@@ -88,8 +93,16 @@ fn skeleton(root: &Path, recipe: &Recipe) -> Result<()> {
     }
     let etc = root.join("etc");
     fs::create_dir_all(&etc)?;
-    write(&etc.join("hostname"), &format!("{}\n", recipe.skeleton.hostname), 0o644)?;
-    write(&etc.join("passwd"), "root:x:0:0:root:/root:/bin/sh\n", 0o644)?;
+    write(
+        &etc.join("hostname"),
+        &format!("{}\n", recipe.skeleton.hostname),
+        0o644,
+    )?;
+    write(
+        &etc.join("passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+        0o644,
+    )?;
     write(&etc.join("group"), "root:x:0:\n", 0o644)?;
     // The agent bind-mounts the sandbox's resolv.conf over this file.
     write(&etc.join("resolv.conf"), "", 0o644)?;

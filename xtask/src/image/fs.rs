@@ -121,7 +121,7 @@ fn ext4(tree: &Tree, cfg: &ImageConfig, ids: &Ids, epoch: i64, out: &Path) -> Re
     for _ in 0..4 {
         match run_mke2fs(tree, cfg, ids, epoch, out, &conf, size, inodes) {
             Ok(()) => {
-                fix_ctimes(tree, epoch, out)?;
+                fix_times(tree, epoch, out)?;
                 return e2fsck(out);
             }
             Err(e)
@@ -188,15 +188,18 @@ fn run_mke2fs(
     run(&mut cmd)
 }
 
-/// mkfs.ext4 -d copies each inode's ctime from the build tree, where it is
-/// the time of the build (no call can set it): rewrite them all to `epoch`.
-fn fix_ctimes(tree: &Tree, epoch: i64, img: &Path) -> Result<()> {
+/// mkfs.ext4 -d copies each inode's ctime and atime from the build tree:
+/// ctime is the time of the build (no call can set it) and reading a file
+/// (the initrd step, the digest) moves its atime. Rewrite every time to `epoch`.
+fn fix_times(tree: &Tree, epoch: i64, img: &Path) -> Result<()> {
     let mut script = String::new();
     for path in std::iter::once("").chain(tree.nodes.iter().map(|n| n.path.as_str())) {
         if path.contains(['"', '\\', '\n']) {
             bail!("{path:?}: a quote, backslash or newline in a rootfs path cannot be given to debugfs");
         }
-        script.push_str(&format!("sif \"/{path}\" ctime @{epoch}\n"));
+        for field in ["atime", "ctime", "mtime", "crtime"] {
+            script.push_str(&format!("sif \"/{path}\" {field} @{epoch}\n"));
+        }
     }
     let file = img.with_extension("debugfs");
     fs::write(&file, script).with_context(|| format!("writing {}", file.display()))?;
@@ -217,7 +220,7 @@ fn fix_ctimes(tree: &Tree, epoch: i64, img: &Path) -> Result<()> {
         .collect();
     if !out.status.success() || !problems.is_empty() {
         bail!(
-            "debugfs could not set ctimes in {}: {}",
+            "debugfs could not set times in {}: {}",
             img.display(),
             problems.join("; ")
         );

@@ -68,11 +68,13 @@ fn verify_arch(args: &Args, arch: Arch, base: &Path) -> Result<()> {
         );
     }
     let (da, db) = (artifacts(&trees.a, arch), artifacts(&trees.b, arch));
+    let keep = base.join(format!("{arch}-differences"));
+    let _ = fs::remove_dir_all(&keep);
     let diffs = compare_dirs(&da, &db)?;
     if diffs.is_empty() {
+        eprintln!("verify-repro: {arch}: both builds are identical, byte for byte");
         return Ok(());
     }
-    let keep = base.join(format!("{arch}-differences"));
     keep_copies(&diffs, &da, &db, &keep);
     bail!(
         "{} artifact(s) differ: {}; copies kept in {}",

@@ -37,10 +37,11 @@ fn sort_key(path: &str) -> Vec<&str> {
 pub fn write(tree: &Tree, epoch: i64, out: &Path) -> Result<()> {
     let tmp = out.with_extension("tmp");
     let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    // gzip -n: no file name, mtime 0; fixed level.
+    // gzip -n: no file name, mtime 0; level 6 (gzip's default): level 9
+    // takes twice as long for about 1 % less.
     let gz = GzBuilder::new()
         .mtime(0)
-        .write(BufWriter::new(file), Compression::best());
+        .write(BufWriter::new(file), Compression::new(6));
     let gz = write_cpio(tree, epoch, gz)?;
     let mut buf = gz.finish().context("finishing gzip stream")?;
     buf.flush()?;

@@ -59,7 +59,9 @@ pub fn run(args: Args) -> Result<()> {
                 let agent = agent_binary(arch)?;
                 let t = build(arch, &recipe, &agent, a.debug_console)?;
                 eprintln!(
-                    "xtask rootfs: {} ({} entries, digest {})",
+                    "xtask rootfs: {} ({}): {} ({} entries, digest {})",
+                    recipe.name,
+                    recipe.recipe.description,
                     t.root.display(),
                     t.nodes.len(),
                     t.digest

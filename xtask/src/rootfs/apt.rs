@@ -190,7 +190,10 @@ pub fn resolve(
             arch.debian()
         );
     }
-    while follow {
+    if !follow {
+        return Ok(known.values().map(Stanza::lock_entry).collect());
+    }
+    loop {
         let frontier = next_frontier(arch, &known, &excluded)?;
         if frontier.is_empty() {
             break;

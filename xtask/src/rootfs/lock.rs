@@ -178,9 +178,9 @@ mod tests {
     #[test]
     fn rejects_bad_lines() {
         for bad in [
-            format!("busybox-static 1.0 arm64"),
+            "busybox-static 1.0 arm64".to_string(),
             format!("busybox-static 1.0 mips {H1}"),
-            format!("busybox-static 1.0 arm64 abc"),
+            "busybox-static 1.0 arm64 abc".to_string(),
             format!("Busybox 1.0 arm64 {H1}"),
             format!("a1 1.0 arm64 {H1}\na1 2.0 arm64 {H1}"),
         ] {

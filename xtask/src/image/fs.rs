@@ -267,6 +267,89 @@ fn run(cmd: &mut Command) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rootfs::scan;
+    use std::os::unix::fs::symlink;
+
+    fn have(tool: &str) -> bool {
+        Command::new(tool).arg("-V").output().is_ok()
+    }
+
+    /// The same small tree, created in a different order in another directory.
+    fn tree(dir: &Path, reversed: bool) -> Tree {
+        let mut names = vec![
+            "etc/hostname",
+            "usr/bin/kata-agent",
+            "lib/systemd/a\\x2db.slice",
+        ];
+        if reversed {
+            names.reverse();
+        }
+        for n in names {
+            let p = dir.join(n);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, n.repeat(300)).unwrap();
+        }
+        symlink("/usr/bin/kata-agent", dir.join("init")).unwrap();
+        let nodes = scan::scan(dir).unwrap();
+        scan::normalise(dir, &nodes, 1_700_000_000).unwrap();
+        Tree {
+            root: dir.to_path_buf(),
+            digest: scan::digest(dir, &nodes).unwrap(),
+            nodes,
+            init: "/usr/bin/kata-agent".into(),
+        }
+    }
+
+    fn config() -> ImageConfig {
+        ImageConfig {
+            filesystem: Filesystem::Ext4,
+            ext4_journal: false,
+            erofs_compression: String::new(),
+            free_space_mib: 1,
+            align_mib: 1,
+        }
+    }
+
+    fn build_twice(kind: Filesystem) {
+        let (a, b, out) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let ta = tree(a.path(), false);
+        // ctime has one-second resolution in what mkfs.ext4 copies: make the
+        // second tree's differ, as it would on another machine.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let tb = tree(b.path(), true);
+        assert_eq!(ta.digest, tb.digest);
+        let (fa, fb) = (out.path().join("a.img"), out.path().join("b.img"));
+        make(kind, &ta, &config(), 1_700_000_000, &fa).unwrap();
+        // Reading the files (as the initrd step does) must not change the result.
+        let _ = scan::digest(b.path(), &tb.nodes).unwrap();
+        make(kind, &tb, &config(), 1_700_000_000, &fb).unwrap();
+        assert!(
+            fs::read(&fa).unwrap() == fs::read(&fb).unwrap(),
+            "{kind:?} images differ"
+        );
+    }
+
+    #[test]
+    fn ext4_is_reproducible() {
+        if !have("mkfs.ext4") || !crate::setup::is_root() {
+            eprintln!("skipped: needs mkfs.ext4 and root (mkfs.ext4 -d copies owners)");
+            return;
+        }
+        build_twice(Filesystem::Ext4);
+    }
+
+    #[test]
+    fn erofs_is_reproducible() {
+        if !have("mkfs.erofs") {
+            eprintln!("skipped: needs mkfs.erofs (cargo xtask setup --group image)");
+            return;
+        }
+        build_twice(Filesystem::Erofs);
+    }
 
     #[test]
     fn uuids_are_stable_and_well_formed() {

@@ -128,11 +128,7 @@ fn build(
         agent: Hashed {
             sha256: sha256_file(&agent)?,
         },
-        kernel: KernelInfo {
-            files: hash_files(&kernel.files)?,
-            source_sha256: kernel.source_sha256.clone(),
-            config_sha256: kernel.config_sha256.clone(),
-        },
+        kernel: kernel_info(&kernel)?,
         rootfs: RootfsInfo {
             digest: tree.digest.clone(),
             entries: tree.nodes.len(),
@@ -142,7 +138,38 @@ fn build(
         outputs: outputs(&out_dir)?,
     };
     write_file(&out_dir.join(MANIFEST), &m.to_json()?)?;
-    write_sums(&out_dir, &kernel.files, &agent)
+    write_sums(&out_dir, &kernel_files(&kernel), &agent)
+}
+
+/// The kernel's files that exist: image, PVH vmlinux, .config.
+fn kernel_files(k: &kernel::KernelArtifacts) -> Vec<PathBuf> {
+    let mut files = vec![k.image.clone()];
+    files.extend(k.pvh_vmlinux.iter().cloned());
+    files.push(k.config.clone());
+    files.retain(|f| f.is_file());
+    files
+}
+
+fn kernel_info(k: &kernel::KernelArtifacts) -> Result<KernelInfo> {
+    Ok(KernelInfo {
+        files: hash_files(&kernel_files(k))?,
+        release: k.release.clone(),
+        source: k.source.clone(),
+        source_sha256: pinned_kernel_source_sha256(),
+        config_sha256: k
+            .config
+            .is_file()
+            .then(|| sha256_file(&k.config))
+            .transpose()?,
+        cache_key: k.cache_key.clone(),
+    })
+}
+
+/// The `sha256` of kernel/source.toml (the kernel step's pin), if present.
+fn pinned_kernel_source_sha256() -> Option<String> {
+    let text = std::fs::read_to_string(paths::repo_root().join("kernel/source.toml")).ok()?;
+    let value: toml::Value = toml::from_str(&text).ok()?;
+    value.get("sha256")?.as_str().map(str::to_string)
 }
 
 /// The two images, by hash and size.

@@ -13,45 +13,50 @@ pub fn run(args: Args) -> Result<()> {
     bail!("`cargo xtask kernel` is not implemented yet")
 }
 
-/// What the image step needs from a kernel build.
-pub struct KernelBuild {
-    /// Kernel files in target/artifacts/<arch>/ (vmlinuz and vmlinux, Image, ...).
-    pub files: Vec<std::path::PathBuf>,
-    /// sha256 of the kernel source (tarball) the build used, when known.
-    pub source_sha256: Option<String>,
-    /// sha256 of the final .config, when known.
-    pub config_sha256: Option<String>,
-}
-
-/// The kernel file names per arch, in target/artifacts/<arch>/.
-pub fn file_names(arch: crate::arch::Arch) -> &'static [&'static str] {
-    use crate::arch::Arch;
-    match arch {
-        Arch::X86_64 => &["vmlinuz", "vmlinux"],
-        Arch::Aarch64 => &["Image"],
-        Arch::Ppc64le => &["vmlinux"],
-        Arch::S390x => &["vmlinuz"],
-    }
+/// A built kernel in target/artifacts/<arch>/. Same shape as the kernel
+/// branch's `KernelArtifacts`, which replaces this placeholder on merge.
+#[derive(Debug, Clone)]
+pub struct KernelArtifacts {
+    pub arch: crate::arch::Arch,
+    /// vmlinuz on x86_64 and s390x, Image on aarch64, vmlinux on ppc64le.
+    pub image: std::path::PathBuf,
+    /// x86_64 only: the uncompressed ELF vmlinux.
+    pub pvh_vmlinux: Option<std::path::PathBuf>,
+    /// The final kernel .config.
+    pub config: std::path::PathBuf,
+    /// The cache key (hash of every input).
+    pub cache_key: String,
+    /// `uname -r` of the kernel.
+    pub release: String,
+    /// Where the source came from.
+    pub source: String,
 }
 
 /// Placeholder until the kernel branch lands (its real version replaces this
 /// on merge): the kernel artifacts if they exist.
-pub fn ensure_built(arch: crate::arch::Arch) -> Result<KernelBuild> {
+pub fn ensure_built(arch: crate::arch::Arch) -> Result<KernelArtifacts> {
+    use crate::arch::Arch;
     let dir = crate::paths::artifacts_dir(arch);
-    let files: Vec<_> = file_names(arch)
-        .iter()
-        .map(|n| dir.join(n))
-        .filter(|p| p.is_file())
-        .collect();
-    if files.is_empty() {
+    let name = match arch {
+        Arch::X86_64 | Arch::S390x => "vmlinuz",
+        Arch::Aarch64 => "Image",
+        Arch::Ppc64le => "vmlinux",
+    };
+    let image = dir.join(name);
+    if !image.is_file() {
         bail!(
-            "no kernel in {}: run `cargo xtask kernel --arch {arch}` first",
-            dir.display()
+            "{} does not exist: run `cargo xtask kernel --arch {arch}` first",
+            image.display()
         );
     }
-    Ok(KernelBuild {
-        files,
-        source_sha256: None,
-        config_sha256: None,
+    let vmlinux = dir.join("vmlinux");
+    Ok(KernelArtifacts {
+        arch,
+        image,
+        pvh_vmlinux: (arch == Arch::X86_64 && vmlinux.is_file()).then_some(vmlinux),
+        config: dir.join("kernel.config"),
+        cache_key: "placeholder".to_string(),
+        release: "placeholder".to_string(),
+        source: "placeholder".to_string(),
     })
 }

@@ -117,7 +117,11 @@ impl Seed {
             eprintln!(
                 "verify-repro: {arch}: kernel NOT rebuilt: taken from the shared cache (--rebuild-kernel to include it)"
             );
-            crate::kernel::ensure_built(arch)?.files
+            let k = crate::kernel::ensure_built(arch)?;
+            let mut files = vec![k.image, k.config];
+            files.extend(k.pvh_vmlinux);
+            files.retain(|f| f.is_file());
+            files
         };
         Ok(Seed {
             agent,

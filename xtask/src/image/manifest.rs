@@ -58,9 +58,16 @@ pub struct Hashed {
 
 #[derive(Serialize)]
 pub struct KernelInfo {
+    /// File name -> sha256 (the image, vmlinux, kernel.config).
     pub files: BTreeMap<String, String>,
+    pub release: String,
+    /// Where the source came from (package and version).
+    pub source: String,
+    /// sha256 of the source tarball (kernel/source.toml), when pinned there.
     pub source_sha256: Option<String>,
     pub config_sha256: Option<String>,
+    /// The kernel step's cache key: the hash of all of its inputs.
+    pub cache_key: String,
 }
 
 #[derive(Serialize)]
@@ -177,8 +184,11 @@ mod tests {
             agent: Hashed { sha256: "a".into() },
             kernel: KernelInfo {
                 files: BTreeMap::from([("vmlinuz".into(), "k".into())]),
+                release: "6.12.95".into(),
+                source: "linux-source-6.12 6.12.95-1~bpo12+1".into(),
                 source_sha256: None,
                 config_sha256: Some("cfg".into()),
+                cache_key: "key".into(),
             },
             rootfs: RootfsInfo {
                 digest: "d".into(),

@@ -17,6 +17,7 @@ pub fn run(args: Args) -> Result<()> {
 /// branch's `KernelArtifacts`, which replaces this placeholder on merge.
 #[derive(Debug, Clone)]
 pub struct KernelArtifacts {
+    #[allow(dead_code)] // read by the real kernel step
     pub arch: crate::arch::Arch,
     /// vmlinuz on x86_64 and s390x, Image on aarch64, vmlinux on ppc64le.
     pub image: std::path::PathBuf,

@@ -49,23 +49,28 @@ pub fn verify(entry: &LockEntry, file: &Path) -> Result<()> {
 }
 
 /// Make sure every entry is in the cache (downloading the missing ones in one
-/// apt call), verified; returns the cached paths in the order given.
+/// apt call), verified; returns the cached paths in the order given. A cached
+/// file that no longer matches its hash is dropped and fetched again; a
+/// download that does not match is an error.
 pub fn fetch_all(entries: &[LockEntry]) -> Result<Vec<PathBuf>> {
-    let missing: Vec<&LockEntry> = entries
-        .iter()
-        .filter(|e| !cached_path(e).exists())
-        .collect();
+    let mut missing: Vec<&LockEntry> = Vec::new();
+    for e in entries {
+        let path = cached_path(e);
+        if path.exists() && verify(e, &path).is_err() {
+            eprintln!(
+                "xtask rootfs: cached {} is corrupt, fetching it again",
+                path.display()
+            );
+            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+        if !path.exists() {
+            missing.push(e);
+        }
+    }
     if !missing.is_empty() {
         download(&missing)?;
     }
-    entries
-        .iter()
-        .map(|e| {
-            let path = cached_path(e);
-            verify(e, &path)?;
-            Ok(path)
-        })
-        .collect()
+    Ok(entries.iter().map(cached_path).collect())
 }
 
 fn download(entries: &[&LockEntry]) -> Result<()> {

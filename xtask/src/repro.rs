@@ -24,6 +24,9 @@ pub struct Args {
     arch: ArchSelection,
     #[arg(long, default_value = crate::rootfs::recipe::DEFAULT_RECIPE)]
     recipe: String,
+    /// The disk image's filesystem (default: the recipe's).
+    #[arg(long, value_enum)]
+    fs: Option<crate::rootfs::recipe::Filesystem>,
     /// Build the kernel in each tree too, with a private cache (about 10 min each).
     #[arg(long)]
     rebuild_kernel: bool,
@@ -225,7 +228,11 @@ fn build_in(tree: &Path, base: &Path, arch: Arch, args: &Args, seed: &Seed) -> R
     if args.rebuild_kernel {
         step(&["kernel"])?;
     }
-    step(&["image", "--recipe", &args.recipe])
+    let mut words = vec!["image", "--recipe", &args.recipe];
+    if let Some(fs) = args.fs {
+        words.extend(["--fs", fs.name()]);
+    }
+    step(&words)
 }
 
 fn run_checked(cmd: &mut Command) -> Result<()> {

@@ -82,11 +82,15 @@ pub fn ext4_estimate(tree: &Tree) -> (u64, u64) {
 }
 
 /// mke2fs reads its defaults from /etc/mke2fs.conf; ours are fixed here so
-/// the host's file cannot change the image.
+/// the host's file cannot change the image. `journal_data_ordered` as a
+/// default mount option lets a journal-less ext4 mount with Kata's
+/// `rootflags=data=ordered,...`: the kernel refuses an explicit `data=` that
+/// differs from the superblock's default when there is no journal (seen:
+/// "can't mount with data=, fs mounted w/o journal").
 const MKE2FS_CONF: &str = "\
 [defaults]
 	base_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
-	default_mntopts = acl,user_xattr
+	default_mntopts = acl,user_xattr,journal_data_ordered
 	blocksize = 4096
 	inode_size = 256
 	inode_ratio = 16384
@@ -340,6 +344,24 @@ mod tests {
             return;
         }
         build_twice(Filesystem::Ext4);
+        // Kata mounts the root with rootflags=data=ordered: without a journal
+        // that needs data=ordered among the superblock's default mount options.
+        let dir = tempfile::tempdir().unwrap();
+        let t = tree(&dir.path().join("t"), false);
+        let img = dir.path().join("fs.img");
+        make(Filesystem::Ext4, &t, &config(), 1_700_000_000, &img).unwrap();
+        let out = Command::new("dumpe2fs")
+            .arg("-h")
+            .arg(&img)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let opts = text
+            .lines()
+            .find(|l| l.starts_with("Default mount options:"))
+            .unwrap_or("");
+        assert!(opts.contains("journal_data_ordered"), "{opts}");
+        assert!(!text.contains("has_journal"), "no journal was asked for");
     }
 
     #[test]

@@ -107,12 +107,14 @@ fn drop_bounding(c: &LinuxCapabilities) -> Result<()> {
 }
 
 fn set_caps(c: &LinuxCapabilities) -> Result<()> {
-    let permitted = to_caps(c.permitted())?;
-    caps::set(None, CapSet::Permitted, &permitted).context("setting permitted capabilities")?;
-    caps::set(None, CapSet::Inheritable, &to_caps(c.inheritable())?)
-        .context("setting inheritable capabilities")?;
+    // capset checks every set against the others: shrink effective first
+    // (it must stay within permitted), then permitted, then inheritable.
     caps::set(None, CapSet::Effective, &to_caps(c.effective())?)
         .context("setting effective capabilities")?;
+    caps::set(None, CapSet::Permitted, &to_caps(c.permitted())?)
+        .context("setting permitted capabilities")?;
+    caps::set(None, CapSet::Inheritable, &to_caps(c.inheritable())?)
+        .context("setting inheritable capabilities")?;
     // Ambient capabilities need to be permitted and inheritable; a kernel
     // without ambient support (< 4.3) is not an error.
     let ambient = to_caps(c.ambient())?;

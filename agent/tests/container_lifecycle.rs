@@ -1,0 +1,175 @@
+//! The container life cycle through the agent's ttRPC API, with a busybox
+//! rootfs: create, start, output, exec, stdin, tty, signals, remove. Needs
+//! root (namespaces, mounts, cgroups); CI runs as root.
+
+mod common;
+mod container_util;
+
+use std::time::Duration;
+
+use common::{busybox_rootfs, TestAgent};
+use container_util as cu;
+
+macro_rules! setup {
+    ($dir:ident, $rootfs:ident) => {
+        require_root!();
+        let $dir = tempfile::tempdir().expect("temp dir");
+        let Some($rootfs) = busybox_rootfs($dir.path()) else {
+            eprintln!("SKIPPED: no busybox rootfs");
+            return;
+        };
+    };
+}
+
+#[tokio::test]
+async fn echo_hello_then_wait_zero_and_remove_leaves_nothing() {
+    setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("echo");
+    cu::create(c, &id, cu::spec(&id, &rootfs, &["echo", "hello"])).await.expect("create");
+    assert!(cu::bundle_dir(&id).join("config.json").exists(), "config.json in the bundle");
+    assert!(!cu::cgroup_dirs(&id).is_empty(), "the container has a cgroup");
+    cu::start(c, &id).await.expect("start");
+    assert_eq!(cu::read_all(c, &id, "", false).await, "hello\n");
+    assert_eq!(cu::wait(c, &id, "").await.expect("wait"), 0);
+    cu::remove(c, &id).await.expect("remove");
+    cu::assert_gone(agent.pid(), &id);
+}
+
+#[tokio::test]
+async fn create_parks_the_process_until_start() {
+    setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("parked");
+    let marker = rootfs.join("started-marker");
+    cu::create(c, &id, cu::spec(&id, &rootfs, &["touch", "/started-marker"])).await.expect("create");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!marker.exists(), "the process ran before StartContainer");
+    cu::start(c, &id).await.expect("start");
+    assert_eq!(cu::wait(c, &id, "").await.expect("wait"), 0);
+    assert!(marker.exists(), "the process did not run after StartContainer");
+    cu::remove(c, &id).await.expect("remove");
+    cu::assert_gone(agent.pid(), &id);
+}
+
+#[tokio::test]
+async fn exec_into_a_running_container_sees_its_namespaces() {
+    setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("exec");
+    cu::create(c, &id, cu::spec(&id, &rootfs, &["sleep", "30"])).await.expect("create");
+    cu::start(c, &id).await.expect("start");
+    // Same hostname (uts ns), same pid ns (its init is pid 1 and is sleep).
+    let p = cu::process(&["sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; echo err >&2"]);
+    cu::exec(c, &id, "e1", p).await.expect("exec");
+    assert_eq!(cu::read_all(c, &id, "e1", false).await, "kata-test\nsleep 30 \n");
+    assert_eq!(cu::read_all(c, &id, "e1", true).await, "err\n");
+    assert_eq!(cu::wait(c, &id, "e1").await.expect("wait exec"), 0);
+    // A failing exec reports its status too.
+    cu::exec(c, &id, "e2", cu::process(&["sh", "-c", "exit 3"])).await.expect("exec 2");
+    assert_eq!(cu::wait(c, &id, "e2").await.expect("wait exec 2"), 3);
+    cu::remove(c, &id).await.expect("remove");
+    cu::assert_gone(agent.pid(), &id);
+}
+
+#[tokio::test]
+async fn stdin_round_trip_through_cat() {
+    setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("cat");
+    cu::create(c, &id, cu::spec(&id, &rootfs, &["cat"])).await.expect("create");
+    cu::start(c, &id).await.expect("start");
+    assert_eq!(cu::write_stdin(c, &id, "", b"ping\n").await.expect("write"), 5);
+    let first = cu::read_once(c, &id, "", false).await.expect("echoed data");
+    assert_eq!(first, b"ping\n");
+    cu::write_stdin(c, &id, "", b"pong\n").await.expect("write 2");
+    cu::close_stdin(c, &id, "").await.expect("close stdin");
+    assert_eq!(cu::read_all(c, &id, "", false).await, "pong\n");
+    assert_eq!(cu::wait(c, &id, "").await.expect("wait"), 0);
+    cu::remove(c, &id).await.expect("remove");
+    cu::assert_gone(agent.pid(), &id);
+}
+
+#[tokio::test]
+async fn a_terminal_process_gets_a_pty_that_resizes() {
+    setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("tty");
+    let mut spec = cu::spec(&id, &rootfs, &["sh", "-c", "test -t 0 && echo is-a-tty; stty size"]);
+    spec.Process.as_mut().expect("process").Terminal = true;
+    cu::create(c, &id, spec).await.expect("create");
+    let mut req = protocols::agent::TtyWinResizeRequest::new();
+    req.container_id = id.clone();
+    req.row = 40;
+    req.column = 100;
+    c.agent.tty_win_resize(agent_ctl::context(10), &req).await.expect("resize");
+    cu::start(c, &id).await.expect("start");
+    let out = cu::read_all(c, &id, "", false).await;
+    assert!(out.contains("is-a-tty"), "output: {out:?}");
+    assert!(out.contains("40 100"), "output: {out:?}");
+    assert_eq!(cu::wait(c, &id, "").await.expect("wait"), 0);
+    cu::remove(c, &id).await.expect("remove");
+    cu::assert_gone(agent.pid(), &id);
+}
+
+#[tokio::test]
+async fn sigkill_gives_137_and_sigterm_stops_an_init_without_handler() {
+    setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("kill");
+    cu::create(c, &id, cu::spec(&id, &rootfs, &["sleep", "30"])).await.expect("create");
+    cu::start(c, &id).await.expect("start");
+    cu::signal(c, &id, "", 9).await.expect("signal");
+    assert_eq!(cu::wait(c, &id, "").await.expect("wait"), 137);
+    cu::remove(c, &id).await.expect("remove");
+
+    let id2 = cu::cid("term");
+    cu::create(c, &id2, cu::spec(&id2, &rootfs, &["sleep", "30"])).await.expect("create 2");
+    cu::start(c, &id2).await.expect("start 2");
+    cu::signal(c, &id2, "", 15).await.expect("signal 2");
+    assert_eq!(cu::wait(c, &id2, "").await.expect("wait 2"), 137);
+    cu::remove(c, &id2).await.expect("remove 2");
+    cu::assert_gone(agent.pid(), &id);
+    cu::assert_gone(agent.pid(), &id2);
+}
+
+#[tokio::test]
+async fn remove_kills_a_running_container_and_a_second_remove_is_not_found() {
+    setup!(dir, rootfs);
+    let mut agent = TestAgent::start("").await;
+    let id = cu::cid("rm");
+    {
+        let c = &agent.client;
+        cu::create(c, &id, cu::spec(&id, &rootfs, &["sleep", "30"])).await.expect("create");
+        cu::start(c, &id).await.expect("start");
+        cu::exec(c, &id, "bg", cu::process(&["sleep", "30"])).await.expect("exec");
+        cu::remove(c, &id).await.expect("remove");
+        let err = cu::remove(c, &id).await.expect_err("second remove");
+        match err {
+            ttrpc::Error::RpcStatus(s) => assert_eq!(s.code(), ttrpc::Code::NOT_FOUND, "{s:?}"),
+            other => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert!(agent.is_running(), "the agent died");
+    cu::assert_gone(agent.pid(), &id);
+    assert_eq!(cu::children(agent.pid()).1, 0, "zombies left");
+}
+
+#[tokio::test]
+async fn a_missing_executable_fails_at_start() {
+    setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("noexe");
+    cu::create(c, &id, cu::spec(&id, &rootfs, &["/no/such/binary"])).await.expect("create");
+    let err = cu::start(c, &id).await.expect_err("start must fail");
+    assert!(format!("{err:?}").contains("/no/such/binary"), "{err:?}");
+    cu::remove(c, &id).await.expect("remove");
+    cu::assert_gone(agent.pid(), &id);
+}

@@ -48,6 +48,10 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
         .as_ref()
         .ok_or_else(|| Failure::invalid("the request has no OCI spec"))?;
     let oci = spec::spec_from_grpc(grpc).map_err(Failure::Invalid)?;
+    if grpc.Linux.as_ref().is_some_and(|l| l.Seccomp.is_some()) {
+        // Kata runtimes send it only with guest seccomp enabled (off by default).
+        slog::warn!(ctx.logger, "seccomp profiles are not applied by this agent"; "container" => &cid);
+    }
     validator::check_spec(&oci).map_err(Failure::Invalid)?;
     let exec_id = if req.exec_id.is_empty() {
         cid.clone()

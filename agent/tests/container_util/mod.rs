@@ -33,9 +33,20 @@ pub fn process(args: &[&str]) -> oci::Process {
     p.Cwd = "/".into();
     p.User = Some(oci::User::new()).into();
     let caps: Vec<String> = [
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-        "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -66,11 +77,42 @@ pub fn spec(cid: &str, rootfs: &Path, args: &[&str]) -> oci::Spec {
     s.Hostname = "kata-test".into();
     s.Mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
-        mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]),
-        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+            ],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
     ];
     let mut l = oci::Linux::new();
     l.Namespaces = ["pid", "ipc", "uts", "mount"]
@@ -97,27 +139,39 @@ pub async fn create(c: &AgentClient, cid: &str, spec: oci::Spec) -> ttrpc::Resul
     req.container_id = cid.into();
     req.exec_id = cid.into();
     req.OCI = Some(spec).into();
-    c.agent.create_container(agent_ctl::context(30), &req).await.map(|_| ())
+    c.agent
+        .create_container(agent_ctl::context(30), &req)
+        .await
+        .map(|_| ())
 }
 
 pub async fn start(c: &AgentClient, cid: &str) -> ttrpc::Result<()> {
     let mut req = StartContainerRequest::new();
     req.container_id = cid.into();
-    c.agent.start_container(agent_ctl::context(30), &req).await.map(|_| ())
+    c.agent
+        .start_container(agent_ctl::context(30), &req)
+        .await
+        .map(|_| ())
 }
 
 pub async fn wait(c: &AgentClient, cid: &str, exec_id: &str) -> ttrpc::Result<i32> {
     let mut req = WaitProcessRequest::new();
     req.container_id = cid.into();
     req.exec_id = exec_id.into();
-    c.agent.wait_process(agent_ctl::context(60), &req).await.map(|r| r.status)
+    c.agent
+        .wait_process(agent_ctl::context(60), &req)
+        .await
+        .map(|r| r.status)
 }
 
 pub async fn remove(c: &AgentClient, cid: &str) -> ttrpc::Result<()> {
     let mut req = RemoveContainerRequest::new();
     req.container_id = cid.into();
     req.timeout = 10;
-    c.agent.remove_container(agent_ctl::context(30), &req).await.map(|_| ())
+    c.agent
+        .remove_container(agent_ctl::context(30), &req)
+        .await
+        .map(|_| ())
 }
 
 pub async fn exec(c: &AgentClient, cid: &str, exec_id: &str, p: oci::Process) -> ttrpc::Result<()> {
@@ -125,7 +179,10 @@ pub async fn exec(c: &AgentClient, cid: &str, exec_id: &str, p: oci::Process) ->
     req.container_id = cid.into();
     req.exec_id = exec_id.into();
     req.process = Some(p).into();
-    c.agent.exec_process(agent_ctl::context(30), &req).await.map(|_| ())
+    c.agent
+        .exec_process(agent_ctl::context(30), &req)
+        .await
+        .map(|_| ())
 }
 
 pub async fn signal(c: &AgentClient, cid: &str, exec_id: &str, sig: u32) -> ttrpc::Result<()> {
@@ -133,22 +190,36 @@ pub async fn signal(c: &AgentClient, cid: &str, exec_id: &str, sig: u32) -> ttrp
     req.container_id = cid.into();
     req.exec_id = exec_id.into();
     req.signal = sig;
-    c.agent.signal_process(agent_ctl::context(10), &req).await.map(|_| ())
+    c.agent
+        .signal_process(agent_ctl::context(10), &req)
+        .await
+        .map(|_| ())
 }
 
-pub async fn write_stdin(c: &AgentClient, cid: &str, exec_id: &str, data: &[u8]) -> ttrpc::Result<u32> {
+pub async fn write_stdin(
+    c: &AgentClient,
+    cid: &str,
+    exec_id: &str,
+    data: &[u8],
+) -> ttrpc::Result<u32> {
     let mut req = WriteStreamRequest::new();
     req.container_id = cid.into();
     req.exec_id = exec_id.into();
     req.data = data.to_vec();
-    c.agent.write_stdin(agent_ctl::context(10), &req).await.map(|r| r.len)
+    c.agent
+        .write_stdin(agent_ctl::context(10), &req)
+        .await
+        .map(|r| r.len)
 }
 
 pub async fn close_stdin(c: &AgentClient, cid: &str, exec_id: &str) -> ttrpc::Result<()> {
     let mut req = CloseStdinRequest::new();
     req.container_id = cid.into();
     req.exec_id = exec_id.into();
-    c.agent.close_stdin(agent_ctl::context(10), &req).await.map(|_| ())
+    c.agent
+        .close_stdin(agent_ctl::context(10), &req)
+        .await
+        .map(|_| ())
 }
 
 /// One ReadStdout/ReadStderr call: Some(data), or None at EOF (Kata's
@@ -220,7 +291,9 @@ pub fn mount_count(agent_pid: u32) -> usize {
 }
 
 pub fn fd_count(agent_pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{agent_pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{agent_pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Children of `pid` (any state), and how many of them are zombies.
@@ -248,7 +321,19 @@ pub fn children(pid: u32) -> (usize, usize) {
 
 /// The container left nothing: no bundle, no cgroup, no mount.
 pub fn assert_gone(agent_pid: u32, cid: &str) {
-    assert!(!bundle_dir(cid).exists(), "bundle {} is still there", bundle_dir(cid).display());
-    assert_eq!(cgroup_dirs(cid), Vec::<PathBuf>::new(), "cgroup of {cid} still there");
-    assert_eq!(mounts_mentioning(agent_pid, cid), Vec::<String>::new(), "mounts of {cid} still there");
+    assert!(
+        !bundle_dir(cid).exists(),
+        "bundle {} is still there",
+        bundle_dir(cid).display()
+    );
+    assert_eq!(
+        cgroup_dirs(cid),
+        Vec::<PathBuf>::new(),
+        "cgroup of {cid} still there"
+    );
+    assert_eq!(
+        mounts_mentioning(agent_pid, cid),
+        Vec::<String>::new(),
+        "mounts of {cid} still there"
+    );
 }

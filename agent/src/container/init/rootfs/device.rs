@@ -18,7 +18,7 @@ const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
     ("/dev/tty", 5, 0),
 ];
 
-pub fn create_devices(rootfs: &Path, devices: &[LinuxDevice], _dev_mounted: bool) -> Result<()> {
+pub fn create_devices(rootfs: &Path, devices: &[LinuxDevice]) -> Result<()> {
     for (path, major, minor) in DEFAULT_DEVICES {
         if devices.iter().any(|d| d.path() == Path::new(path)) {
             continue;

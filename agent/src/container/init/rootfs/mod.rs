@@ -23,18 +23,17 @@ pub fn setup(spec: &Spec) -> Result<()> {
         .context("the spec has no linux section")?;
     mount::make_root_private(linux.rootfs_propagation().as_deref())?;
     mount::bind_onto_itself(rootfs)?;
-    let mut dev_mounted = false;
     for m in spec.mounts().iter().flatten() {
         mount::mount_in_root(rootfs, m)?;
-        dev_mounted |= m.destination() == Path::new("/dev");
     }
-    device::create_devices(
-        rootfs,
-        linux.devices().as_deref().unwrap_or_default(),
-        dev_mounted,
-    )?;
+    device::create_devices(rootfs, linux.devices().as_deref().unwrap_or_default())?;
     symlink::dev_symlinks(rootfs)?;
     mount::pivot_or_chroot(rootfs)?;
+    // Sysctls apply to the container's namespaces, through its own /proc,
+    // before /proc/sys becomes read-only.
+    for (key, value) in linux.sysctl().iter().flatten() {
+        set_sysctl(key, value)?;
+    }
     for p in linux.masked_paths().iter().flatten() {
         mount::mask(Path::new(p))?;
     }
@@ -52,4 +51,15 @@ pub fn setup(spec: &Spec) -> Result<()> {
         .context("remounting the rootfs read-only")?;
     }
     Ok(())
+}
+
+fn set_sysctl(key: &str, value: &str) -> Result<()> {
+    if key.is_empty()
+        || key.split('.').any(|part| part.is_empty() || part == "..")
+        || key.contains('/')
+    {
+        anyhow::bail!("sysctl {key:?} is not a sysctl name");
+    }
+    let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+    std::fs::write(&path, value).with_context(|| format!("setting sysctl {key}={value}"))
 }

@@ -15,7 +15,7 @@
 //!
 //! Caveat for other modules: a child spawned with std/tokio `Command` and then
 //! waited for by them may be reaped here first (their wait gets ECHILD). Run
-//! such commands through [`spawn`] (see [`run_command`]).
+//! such commands through [`output`], [`run_command`] or [`spawn`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -163,6 +163,43 @@ pub async fn run_command(mut cmd: std::process::Command) -> Result<i32> {
     wait(&mut rx).await
 }
 
+/// `Command::output()` for code running inside the agent: std's own wait
+/// would race with the reaper. Signalled commands report 128 + signal as
+/// their exit code.
+pub async fn output(mut cmd: std::process::Command) -> Result<std::process::Output> {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let program = cmd.get_program().to_owned();
+    let ((out, err), mut rx) = spawn(|| {
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("running {program:?}"))?;
+        Ok((
+            child.id() as i32,
+            (child.stdout.take(), child.stderr.take()),
+        ))
+    })?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(out.map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(err.map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let code = wait(&mut rx).await?;
+    Ok(std::process::Output {
+        status: std::process::ExitStatus::from_raw((code & 0xff) << 8),
+        stdout: stdout.await.context("reading the command's stdout")?,
+        stderr: stderr.await.context("reading the command's stderr")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +216,17 @@ mod tests {
             Some((42, 137))
         );
         assert_eq!(exit_code(WaitStatus::Exited(pid, 3)), Some((42, 3)));
+    }
+
+    #[tokio::test]
+    async fn output_runs_a_command_through_the_reaper() {
+        start().unwrap();
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+        let out = output(cmd).await.unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
     }
 
     #[test]

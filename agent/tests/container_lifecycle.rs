@@ -280,3 +280,73 @@ async fn hooks_see_the_state_and_sysctls_apply_in_the_container() {
     );
     cu::assert_gone(agent.pid(), &id);
 }
+
+#[tokio::test]
+async fn concurrent_life_cycles_on_separate_connections() {
+    setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let client = agent.connect().await;
+        let rootfs = rootfs.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("{}-{i}", cu::cid("conc"));
+            let word = format!("word{i}");
+            cu::create(&client, &id, cu::spec(&id, &rootfs, &["echo", &word]))
+                .await
+                .expect("create");
+            cu::start(&client, &id).await.expect("start");
+            assert_eq!(
+                cu::read_all(&client, &id, "", false).await,
+                format!("{word}\n")
+            );
+            assert_eq!(cu::wait(&client, &id, "").await.expect("wait"), 0);
+            cu::remove(&client, &id).await.expect("remove");
+            id
+        }));
+    }
+    for t in tasks {
+        let id = t.await.expect("task");
+        cu::assert_gone(agent.pid(), &id);
+    }
+    assert_eq!(cu::children(agent.pid()), (0, 0), "processes left behind");
+}
+
+#[tokio::test]
+async fn without_a_pid_namespace_remove_kills_and_reaps_every_process() {
+    setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("sharedpid");
+    let mut spec = cu::spec(
+        &id,
+        &rootfs,
+        &["sh", "-c", "sleep 30 & sleep 30 & echo started; wait"],
+    );
+    spec.Linux
+        .as_mut()
+        .expect("linux")
+        .Namespaces
+        .retain(|n| n.Type != "pid");
+    cu::create(c, &id, spec).await.expect("create");
+    cu::start(c, &id).await.expect("start");
+    assert_eq!(
+        cu::read_once(c, &id, "", false).await.expect("output"),
+        b"started\n"
+    );
+    // SIGTERM to the container (exec id ""): sh has no SIGTERM handler, so
+    // (as in Kata) it becomes SIGKILL; the sleeps are signalled through the
+    // cgroup, and the orphans are reaped by the agent (a subreaper).
+    cu::signal(c, &id, "", 15).await.expect("signal");
+    assert_eq!(cu::wait(c, &id, "").await.expect("wait"), 137);
+    cu::remove(c, &id).await.expect("remove");
+    cu::assert_gone(agent.pid(), &id);
+    // Orphans are reaped as their SIGCHLD arrives; give them a moment.
+    for _ in 0..50 {
+        if cu::children(agent.pid()) == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cu::children(agent.pid()), (0, 0), "processes left behind");
+}

@@ -166,3 +166,26 @@ async fn a_failed_create_leaves_nothing_behind() {
     cu::remove(c, &id).await.expect("remove");
     assert_nothing_left(&agent, &id, 0);
 }
+
+#[tokio::test]
+async fn a_duplicate_id_is_refused_and_the_first_container_survives() {
+    setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("dup");
+    cu::create(c, &id, cu::spec(&id, &rootfs, &["echo", "first"]))
+        .await
+        .expect("create");
+    let err = cu::create(c, &id, cu::spec(&id, &rootfs, &["echo", "second"]))
+        .await
+        .expect_err("duplicate create");
+    assert_eq!(code(&err), ttrpc::Code::INVALID_ARGUMENT, "{err:?}");
+    assert!(format!("{err:?}").contains("already exists"), "{err:?}");
+    cu::start(c, &id).await.expect("start");
+    assert_eq!(cu::read_all(c, &id, "", false).await, "first\n");
+    assert_eq!(cu::wait(c, &id, "").await.expect("wait"), 0);
+    let err = cu::start(c, &id).await.expect_err("second start");
+    assert_eq!(code(&err), ttrpc::Code::INVALID_ARGUMENT, "{err:?}");
+    cu::remove(c, &id).await.expect("remove");
+    assert_nothing_left(&agent, &id, 0);
+}

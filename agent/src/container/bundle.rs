@@ -39,8 +39,10 @@ impl Bundle {
             bound_rootfs: false,
         };
         if let Err(e) = bundle.fill(spec) {
-            bundle.remove_logged();
-            return Err(e);
+            return Err(match bundle.remove() {
+                Ok(()) => e,
+                Err(cleanup) => e.context(format!("(cleaning up also failed: {cleanup:#})")),
+            });
         }
         Ok(bundle)
     }
@@ -125,14 +127,5 @@ impl Bundle {
             }
         }
         Ok(())
-    }
-
-    fn remove_logged(&self) {
-        if let Err(e) = self.remove() {
-            eprintln!(
-                "kata-agent: cleaning up bundle {}: {e:#}",
-                self.dir.display()
-            );
-        }
     }
 }

@@ -69,11 +69,6 @@ impl ChildChannel {
         })
     }
 
-    pub fn fd(&self) -> RawFd {
-        use std::os::fd::AsRawFd;
-        self.writer.as_raw_fd()
-    }
-
     pub fn send(&mut self, msg: &FromInit) -> Result<()> {
         let mut line = serde_json::to_vec(msg).context("encoding a sync message")?;
         line.push(b'\n');

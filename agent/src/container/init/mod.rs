@@ -19,7 +19,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::unistd::{fork, ForkResult};
 
 use channel::{ChildChannel, FromInit, InitConfig, Mode, ToInit, CHANNEL_FD_ENV};
@@ -51,7 +51,7 @@ pub fn main() -> std::process::ExitCode {
 }
 
 fn run(ch: &mut ChildChannel) -> Result<()> {
-    close_stray_fds(ch.fd())?;
+    close_stray_fds()?;
     reset_signals();
     let config = match ch.recv()? {
         ToInit::Config(c) => *c,
@@ -123,7 +123,7 @@ fn enter_root(root: &OwnedFd) -> Result<()> {
 /// Nothing but stdio and the channel may reach the container process: mark
 /// every other inherited fd close-on-exec (the channel too: EOF on it tells
 /// the agent execvp succeeded).
-fn close_stray_fds(_channel: RawFd) -> Result<()> {
+fn close_stray_fds() -> Result<()> {
     let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
         .context("listing /proc/self/fd")?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -132,7 +132,6 @@ fn close_stray_fds(_channel: RawFd) -> Result<()> {
     for fd in fds {
         let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     }
-    let _ = OFlag::empty();
     Ok(())
 }
 

@@ -12,6 +12,9 @@ use super::{hooks, unknown_container, Container, Failure, Status};
 use crate::reaper;
 use crate::rpc::AgentContext;
 
+/// How long to wait for cgroup members the agent did not start.
+const OTHERS_GRACE: Duration = Duration::from_secs(2);
+
 pub async fn remove(ctx: &AgentContext, cid: &str, timeout_secs: u32) -> Result<(), Failure> {
     let container = ctx
         .sandbox
@@ -67,14 +70,25 @@ pub async fn remove(ctx: &AgentContext, cid: &str, timeout_secs: u32) -> Result<
 }
 
 /// SIGKILL every process of the container and wait until each is reaped.
+/// Processes the agent did not start (children of the container's
+/// processes) are in the cgroup; they become the agent's children when their
+/// parents die (it is a subreaper), so the reaper reports them too.
 async fn stop_all(c: &Container) -> anyhow::Result<()> {
-    let mut pids: Vec<i32> = c.cgroup.pids().unwrap_or_default();
-    let known = std::iter::once(&c.init).chain(c.execs.values());
+    let known: Vec<&crate::process::Process> =
+        std::iter::once(&c.init).chain(c.execs.values()).collect();
     let mut exits = Vec::new();
-    for p in known {
+    let mut others = Vec::new();
+    let mut pids = Vec::new();
+    for p in &known {
         if p.exit.borrow().is_none() {
             pids.push(p.pid);
             exits.push(p.exit.clone());
+        }
+    }
+    for pid in c.cgroup.pids().unwrap_or_default() {
+        if !known.iter().any(|p| p.pid == pid) {
+            others.push((pid, reaper::register(pid)));
+            pids.push(pid);
         }
     }
     for pid in pids {
@@ -82,6 +96,17 @@ async fn stop_all(c: &Container) -> anyhow::Result<()> {
     }
     for mut exit in exits {
         reaper::wait(&mut exit).await?;
+    }
+    // A process that never becomes our child (a cgroupsPath shared with
+    // processes outside the container) is not reaped here: do not wait
+    // for it forever.
+    for (pid, mut exit) in others {
+        if tokio::time::timeout(OTHERS_GRACE, reaper::wait(&mut exit))
+            .await
+            .is_err()
+        {
+            reaper::forget(pid);
+        }
     }
     Ok(())
 }

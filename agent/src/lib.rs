@@ -5,6 +5,8 @@ pub mod cgroups;
 pub mod config;
 pub mod container;
 pub mod logging;
+pub mod process;
+pub mod reaper;
 pub mod rpc;
 pub mod safe_path;
 pub mod sandbox;

@@ -29,6 +29,30 @@ macro_rules! setup {
     };
 }
 
+/// When a test fails half way, its container's cgroups would outlive the
+/// agent: thaw them, kill what is in them, remove them.
+struct LeftoverCgroups(String);
+
+impl Drop for LeftoverCgroups {
+    fn drop(&mut self) {
+        for dir in cu::cgroup_dirs(&self.0) {
+            let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+            let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        for dir in cu::cgroup_dirs(&self.0) {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
 fn v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
@@ -128,6 +152,7 @@ async fn stats_update_pause_and_resume_a_running_container() {
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let id = cu::cid("cg-life");
+    let _cleanup = LeftoverCgroups(id.clone());
     // Allocates a little after start, then waits.
     let args = ["sh", "-c", "x=$(seq 1 20000); sleep 30"];
     cu::create(c, &id, spec_with(&id, &rootfs, &args, memory(64 << 20)))
@@ -189,6 +214,7 @@ async fn an_oom_kill_is_returned_by_get_oom_event() {
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let id = cu::cid("cg-oom");
+    let _cleanup = LeftoverCgroups(id.clone());
     // A 64 MiB buffer in a 16 MiB cgroup.
     let args = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"];
     cu::create(c, &id, spec_with(&id, &rootfs, &args, memory(16 << 20)))

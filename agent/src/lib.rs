@@ -5,6 +5,7 @@ pub mod cgroups;
 pub mod config;
 pub mod container;
 pub mod logging;
+pub mod pidns;
 pub mod rpc;
 pub mod safe_path;
 pub mod sandbox;

@@ -1,0 +1,155 @@
+//! Block devices for the blk / virtio-blk drivers: the Storage source is a
+//! Kata PCI path ("02/00": slot 02 on the root bus, then slot 00 behind that
+//! bridge) or a device node (/dev/vda). A hot-plugged device can show up
+//! after the request: wait up to agent.hotplug_timeout.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+const PCI_ROOT: &str = "/sys/devices/pci0000:00";
+/// Hot-plug is rare and short: polling sysfs this often costs nothing
+/// measurable and keeps the code free of a uevent listener.
+const POLL: Duration = Duration::from_millis(20);
+
+/// The /dev node for a Storage source, waiting for hot-plug.
+pub fn device_for_source(source: &str, timeout: Duration) -> Result<PathBuf> {
+    if source.starts_with("/dev/") {
+        let dev = PathBuf::from(source);
+        wait_for(timeout, || Ok(dev.exists().then(|| dev.clone())))
+            .with_context(|| format!("block device {source} did not appear"))
+    } else {
+        let slots = parse_pci_path(source)?;
+        wait_for(timeout, || block_device_at(Path::new(PCI_ROOT), &slots))
+            .with_context(|| format!("no block device at PCI path {source}"))
+    }
+}
+
+fn wait_for(
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<Option<PathBuf>>,
+) -> Result<PathBuf> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = probe()? {
+            return Ok(found);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?}");
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// "02/00" → [0x02, 0x00]; each element is a two-digit hex slot.
+pub fn parse_pci_path(path: &str) -> Result<Vec<u8>> {
+    let slots: Result<Vec<u8>> = path
+        .split('/')
+        .map(|s| {
+            if s.is_empty() || s.len() > 2 {
+                bail!("PCI path {path:?}: bad slot {s:?} (expected hex like 02/00)");
+            }
+            let v = u8::from_str_radix(s, 16)
+                .with_context(|| format!("PCI path {path:?}: slot {s:?} is not hex"))?;
+            if v > 0x1f {
+                bail!("PCI path {path:?}: slot {s:?} is above 1f");
+            }
+            Ok(v)
+        })
+        .collect();
+    slots
+}
+
+/// Walk sysfs from the root bus along the slots; Some(/dev/vdX) once the
+/// device has a block node.
+fn block_device_at(root: &Path, slots: &[u8]) -> Result<Option<PathBuf>> {
+    let mut dir = root.to_path_buf();
+    for slot in slots {
+        let suffix = format!(":{slot:02x}.0");
+        let Some(next) =
+            child_matching(&dir, |name| is_pci_address(name) && name.ends_with(&suffix))?
+        else {
+            return Ok(None);
+        };
+        dir = next;
+    }
+    find_block_name(&dir, 3).map(|n| n.map(|n| Path::new("/dev").join(n)))
+}
+
+fn is_pci_address(name: &str) -> bool {
+    // dddd:bb:ss.f
+    let b = name.as_bytes();
+    b.len() == 12 && b[4] == b':' && b[7] == b':' && b[10] == b'.'
+}
+
+fn child_matching(dir: &Path, want: impl Fn(&str) -> bool) -> Result<Option<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
+    for entry in entries.flatten() {
+        if want(&entry.file_name().to_string_lossy()) {
+            return Ok(Some(entry.path()));
+        }
+    }
+    Ok(None)
+}
+
+/// The name under a `block/` directory at most `depth` levels down
+/// (virtio devices put it at <pci>/virtioN/block/vdX).
+fn find_block_name(dir: &Path, depth: u32) -> Result<Option<String>> {
+    let block = dir.join("block");
+    if let Some(dev) = child_matching(&block, |_| true)? {
+        return Ok(dev.file_name().map(|n| n.to_string_lossy().into_owned()));
+    }
+    if depth == 0 {
+        return Ok(None);
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(None);
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Only descend into real child devices, not links back up the tree.
+        if name.starts_with("virtio") && entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            if let Some(found) = find_block_name(&entry.path(), depth - 1)? {
+                return Ok(Some(found));
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pci_paths() {
+        assert_eq!(parse_pci_path("02/00").expect("ok"), vec![2, 0]);
+        assert_eq!(parse_pci_path("1f").expect("ok"), vec![0x1f]);
+        for bad in ["", "02/", "xyz", "20", "002"] {
+            assert!(parse_pci_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A fake sysfs tree: root/0000:00:02.0/0000:01:00.0/virtio3/block/vdb.
+    #[test]
+    fn walks_a_fake_sysfs() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let dev = t.path().join("0000:00:02.0/0000:01:00.0/virtio3/block/vdb");
+        std::fs::create_dir_all(&dev).expect("mkdir");
+        let found = block_device_at(t.path(), &[2, 0]).expect("walk");
+        assert_eq!(found, Some(PathBuf::from("/dev/vdb")));
+        assert_eq!(block_device_at(t.path(), &[3]).expect("walk"), None);
+    }
+
+    #[test]
+    fn missing_device_times_out() {
+        let err = device_for_source("/dev/does-not-exist", Duration::from_millis(50))
+            .expect_err("absent");
+        assert!(format!("{err:#}").contains("timed out"), "{err:#}");
+    }
+}

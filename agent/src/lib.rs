@@ -4,6 +4,7 @@
 pub mod cgroups;
 pub mod config;
 pub mod container;
+pub mod guest;
 pub mod logging;
 pub mod pidns;
 pub mod rpc;

@@ -1,0 +1,5 @@
+//! Guest-wide operations behind the guest RPCs (rpc::guest dispatches here).
+
+pub mod copy_file;
+pub mod hotplug;
+pub mod metrics;

@@ -1,6 +1,7 @@
 //! One function per Storage driver. Each mounts (or creates) the storage on
 //! an already prepared, already validated target directory.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -35,7 +36,16 @@ pub fn wants_file_target(s: &Storage) -> bool {
     s.driver == "bind" && Path::new(&s.source).is_file()
 }
 
-pub fn apply(s: &Storage, target: &Path, hotplug_timeout: Duration) -> Result<Undo> {
+/// Opens the mount point again, safely, after something was mounted on it
+/// (the descriptor taken before the mount names the covered directory).
+pub type Reopen<'a> = &'a dyn Fn() -> Result<OwnedFd>;
+
+pub fn apply(
+    s: &Storage,
+    target: &Path,
+    hotplug_timeout: Duration,
+    reopen: Reopen,
+) -> Result<Undo> {
     match s.driver.as_str() {
         "virtio-fs" | "virtiofs" => shared_fs(s, target, "virtiofs", &[]),
         "9p" => shared_fs(
@@ -48,7 +58,7 @@ pub fn apply(s: &Storage, target: &Path, hotplug_timeout: Duration) -> Result<Un
                 ("msize", "8192"),
             ],
         ),
-        "bind" => bind(s, target),
+        "bind" => bind(s, target, reopen),
         "ephemeral" => ephemeral(s, target),
         "local" => local(s, target),
         "blk" | "virtio-blk" | "virtio-blk-pci" | "virtio-blk-ccw" | "virtio-mmio" => {
@@ -101,7 +111,7 @@ fn shared_fs(s: &Storage, target: &Path, fstype: &str, defaults: &[(&str, &str)]
     Ok(Undo::Unmount)
 }
 
-fn bind(s: &Storage, target: &Path) -> Result<Undo> {
+fn bind(s: &Storage, target: &Path, reopen: Reopen) -> Result<Undo> {
     let source = Path::new(&s.source);
     if !source.is_absolute() || !source.exists() {
         bail!(
@@ -123,7 +133,18 @@ fn bind(s: &Storage, target: &Path) -> Result<Undo> {
     let extra = flags - MsFlags::MS_BIND - MsFlags::MS_REC;
     if !extra.is_empty() {
         let remount = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | extra;
-        if let Err(e) = mount(None::<&str>, target, None::<&str>, remount, None::<&str>) {
+        let result = reopen().and_then(|fd| {
+            let top = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            mount(
+                None::<&str>,
+                top.as_str(),
+                None::<&str>,
+                remount,
+                None::<&str>,
+            )
+            .map_err(anyhow::Error::from)
+        });
+        if let Err(e) = result {
             let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
             return Err(e)
                 .with_context(|| format!("applying {:?} to {}", s.options, target.display()));

@@ -165,7 +165,8 @@ impl StorageRegistry {
         } else {
             self.hotplug_timeout
         };
-        let undo = match drivers::apply(s, &proc_path, timeout) {
+        let reopen = || safe_path::open_in_root(root, &rel, libc::O_PATH);
+        let undo = match drivers::apply(s, &proc_path, timeout, &reopen) {
             Ok(u) => u,
             Err(e) => {
                 if !existed {

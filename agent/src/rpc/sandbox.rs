@@ -158,6 +158,10 @@ fn teardown(sandbox: &mut Sandbox) -> Result<()> {
             errors.push(format!("{e:#}"));
         }
         let _ = std::fs::remove_file(SANDBOX_DNS_FILE);
+        // Only if empty: other sandbox files may live there.
+        if let Some(dir) = Path::new(SANDBOX_DNS_FILE).parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
         sandbox.dns_mounted = false;
     }
     sandbox.guest_hook_path = None;

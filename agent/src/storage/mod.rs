@@ -155,10 +155,15 @@ impl StorageRegistry {
         let root = Path::new(STORAGE_ROOT);
         std::fs::create_dir_all(root).with_context(|| format!("creating {STORAGE_ROOT}"))?;
         let existed = safe_path::open_in_root(root, &rel, libc::O_PATH).is_ok();
-        let target = prepare_target(root, &rel, drivers::wants_file_target(s))
+        let mut target = prepare_target(root, &rel, drivers::wants_file_target(s))
             .with_context(|| format!("preparing mount point {}", s.mount_point))?;
         let real = safe_path::fd_path(&target)?;
-        clear_stale_mounts(&real)?;
+        let stale = clear_stale_mounts(&real)?;
+        if stale {
+            // The descriptor named the stale mount's root: take the
+            // directory that is visible now.
+            target = safe_path::open_in_root(root, &rel, libc::O_PATH)?;
+        }
         let proc_path = PathBuf::from(format!("/proc/self/fd/{}", target.as_raw_fd()));
         let timeout = if self.hotplug_timeout.is_zero() {
             Duration::from_secs(3)
@@ -181,7 +186,8 @@ impl StorageRegistry {
                 refs: 1,
                 undo,
                 real,
-                created: !existed,
+                // A mount point left by a dead agent is ours to remove as well.
+                created: !existed || stale,
             },
         );
         Ok(())
@@ -229,11 +235,11 @@ fn prepare_target(root: &Path, rel: &Path, file: bool) -> Result<OwnedFd> {
 }
 
 /// A mount left on this path by an agent that died (kill -9, crash) would
-/// hide ours and never be undone: take it away first.
-fn clear_stale_mounts(real: &Path) -> Result<()> {
-    for _ in 0..16 {
+/// hide ours and never be undone: take it away first. True if there was one.
+fn clear_stale_mounts(real: &Path) -> Result<bool> {
+    for i in 0..16 {
         if mountinfo::mount_count(real)? == 0 {
-            return Ok(());
+            return Ok(i > 0);
         }
         umount2(real, MntFlags::MNT_DETACH)
             .with_context(|| format!("unmounting stale mount {}", real.display()))?;

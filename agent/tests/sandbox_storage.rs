@@ -79,7 +79,7 @@ fn bind_is_reference_counted_and_read_only_works() {
         std::fs::write(format!("{mp}/g"), "x").is_err(),
         "ro bind must refuse writes"
     );
-    reg.remove(&[mp.clone()]).expect("remove");
+    reg.remove(std::slice::from_ref(&mp)).expect("remove");
     assert_eq!(mounts_at(&mp), 1);
     reg.clear().expect("clear");
     assert_eq!(mounts_at(&mp), 0);
@@ -96,9 +96,9 @@ fn local_dir_has_its_mode_and_goes_with_the_last_reference() {
         .expect("two adds in one call");
     let mode = std::fs::metadata(&mp).expect("stat").permissions().mode() & 0o7777;
     assert_eq!(mode, 0o750);
-    reg.remove(&[mp.clone()]).expect("remove");
+    reg.remove(std::slice::from_ref(&mp)).expect("remove");
     assert!(Path::new(&mp).is_dir(), "the first remove keeps it");
-    reg.remove(&[mp.clone()]).expect("remove");
+    reg.remove(std::slice::from_ref(&mp)).expect("remove");
     assert!(!Path::new(&mp).exists(), "the last remove deletes it");
 }
 

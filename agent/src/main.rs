@@ -48,6 +48,10 @@ fn main() -> ExitCode {
 
 fn run_agent(cmdline: PathBuf) -> Result<()> {
     let init_daemon = std::process::id() == 1;
+    if init_daemon {
+        // /proc/cmdline and everything after need the kernel filesystems.
+        kata_agent::pid1::early_setup().context("setting up the guest as PID 1")?;
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     let (config, warnings) = AgentConfig::load(&cmdline, &env)
         .with_context(|| format!("reading the agent configuration from {}", cmdline.display()))?;

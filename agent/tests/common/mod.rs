@@ -50,6 +50,26 @@ impl TestAgent {
         .await
     }
 
+    /// Start the agent as PID 1 of new PID and mount namespaces, as it runs
+    /// as a guest's init.
+    pub async fn start_as_pid1(cmdline: &str) -> TestAgent {
+        Self::spawn(
+            cmdline,
+            &[],
+            &[
+                "unshare",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+            ],
+        )
+        .await
+    }
+
     async fn spawn(cmdline: &str, env: &[(&str, &str)], wrapper: &[&str]) -> TestAgent {
         let dir = tempfile::tempdir().expect("creating a temp dir");
         let socket = dir.path().join("agent.sock");

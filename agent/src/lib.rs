@@ -6,6 +6,7 @@ pub mod config;
 pub mod container;
 pub mod guest;
 pub mod logging;
+pub mod network;
 pub mod pid1;
 pub mod pidns;
 pub mod rpc;

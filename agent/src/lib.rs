@@ -4,6 +4,7 @@
 pub mod cgroups;
 pub mod config;
 pub mod container;
+pub mod debug_console;
 pub mod guest;
 pub mod logging;
 pub mod network;

@@ -71,6 +71,9 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
     for w in warnings {
         slog::warn!(logger, "configuration"; "warning" => w);
     }
+    if config.debug_console {
+        kata_agent::debug_console::start(config.debug_console_vport, logger.clone());
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

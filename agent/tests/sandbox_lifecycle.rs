@@ -241,3 +241,52 @@ async fn create_after_a_killed_agent_works() {
     assert_eq!(count(&host), 0, "nothing left after DestroySandbox");
     assert!(!Path::new(&mp).exists());
 }
+
+#[tokio::test]
+async fn update_ephemeral_mounts_resizes_the_tmpfs() {
+    require_root!();
+    let agent = TestAgent::start_isolated("").await;
+    let mp = test_dir("resize");
+    let mut req = CreateSandboxRequest::new();
+    req.storages = vec![ephemeral(&mp)];
+    create(&agent, &req).await.expect("CreateSandbox");
+    let size_of = |info: &str| {
+        info.lines()
+            .find(|l| l.split(' ').nth(4) == Some(mp.as_str()))
+            .and_then(|l| l.split(' ').next_back().map(str::to_string))
+            .unwrap_or_default()
+    };
+    assert!(
+        size_of(&agent.mountinfo()).contains("size=1024k"),
+        "{}",
+        agent.mountinfo()
+    );
+    let mut bigger = ephemeral(&mp);
+    bigger.options = vec!["size=2m".into()];
+    let mut up = protocols::agent::UpdateEphemeralMountsRequest::new();
+    up.storages = vec![bigger];
+    agent
+        .client
+        .agent
+        .update_ephemeral_mounts(context(10), &up)
+        .await
+        .expect("UpdateEphemeralMounts");
+    assert!(
+        size_of(&agent.mountinfo()).contains("size=2048k"),
+        "{}",
+        agent.mountinfo()
+    );
+
+    let mut not_ephemeral = ephemeral(&mp);
+    not_ephemeral.driver = "bind".into();
+    up.storages = vec![not_ephemeral];
+    let err = agent
+        .client
+        .agent
+        .update_ephemeral_mounts(context(10), &up)
+        .await
+        .expect_err("bind");
+    assert!(format!("{err:?}").contains("INVALID_ARGUMENT"), "{err:?}");
+    destroy(&agent).await;
+    assert!(!mounted(&agent.mountinfo(), &mp));
+}

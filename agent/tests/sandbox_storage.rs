@@ -172,3 +172,76 @@ fn symlinked_mount_point_stays_inside_the_root() {
     let _ = std::fs::remove_dir("/run/kata-containers/etc");
     std::fs::remove_dir_all(&base).expect("cleanup");
 }
+
+/// A loop device stands in for a virtio-blk disk named by its device node.
+struct Loop(String);
+
+impl Loop {
+    fn new(dir: &Path) -> Option<Loop> {
+        let img = dir.join("disk.img");
+        let file = std::fs::File::create(&img).expect("image");
+        file.set_len(16 << 20).expect("size");
+        let mkfs = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&img)
+            .status();
+        if !matches!(mkfs, Ok(s) if s.success()) {
+            eprintln!("SKIPPED: mkfs.ext4 (e2fsprogs) is not available");
+            return None;
+        }
+        let out = std::process::Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&img)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {
+                Some(Loop(String::from_utf8_lossy(&o.stdout).trim().to_string()))
+            }
+            _ => {
+                eprintln!("SKIPPED: no loop device available (losetup)");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        // Only the device this test attached.
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn blk_by_device_name_mounts_the_filesystem() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(dev) = Loop::new(dir.path()) else {
+        return;
+    };
+    let mp = test_dir("blk");
+    let mut s = storage("blk", &dev.0, &mp, &["nodev"]);
+    s.fstype = "ext4".into();
+    let mut reg = StorageRegistry::default();
+    reg.add(std::slice::from_ref(&s))
+        .expect("mount the block device");
+    reg.add(std::slice::from_ref(&s)).expect("second reference");
+    assert_eq!(mounts_at(&mp), 1);
+    assert!(
+        Path::new(&format!("{mp}/lost+found")).is_dir(),
+        "the ext4 filesystem is visible"
+    );
+    reg.remove(std::slice::from_ref(&mp)).expect("remove");
+    reg.remove(std::slice::from_ref(&mp)).expect("remove");
+    assert_eq!(mounts_at(&mp), 0);
+
+    let mut missing = storage("blk", "/dev/kata-no-such-disk", &test_dir("blk2"), &[]);
+    missing.fstype = "ext4".into();
+    let err = reg.add(&[missing]).expect_err("no such device");
+    assert!(
+        format!("{err:#}").contains("/dev/kata-no-such-disk"),
+        "{err:#}"
+    );
+}

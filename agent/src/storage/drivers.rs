@@ -93,15 +93,7 @@ fn shared_fs(s: &Storage, target: &Path, fstype: &str, defaults: &[(&str, &str)]
             s.mount_point
         );
     }
-    let (flags, mut data) = options::parse(&s.options);
-    for (key, value) in defaults {
-        if options::value(&s.options, key).is_none() {
-            if !data.is_empty() {
-                data.push(',');
-            }
-            data.push_str(&format!("{key}={value}"));
-        }
-    }
+    let (flags, data) = with_defaults(&s.options, defaults);
     let fstype = if s.fstype.is_empty() {
         fstype
     } else {
@@ -109,6 +101,20 @@ fn shared_fs(s: &Storage, target: &Path, fstype: &str, defaults: &[(&str, &str)]
     };
     do_mount(&s.source, target, fstype, flags, &data)?;
     Ok(Undo::Unmount)
+}
+
+/// mount flags and data, with `key=value` defaults for keys not given.
+fn with_defaults(opts: &[String], defaults: &[(&str, &str)]) -> (MsFlags, String) {
+    let (flags, mut data) = options::parse(opts);
+    for (key, value) in defaults {
+        if options::value(opts, key).is_none() {
+            if !data.is_empty() {
+                data.push(',');
+            }
+            data.push_str(&format!("{key}={value}"));
+        }
+    }
+    (flags, data)
 }
 
 fn bind(s: &Storage, target: &Path, reopen: Reopen) -> Result<Undo> {
@@ -209,4 +215,39 @@ fn block(s: &Storage, target: &Path, timeout: Duration) -> Result<Undo> {
     let (flags, data) = options::parse(&s.options);
     do_mount(&dev.to_string_lossy(), target, &s.fstype, flags, &data)?;
     Ok(Undo::Unmount)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ninep_defaults_fill_only_missing_keys() {
+        let defaults = [
+            ("trans", "virtio"),
+            ("version", "9p2000.L"),
+            ("msize", "8192"),
+        ];
+        let (flags, data) = with_defaults(
+            &["nodev".into(), "cache=mmap,msize=512000".into()],
+            &defaults,
+        );
+        assert_eq!(flags, MsFlags::MS_NODEV);
+        assert_eq!(
+            data,
+            "cache=mmap,msize=512000,trans=virtio,version=9p2000.L"
+        );
+    }
+
+    #[test]
+    fn unknown_driver_is_named() {
+        let mut s = Storage::new();
+        s.driver = "nfs-magic".into();
+        s.mount_point = "/run/kata-containers/x".into();
+        let err = apply(&s, Path::new("/nonexistent"), Duration::ZERO, &|| {
+            anyhow::bail!("unused")
+        })
+        .expect_err("unknown");
+        assert!(format!("{err:#}").contains("nfs-magic"), "{err:#}");
+    }
 }

@@ -8,6 +8,7 @@
 //! which dies with the agent (PR_SET_PDEATHSIG).
 
 use std::path::PathBuf;
+use std::sync::{mpsc, Mutex, OnceLock};
 
 use anyhow::{Context, Result};
 use nix::sched::CloneFlags;
@@ -20,23 +21,19 @@ pub struct PauseProcess {
 }
 
 impl PauseProcess {
-    /// Start the pause process. Call it from a thread that lives as long as
-    /// the agent (a runtime worker thread): the death signal fires when the
-    /// creating thread exits.
+    /// Start the pause process (from the agent's spawner thread: the death
+    /// signal fires when the *thread* that created the child exits, so it
+    /// must be one that lives as long as the agent, not a pool thread).
     pub fn spawn() -> Result<PauseProcess> {
-        let mut stack = vec![0u8; 64 * 1024];
-        // SAFETY: the child runs only `pause_main`, which calls
-        // async-signal-safe libc functions and never returns into Rust code
-        // shared with the parent's other threads.
-        let pid = unsafe {
-            nix::sched::clone(
-                Box::new(pause_main),
-                &mut stack,
-                CloneFlags::CLONE_NEWPID,
-                Some(libc::SIGCHLD),
-            )
-        }
-        .context("starting the sandbox pause process in a new PID namespace")?;
+        let (reply_tx, reply_rx) = mpsc::channel();
+        spawner()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the pause spawner lock is poisoned"))?
+            .send(reply_tx)
+            .context("the pause spawner thread is gone")?;
+        let pid = reply_rx
+            .recv()
+            .context("the pause spawner thread did not answer")??;
         Ok(PauseProcess { pid })
     }
 
@@ -61,6 +58,44 @@ impl PauseProcess {
             Err(e) => Err(e).with_context(|| format!("reaping pause process {}", self.pid)),
         }
     }
+}
+
+type Reply = mpsc::Sender<Result<Pid>>;
+
+/// The one thread that creates pause processes; it never exits.
+fn spawner() -> &'static Mutex<mpsc::Sender<Reply>> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Reply>>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Reply>();
+        std::thread::Builder::new()
+            .name("pause-spawner".into())
+            .spawn(move || {
+                for reply in rx {
+                    let _ = reply.send(clone_pause());
+                }
+                // The sender lives in a static: this line is never reached,
+                // and the thread never exits.
+            })
+            .map(|_| ())
+            .unwrap_or_else(|e| eprintln!("kata-agent: cannot start the pause spawner: {e}"));
+        Mutex::new(tx)
+    })
+}
+
+fn clone_pause() -> Result<Pid> {
+    let mut stack = vec![0u8; 64 * 1024];
+    // SAFETY: the child runs only `pause_main`, which calls async-signal-safe
+    // libc functions and never returns into Rust code shared with the
+    // parent's other threads.
+    unsafe {
+        nix::sched::clone(
+            Box::new(pause_main),
+            &mut stack,
+            CloneFlags::CLONE_NEWPID,
+            Some(libc::SIGCHLD),
+        )
+    }
+    .context("starting the sandbox pause process in a new PID namespace")
 }
 
 fn pause_main() -> isize {

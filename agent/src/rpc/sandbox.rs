@@ -126,7 +126,10 @@ fn setup(sandbox: &mut Sandbox, req: &CreateSandboxRequest) -> Result<()> {
         setup_dns(&req.dns)?;
         sandbox.dns_mounted = true;
     }
-    sandbox.sandbox_storages = sandbox.storages.add(&req.storages)?;
+    // A block device may take agent.hotplug_timeout to appear: let the
+    // runtime move other RPCs off this worker meanwhile.
+    let storages = &mut sandbox.storages;
+    sandbox.sandbox_storages = tokio::task::block_in_place(|| storages.add(&req.storages))?;
     if req.sandbox_pidns {
         sandbox.pause = Some(PauseProcess::spawn()?);
     }

@@ -59,4 +59,13 @@ impl Sandbox {
     pub fn shared_pid_ns(&self) -> Option<PathBuf> {
         self.pause.as_ref().map(PauseProcess::pid_ns_path)
     }
+
+    /// The guest hooks to add to a new container's spec (none without a
+    /// guest_hook_path). Read at each call: the directory may change.
+    pub fn guest_hooks(&self) -> anyhow::Result<crate::guest::hooks::GuestHooks> {
+        match &self.guest_hook_path {
+            Some(dir) => crate::guest::hooks::load(dir),
+            None => Ok(Default::default()),
+        }
+    }
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-const PCI_ROOT: &str = "/sys/devices/pci0000:00";
+/// Root-bus devices are found here by address on every architecture (the
+/// real tree is /sys/devices/pci0000:00 on x86, below platform/ on arm).
+const PCI_DEVICES: &str = "/sys/bus/pci/devices";
 /// Hot-plug is rare and short: polling sysfs this often costs nothing
 /// measurable and keeps the code free of a uevent listener.
 const POLL: Duration = Duration::from_millis(20);
@@ -21,7 +23,7 @@ pub fn device_for_source(source: &str, timeout: Duration) -> Result<PathBuf> {
             .with_context(|| format!("block device {source} did not appear"))
     } else {
         let slots = parse_pci_path(source)?;
-        wait_for(timeout, || block_device_at(Path::new(PCI_ROOT), &slots))
+        wait_for(timeout, || block_device_at(Path::new(PCI_DEVICES), &slots))
             .with_context(|| format!("no block device at PCI path {source}"))
     }
 }
@@ -61,11 +63,17 @@ pub fn parse_pci_path(path: &str) -> Result<Vec<u8>> {
     slots
 }
 
-/// Walk sysfs from the root bus along the slots; Some(/dev/vdX) once the
-/// device has a block node.
+/// Find the root-bus device of the first slot, then walk down the bridges
+/// along the others; Some(/dev/vdX) once the device has a block node.
 fn block_device_at(root: &Path, slots: &[u8]) -> Result<Option<PathBuf>> {
-    let mut dir = root.to_path_buf();
-    for slot in slots {
+    let Some((first, rest)) = slots.split_first() else {
+        return Ok(None);
+    };
+    let top = root.join(format!("0000:00:{first:02x}.0"));
+    let Ok(mut dir) = top.canonicalize() else {
+        return Ok(None);
+    };
+    for slot in rest {
         let suffix = format!(":{slot:02x}.0");
         let Some(next) =
             child_matching(&dir, |name| is_pci_address(name) && name.ends_with(&suffix))?

@@ -1,8 +1,9 @@
 //! Block devices for the blk / virtio-blk drivers: the Storage source is a
 //! Kata PCI path ("02/00": slot 02 on the root bus, then slot 00 behind that
 //! bridge) or a device node (/dev/vda). A hot-plugged device can show up
-//! after the request: wait up to agent.hotplug_timeout.
+//! after the request: wait up to agent.hotplug_timeout, woken by uevents.
 
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -11,8 +12,7 @@ use anyhow::{bail, Context, Result};
 /// Root-bus devices are found here by address on every architecture (the
 /// real tree is /sys/devices/pci0000:00 on x86, below platform/ on arm).
 const PCI_DEVICES: &str = "/sys/bus/pci/devices";
-/// Hot-plug is rare and short: polling sysfs this often costs nothing
-/// measurable and keeps the code free of a uevent listener.
+/// Fallback polling interval when no uevent socket is available.
 const POLL: Duration = Duration::from_millis(20);
 
 /// The /dev node for a Storage source, waiting for hot-plug.
@@ -28,19 +28,63 @@ pub fn device_for_source(source: &str, timeout: Duration) -> Result<PathBuf> {
     }
 }
 
+/// Probe until found or timed out, waking on kernel uevents (a device
+/// being added) instead of sleeping blindly; a plain poll when no uevent
+/// socket can be opened.
 fn wait_for(
     timeout: Duration,
     mut probe: impl FnMut() -> Result<Option<PathBuf>>,
 ) -> Result<PathBuf> {
     let deadline = Instant::now() + timeout;
+    // Opened before the first probe, so an event between probe and wait is
+    // not lost.
+    let events = uevent_socket().ok();
     loop {
         if let Some(found) = probe()? {
             return Ok(found);
         }
-        if Instant::now() >= deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             bail!("timed out after {timeout:?}");
         }
-        std::thread::sleep(POLL);
+        match &events {
+            Some(sock) => wait_readable(sock, left.min(UEVENT_RECHECK)),
+            None => std::thread::sleep(POLL.min(left)),
+        }
+    }
+}
+
+/// Even with uevents, look again this often: a node in /dev can lag its event.
+const UEVENT_RECHECK: Duration = Duration::from_millis(200);
+
+fn uevent_socket() -> Result<OwnedFd> {
+    use nix::sys::socket::{
+        bind, socket, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType,
+    };
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        SockProtocol::NetlinkKObjectUEvent,
+    )
+    .context("opening a uevent socket")?;
+    // Multicast group 1: the kernel's own uevents.
+    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 1)).context("binding the uevent socket")?;
+    Ok(fd)
+}
+
+/// Wait until an event arrives (or `wait` passes), then drain the socket:
+/// the content does not matter, the next probe looks at sysfs itself.
+fn wait_readable(sock: &OwnedFd, wait: Duration) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+    if matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0) {
+        let mut buf = [0u8; 8192];
+        while nix::unistd::read(sock.as_raw_fd(), &mut buf)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {}
     }
 }
 
@@ -152,6 +196,33 @@ mod tests {
         let found = block_device_at(t.path(), &[2, 0]).expect("walk");
         assert_eq!(found, Some(PathBuf::from("/dev/vdb")));
         assert_eq!(block_device_at(t.path(), &[3]).expect("walk"), None);
+    }
+
+    /// A node that shows up after the wait began is found promptly.
+    #[test]
+    fn late_device_is_found() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED: creating a node in /dev needs root");
+            return;
+        }
+        let node = format!("/dev/kata-late-{}", std::process::id());
+        let maker = {
+            let node = node.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                std::fs::write(&node, "").expect("create the late node");
+            })
+        };
+        let start = Instant::now();
+        let found = device_for_source(&node, Duration::from_secs(5));
+        maker.join().expect("maker thread");
+        let _ = std::fs::remove_file(&node);
+        assert_eq!(found.expect("found"), PathBuf::from(&node));
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

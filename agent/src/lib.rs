@@ -10,6 +10,8 @@ pub mod logging;
 pub mod network;
 pub mod pid1;
 pub mod pidns;
+pub mod process;
+pub mod reaper;
 pub mod rpc;
 pub mod safe_path;
 pub mod sandbox;

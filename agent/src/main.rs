@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             Some(path) => run_agent(PathBuf::from(path)),
             None => Err(anyhow::anyhow!("--cmdline needs a file\n{USAGE}")),
         },
+        Some("init") => return kata_agent::container::init::main(),
         None => run_agent(PathBuf::from("/proc/cmdline")),
         Some(other) => Err(anyhow::anyhow!("unknown argument {other:?}\n{USAGE}")),
     };
@@ -81,5 +82,9 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     let ctx = AgentContext::new(config, logger, init_daemon);
-    runtime.block_on(server::serve(ctx))
+    runtime.block_on(async {
+        // Reap from the start: as PID 1, orphans arrive before any container.
+        kata_agent::reaper::start()?;
+        server::serve(ctx).await
+    })
 }

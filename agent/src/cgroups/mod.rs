@@ -11,6 +11,8 @@ use protocols::agent::CgroupStats;
 /// The cgroup of one container.
 pub struct Manager {
     pub container_id: String,
+    // TEMP shim (lifecycle branch): one cgroup directory; drop this commit.
+    dir: std::path::PathBuf,
 }
 
 impl Manager {
@@ -20,16 +22,34 @@ impl Manager {
     /// systemd.unified_cgroup_hierarchy, or detected).
     pub fn new(
         container_id: &str,
-        _cgroups_path: &str,
+        cgroups_path: &str,
         _resources: Option<&LinuxResources>,
         _unified: bool,
     ) -> Result<Manager> {
-        bail!("cgroups for container {container_id}: not implemented yet")
+        let base = if std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+            "/sys/fs/cgroup/unified"
+        } else {
+            "/sys/fs/cgroup"
+        };
+        let rel = if cgroups_path.is_empty() {
+            format!("kata_agent/{container_id}")
+        } else {
+            cgroups_path.trim_start_matches('/').to_string()
+        };
+        let dir = std::path::Path::new(base).join(rel);
+        std::fs::create_dir_all(&dir)?;
+        Ok(Manager {
+            container_id: container_id.into(),
+            dir,
+        })
     }
 
     /// Move `pid` into the cgroup.
-    pub fn add_process(&self, _pid: i32) -> Result<()> {
-        bail!("cgroups: add_process not implemented yet")
+    pub fn add_process(&self, pid: i32) -> Result<()> {
+        Ok(std::fs::write(
+            self.dir.join("cgroup.procs"),
+            pid.to_string(),
+        )?)
     }
 
     /// Apply new limits (UpdateContainer).
@@ -52,12 +72,16 @@ impl Manager {
 
     /// Every pid in the cgroup (to signal all processes of a container).
     pub fn pids(&self) -> Result<Vec<i32>> {
-        bail!("cgroups: pids not implemented yet")
+        let text = std::fs::read_to_string(self.dir.join("cgroup.procs"))?;
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
     }
 
     /// Remove the cgroup (its processes must be gone). Idempotent.
     pub fn destroy(&self) -> Result<()> {
-        bail!("cgroups: destroy not implemented yet")
+        match std::fs::remove_dir(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use ttrpc::Code;
 
 use super::status::{internal, invalid_argument, status};
 use super::AgentContext;
+use crate::container::{self, Failure};
 use crate::pidns::PauseProcess;
 use crate::sandbox::Sandbox;
 use crate::storage::{mountinfo, STORAGE_ROOT};
@@ -51,14 +52,49 @@ pub async fn create_sandbox(ctx: &AgentContext, req: CreateSandboxRequest) -> tt
     Ok(Empty::new())
 }
 
+/// How long DestroySandbox waits for each container's processes to die
+/// after SIGKILL.
+const CONTAINER_REMOVE_TIMEOUT_SECS: u32 = 10;
+
 pub async fn destroy_sandbox(
     ctx: &AgentContext,
     _req: DestroySandboxRequest,
 ) -> ttrpc::Result<Empty> {
+    // Containers first, through their own remove path (kill, wait, poststop
+    // hooks, cgroup, bundle, storage references); it takes the lock itself.
+    let ids: Vec<String> = ctx
+        .sandbox
+        .lock()
+        .await
+        .containers
+        .keys()
+        .cloned()
+        .collect();
+    let mut errors = Vec::new();
+    for cid in ids {
+        if let Err(f) = container::remove::remove(ctx, &cid, CONTAINER_REMOVE_TIMEOUT_SECS).await {
+            errors.push(format!("container {cid}: {}", failure_text(f)));
+        }
+    }
     let mut sandbox = ctx.sandbox.lock().await;
-    teardown(&mut sandbox).map_err(|e| internal(e.context("DestroySandbox")))?;
+    if let Err(e) = teardown(&mut sandbox) {
+        errors.push(format!("{e:#}"));
+    }
+    if !errors.is_empty() {
+        return Err(internal(anyhow::anyhow!(
+            "DestroySandbox: {}",
+            errors.join("; ")
+        )));
+    }
     slog::info!(ctx.logger, "sandbox destroyed");
     Ok(Empty::new())
+}
+
+fn failure_text(f: Failure) -> String {
+    match f {
+        Failure::Invalid(e) | Failure::Internal(e) => format!("{e:#}"),
+        Failure::NotFound(what) => what,
+    }
 }
 
 pub async fn update_ephemeral_mounts(
@@ -143,9 +179,8 @@ fn setup(sandbox: &mut Sandbox, req: &CreateSandboxRequest) -> Result<()> {
 /// reports them all.
 fn teardown(sandbox: &mut Sandbox) -> Result<()> {
     let mut errors: Vec<String> = Vec::new();
-    // TODO(lifecycle): stop and remove every container through the
-    // container module's remove path once it exists; until then the
-    // sandbox only forgets them (their storages are released below).
+    // destroy_sandbox removed the containers already; one left here failed
+    // to go (its error is reported) or this is a failed CreateSandbox.
     sandbox.containers.clear();
     if let Err(e) = sandbox.storages.clear() {
         errors.push(format!("{e:#}"));

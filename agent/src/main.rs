@@ -49,6 +49,10 @@ fn main() -> ExitCode {
 
 fn run_agent(cmdline: PathBuf) -> Result<()> {
     let init_daemon = std::process::id() == 1;
+    if init_daemon {
+        // /proc/cmdline and everything after need the kernel filesystems.
+        kata_agent::pid1::early_setup().context("setting up the guest as PID 1")?;
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     let (config, warnings) = AgentConfig::load(&cmdline, &env)
         .with_context(|| format!("reading the agent configuration from {}", cmdline.display()))?;
@@ -67,6 +71,9 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
         "config" => config_json);
     for w in warnings {
         slog::warn!(logger, "configuration"; "warning" => w);
+    }
+    if config.debug_console {
+        kata_agent::debug_console::start(config.debug_console_vport, logger.clone());
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -51,9 +51,12 @@ fn serve_console(logger: &Logger) -> Result<()> {
             .stdin(Stdio::from(console.try_clone()?))
             .stdout(Stdio::from(console.try_clone()?))
             .stderr(Stdio::from(console))
-            .status()
-            .with_context(|| format!("running {sh} on the console"))?;
-        slog::info!(logger, "debug console shell exited"; "status" => status.to_string());
+            .spawn()
+            .with_context(|| format!("running {sh} on the console"))?
+            // The reaper may collect the status first (ECHILD here): either
+            // way the shell is gone and gets started again.
+            .wait();
+        slog::info!(logger, "debug console shell exited"; "status" => format!("{status:?}"));
         std::thread::sleep(Duration::from_secs(1));
     }
 }

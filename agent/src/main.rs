@@ -72,6 +72,20 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
     for w in warnings {
         slog::warn!(logger, "configuration"; "warning" => w);
     }
+    if init_daemon {
+        // Needs the config (systemd.unified_cgroup_hierarchy), so after early_setup.
+        match kata_agent::cgroups::mounts::mount_cgroup_hierarchies_reporting(
+            config.unified_cgroup_hierarchy,
+        ) {
+            Ok(busy) if busy.is_empty() => {}
+            Ok(busy) => {
+                slog::warn!(logger, "cgroup controllers not mounted"; "controllers" => busy.join(","))
+            }
+            Err(e) => {
+                slog::error!(logger, "mounting cgroup hierarchies"; "error" => format!("{e:#}"))
+            }
+        }
+    }
     if config.debug_console {
         kata_agent::debug_console::start(config.debug_console_vport, logger.clone());
     }

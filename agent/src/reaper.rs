@@ -200,6 +200,75 @@ pub async fn output(mut cmd: std::process::Command) -> Result<std::process::Outp
     })
 }
 
+/// [`output`] for synchronous code (worker threads, set-up paths): runs `cmd`
+/// to completion through the reaper, feeding it `stdin` when given.
+pub fn output_blocking(
+    mut cmd: std::process::Command,
+    stdin: Option<Vec<u8>>,
+) -> Result<std::process::Output> {
+    use std::io::{Read, Write};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let program = cmd.get_program().to_owned();
+    let ((input, out, err), mut rx) = spawn(|| {
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("running {program:?}"))?;
+        let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        Ok((child.id() as i32, pipes))
+    })?;
+    let feeder = std::thread::spawn(move || {
+        if let (Some(mut pipe), Some(data)) = (input, stdin) {
+            let _ = pipe.write_all(&data);
+        }
+    });
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(out.map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(err.map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let code = block_on(wait(&mut rx))?;
+    let _ = feeder.join();
+    Ok(std::process::Output {
+        status: std::process::ExitStatus::from_raw((code & 0xff) << 8),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+/// Drive one future to completion on this thread (tokio's sync primitives
+/// work without a runtime); for waiting on the reaper from plain threads.
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    use std::task::{Context as TaskContext, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = TaskContext::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +295,20 @@ mod tests {
         let out = output(cmd).await.unwrap();
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn output_blocking_feeds_stdin_and_waits_through_the_reaper() {
+        start().unwrap();
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.args(["-c", "cat; echo err >&2; exit 4"]);
+        let out = tokio::task::spawn_blocking(move || output_blocking(cmd, Some(b"in\n".to_vec())))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4));
+        assert_eq!(out.stdout, b"in\n");
         assert_eq!(out.stderr, b"err\n");
     }
 

@@ -1,8 +1,7 @@
 //! GetIPTables / SetIPTables through the iptables-save / iptables-restore
 //! binaries of the guest image (ip6tables-* for IPv6).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
@@ -25,8 +24,8 @@ pub fn save(v6: bool) -> Result<Option<Vec<u8>>> {
     let Some(path) = find_tool(&name) else {
         return Ok(None);
     };
-    let out = Command::new(&path)
-        .output()
+    // Through the reaper: std's own wait would race with it for the status.
+    let out = crate::reaper::output_blocking(Command::new(&path), None)
         .with_context(|| format!("running {name}"))?;
     if !out.status.success() {
         bail!(
@@ -43,21 +42,8 @@ pub fn restore(v6: bool, rules: &[u8]) -> Result<Option<Vec<u8>>> {
     let Some(path) = find_tool(&name) else {
         return Ok(None);
     };
-    let mut child = Command::new(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let out = crate::reaper::output_blocking(Command::new(&path), Some(rules.to_vec()))
         .with_context(|| format!("running {name}"))?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(rules)
-        .with_context(|| format!("feeding {name}"))?;
-    let out = child
-        .wait_with_output()
-        .with_context(|| format!("waiting for {name}"))?;
     if !out.status.success() {
         bail!(
             "{name} refused the rules ({}): {}",

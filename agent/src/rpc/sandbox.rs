@@ -214,11 +214,10 @@ fn teardown(sandbox: &mut Sandbox) -> Result<()> {
 }
 
 fn load_kernel_module(name: &str, params: &[String]) -> Result<()> {
-    let out = Command::new("modprobe")
-        .arg("--")
-        .arg(name)
-        .args(params)
-        .output()
+    let mut cmd = Command::new("modprobe");
+    cmd.arg("--").arg(name).args(params);
+    // Through the reaper: std's own wait would race with it for the status.
+    let out = crate::reaper::output_blocking(cmd, None)
         .with_context(|| format!("running modprobe {name}"))?;
     if !out.status.success() {
         bail!(

@@ -1,16 +1,274 @@
 //! Build the guest kernel from the pinned source and fragments, cached by hash.
+//!
+//! Flow: verify the tarball's sha256 → unpack it once into the cache
+//! (`kernel-source/<sha256>/`) → hash every input into a key → on a miss, build
+//! out of tree in `target/xtask/kernel/<arch>/build` and store the images plus
+//! the final .config in `kernel/<key>/` → copy them to `target/artifacts/<arch>/`.
 
-use anyhow::{bail, Result};
+mod build;
+mod fragments;
+mod source;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::arch::{Arch, ArchSelection};
+use crate::{cache, paths, setup};
+
+use build::Toolchain;
+use fragments::Fragment;
+use source::Source;
+
+/// Cache kind of built kernels.
+const CACHE_KIND: &str = "kernel";
+/// Bump when this build script changes in a way that changes its output.
+const BUILD_SCRIPT_VERSION: &str = "kernel-build-1";
+/// The kernel release, stored in each cache entry.
+const RELEASE_FILE: &str = "kernel.release";
+/// The final .config, in the cache entry and the artifacts dir.
+const CONFIG_NAME: &str = "kernel.config";
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// x86_64, aarch64, ppc64le, s390x or all.
     #[arg(long, default_value = "x86_64")]
-    arch: crate::arch::ArchSelection,
+    arch: ArchSelection,
+    /// Rebuild even when the cache has this kernel (the entry is replaced).
+    #[arg(long)]
+    no_cache: bool,
+    /// Build this kernel tarball (e.g. from kernel.org) instead of the pinned one.
+    #[arg(long, requires = "sha256", value_name = "PATH")]
+    source: Option<PathBuf>,
+    /// The sha256 the --source tarball must have.
+    #[arg(long, requires = "source", value_name = "HEX")]
+    sha256: Option<String>,
+    /// Parallel make jobs (does not change the output, so not part of the cache key).
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+}
+
+/// A built kernel, copied into `target/artifacts/<arch>/`.
+#[derive(Debug, Clone)]
+pub struct KernelArtifacts {
+    pub arch: Arch,
+    /// The image QEMU's `-kernel` takes: vmlinuz (bzImage) on x86_64 and
+    /// s390x, Image on aarch64, vmlinux on ppc64le.
+    pub image: PathBuf,
+    /// x86_64 only: the uncompressed ELF vmlinux with the PVH entry point, for
+    /// direct boot (`-M microvm`, or q35 with qboot).
+    pub pvh_vmlinux: Option<PathBuf>,
+    /// The final kernel .config.
+    pub config: PathBuf,
+    /// The cache key (hash of every input).
+    pub cache_key: String,
+    /// `uname -r` of the kernel, e.g. "6.12.95".
+    pub release: String,
+    /// Where the source came from, e.g. "linux-source-6.12 6.12.95-1~bpo12+1".
+    pub source: String,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let _ = args.arch;
-    bail!("`cargo xtask kernel` is not implemented yet")
+    let source = match (&args.source, &args.sha256) {
+        (Some(path), Some(sha)) => Source::from_path(path, sha)?,
+        _ => Source::from_pin(&source::read_pin()?),
+    };
+    let opts = Options {
+        source,
+        no_cache: args.no_cache,
+        jobs: args.jobs.max(1),
+    };
+    for arch in args.arch.arches() {
+        let k = build_kernel(arch, &opts).with_context(|| format!("kernel for {arch}"))?;
+        print_summary(&k);
+    }
+    Ok(())
+}
+
+fn print_summary(k: &KernelArtifacts) {
+    println!("kernel {}: {} from {}", k.arch, k.release, k.source);
+    println!("  image:  {}", k.image.display());
+    if let Some(v) = &k.pvh_vmlinux {
+        println!("  vmlinux (PVH ELF): {}", v.display());
+    }
+    println!("  config: {}", k.config.display());
+    println!("  cache key: {}", k.cache_key);
+}
+
+/// The pinned kernel for `arch`, built if the cache does not have it yet.
+/// This is what the image and VM steps call.
+#[allow(dead_code)] // the image/vm steps call it once they land
+pub fn ensure_built(arch: Arch) -> Result<KernelArtifacts> {
+    let opts = Options {
+        source: Source::from_pin(&source::read_pin()?),
+        no_cache: false,
+        jobs: 2,
+    };
+    build_kernel(arch, &opts).with_context(|| format!("kernel for {arch}"))
+}
+
+struct Options {
+    source: Source,
+    no_cache: bool,
+    jobs: usize,
+}
+
+fn build_kernel(arch: Arch, opts: &Options) -> Result<KernelArtifacts> {
+    setup::ensure_host_packages(&["kernel", "cross"])?;
+    opts.source.verify()?;
+    let tree = source::unpack(&opts.source)?;
+    let tc = Toolchain::new(arch, tree.source_date_epoch)?;
+    let frags = fragments::for_arch(&fragments::fragments_root(), arch)?;
+    let key = cache_key(arch, &opts.source, &frags, &tc)?;
+
+    let entry = match cache::lookup(CACHE_KIND, &key) {
+        Some(dir) if !opts.no_cache => {
+            eprintln!("kernel {arch}: cached ({})", dir.display());
+            dir
+        }
+        stale => refill(stale, &key, |out| {
+            build_into(arch, &tc, &tree.dir, &frags, opts.jobs, out)
+        })?,
+    };
+    export(arch, &entry, &key, &opts.source)
+}
+
+/// Fill the cache entry for `key`; an existing entry (`--no-cache`) is moved
+/// aside first and restored if the rebuild fails.
+fn refill(
+    existing: Option<PathBuf>,
+    key: &str,
+    build: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let Some(old) = existing else {
+        return cache::fill(CACHE_KIND, key, build);
+    };
+    let aside = old.with_file_name(format!(".old-{key}-{}", std::process::id()));
+    fs::rename(&old, &aside).with_context(|| format!("moving {} aside", old.display()))?;
+    match cache::fill(CACHE_KIND, key, build) {
+        Ok(dir) => {
+            fs::remove_dir_all(&aside).ok();
+            Ok(dir)
+        }
+        Err(e) => {
+            fs::rename(&aside, &old).ok();
+            Err(e)
+        }
+    }
+}
+
+/// Hash of everything the kernel depends on.
+fn cache_key(arch: Arch, src: &Source, frags: &[Fragment], tc: &Toolchain) -> Result<String> {
+    let mut h = cache::KeyHasher::new(CACHE_KIND);
+    h.str(BUILD_SCRIPT_VERSION)
+        .str(&src.sha256)
+        .str(arch.name())
+        .str(arch.kernel_arch())
+        .str(&tc.cross_compile);
+    for f in frags {
+        h.file(&f.label, &f.path)?;
+    }
+    for (k, v) in &tc.env {
+        h.str(k).str(v);
+    }
+    let (targets, outs) = build::outputs(arch);
+    for t in targets {
+        h.str(t);
+    }
+    for o in outs {
+        h.str(o.built).str(o.name);
+    }
+    for tool in [tc.gcc().as_str(), "gcc", "make"] {
+        h.str(tool).str(&tool_version(tool)?);
+    }
+    Ok(h.finish())
+}
+
+/// `<tool> --version` (the compiler and make versions go into the cache key).
+fn tool_version(tool: &str) -> Result<String> {
+    let out = Command::new(tool)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("running {tool} --version (is it installed?)"))?;
+    if !out.status.success() {
+        bail!("{tool} --version failed: {}", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Configure, check and compile in a fresh build dir; store the results in `out`.
+fn build_into(
+    arch: Arch,
+    tc: &Toolchain,
+    src: &Path,
+    frags: &[Fragment],
+    jobs: usize,
+    out: &Path,
+) -> Result<()> {
+    let work = paths::work_dir("kernel", arch);
+    let dir = work.join("build");
+    if dir.exists() {
+        fs::remove_dir_all(&dir).with_context(|| format!("cleaning {}", dir.display()))?;
+    }
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let log = work.join("build.log");
+    fs::write(&log, "").with_context(|| format!("creating {}", log.display()))?;
+    eprintln!(
+        "kernel {arch}: building with make -j{jobs} in {} (log: {})",
+        dir.display(),
+        log.display()
+    );
+    let start = Instant::now();
+    build::configure(arch, tc, src, &dir, frags, &log)?;
+    build::compile(arch, tc, src, &dir, jobs, &log)?;
+    let secs = start.elapsed().as_secs();
+    eprintln!("kernel {arch}: built in {}m{:02}s", secs / 60, secs % 60);
+
+    let leaks = build::leaked_paths(&dir.join("vmlinux"), &[&dir, src, &work])?;
+    if !leaks.is_empty() {
+        bail!(
+            "the kernel embeds build-machine paths {leaks:?}: the image would depend on \
+             where it was built"
+        );
+    }
+    for o in build::outputs(arch).1 {
+        copy(&dir.join(o.built), &out.join(o.name))?;
+    }
+    copy(&dir.join(".config"), &out.join(CONFIG_NAME))?;
+    let release = build::kernel_release(arch, tc, src, &dir)?;
+    fs::write(out.join(RELEASE_FILE), &release).context("writing kernel.release")
+}
+
+/// Copy a cache entry to `target/artifacts/<arch>/`.
+fn export(arch: Arch, entry: &Path, key: &str, src: &Source) -> Result<KernelArtifacts> {
+    let dest = paths::artifacts_dir(arch);
+    fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+    let outs = build::outputs(arch).1;
+    for o in outs {
+        copy(&entry.join(o.name), &dest.join(o.name))?;
+    }
+    copy(&entry.join(CONFIG_NAME), &dest.join(CONFIG_NAME))?;
+    let release_path = entry.join(RELEASE_FILE);
+    let release = fs::read_to_string(&release_path)
+        .with_context(|| format!("reading {}", release_path.display()))?;
+    Ok(KernelArtifacts {
+        arch,
+        image: dest.join(outs[0].name),
+        pvh_vmlinux: (arch == Arch::X86_64).then(|| dest.join("vmlinux")),
+        config: dest.join(CONFIG_NAME),
+        cache_key: key.to_string(),
+        release: release.trim().to_string(),
+        source: src.label.clone(),
+    })
+}
+
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    fs::copy(from, to)
+        .map(|_| ())
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))
 }
 
 /// A built kernel in target/artifacts/<arch>/. Same shape as the kernel

@@ -108,7 +108,7 @@ pub async fn run(cfg: SuiteConfig) -> Vec<Outcome> {
         }
         let started = Instant::now();
         // Each test gets a few RPC deadlines; health_check also the boot time.
-        let budget = ctx.cfg.rpc_timeout * 6
+        let budget = ctx.cfg.rpc_timeout * 3
             + if name == "health_check" {
                 ctx.cfg.boot_timeout
             } else {
@@ -280,7 +280,7 @@ async fn wait_process(ctx: &Ctx, id: &str, exec_id: &str) -> Result<i32> {
     req.container_id = id.into();
     req.exec_id = exec_id.into();
     // WaitProcess blocks until exit: allow it the whole test budget.
-    let long = ttrpc::context::with_timeout((ctx.cfg.rpc_timeout * 5).as_nanos() as i64);
+    let long = ttrpc::context::with_timeout((ctx.cfg.rpc_timeout * 2).as_nanos() as i64);
     let resp = ctx
         .agent()?
         .agent

@@ -38,7 +38,7 @@ struct VmBenchArgs {
     /// What counts as "up": an answered Health.Check, or an accepted vsock connection.
     #[arg(long, default_value = "health")]
     probe: Probe,
-    /// Measure with and without `quiet` (otherwise only quiet).
+    /// Measure with and without `quiet` (otherwise as --verbose-kernel says).
     #[arg(long)]
     both_quiet: bool,
     #[command(flatten)]
@@ -113,10 +113,10 @@ fn bench_arch(arch: Arch, args: &VmBenchArgs, e2e: Option<&Path>) -> Result<Vec<
     } else {
         qemu::choose_accel(arch)
     };
-    let quiet_modes: &[bool] = if args.both_quiet {
-        &[true, false]
+    let quiet_modes: Vec<bool> = if args.both_quiet {
+        vec![true, false]
     } else {
-        &[true]
+        vec![!args.opts.verbose_kernel]
     };
     let mut rows = Vec::new();
     for &machine in &machines {
@@ -127,7 +127,7 @@ fn bench_arch(arch: Arch, args: &VmBenchArgs, e2e: Option<&Path>) -> Result<Vec<
                 continue;
             }
         };
-        for &quiet in quiet_modes {
+        for &quiet in &quiet_modes {
             let mut opts = args.opts.clone();
             opts.verbose_kernel = !quiet;
             let mut row = Row {

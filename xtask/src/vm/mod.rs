@@ -407,7 +407,7 @@ fn test_arch(
         .arg("--boot-timeout-secs")
         .arg(boot_deadline(accel).as_secs().to_string())
         .arg("--rpc-timeout-secs")
-        .arg((10 * accel.slowdown()).to_string());
+        .arg((5 * accel.slowdown()).to_string());
     for p in &args.opts.agent_params {
         cmd.arg("--agent-param").arg(p);
     }

@@ -113,10 +113,10 @@ impl Machine {
             Machine::Q35 | Machine::Q35Qboot => {
                 format!("q35,accel={a},memory-backend=mem,vmport=off,smm=off")
             }
-            // No legacy PIT/PIC/RTC and no option ROMs: the kernel enters
-            // through PVH and uses the virtio-mmio devices.
+            // No legacy PIT/PIC/RTC: the kernel enters through PVH and uses
+            // the virtio-mmio devices.
             Machine::Microvm => format!(
-                "microvm,accel={a},memory-backend=mem,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on"
+                "microvm,accel={a},memory-backend=mem,pit=off,pic=off,rtc=off,isa-serial=on"
             ),
             Machine::Virt => format!("virt,accel={a},memory-backend=mem"),
             Machine::Pseries => format!("pseries,accel={a},memory-backend=mem"),
@@ -234,7 +234,9 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     push(&["-machine", &cfg.machine.machine_arg(cfg.accel)]);
     push(&["-cpu", cpu_model(cfg.arch, cfg.accel)]);
-    if cfg.machine == Machine::Q35Qboot {
+    // Debian ships no bios-microvm.bin (microvm's default firmware, which is
+    // qboot): without -bios the guest never starts and says nothing.
+    if matches!(cfg.machine, Machine::Q35Qboot | Machine::Microvm) {
         push(&["-bios", QBOOT]);
     }
     push(&[

@@ -119,17 +119,16 @@ impl Session {
     }
 
     /// Wait for the named child to exit by itself (e.g. QEMU in `vm run`).
-    pub fn wait(&mut self, name: &str) -> Result<String> {
+    pub fn wait(&mut self, name: &str) -> Result<std::process::ExitStatus> {
         let owned = self
             .children
             .iter_mut()
             .find(|o| o.name == name)
             .with_context(|| format!("no child named {name}"))?;
-        let status = owned
+        owned
             .child
             .wait()
-            .with_context(|| format!("waiting for {name}"))?;
-        Ok(status.to_string())
+            .with_context(|| format!("waiting for {name}"))
     }
 
     /// Stop one child: SIGTERM, a grace period, then SIGKILL; always reaped.

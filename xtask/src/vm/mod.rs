@@ -414,7 +414,9 @@ fn test_arch(
     if let Some(only) = &args.only {
         cmd.arg("--only").arg(only);
     }
-    let status = cmd.status().context("running the e2e suite")?;
+    // Through the session: Ctrl-C and errors stop the suite with the VM.
+    session.spawn("e2e", cmd)?;
+    let status = session.wait("e2e")?;
     let qemu_state = session.exited("qemu");
     drop(session);
     if status.success() {

@@ -45,9 +45,19 @@ impl TestAgent {
             .expect("spawning kata-agent");
         let client = match agent_ctl::connect(&addr, Duration::from_secs(20)).await {
             Ok(c) => c,
-            Err(e) => panic!("agent did not come up: {e:#}\nlog:\n{}", fs::read_to_string(&log).unwrap_or_default()),
+            Err(e) => panic!(
+                "agent did not come up: {e:#}\nlog:\n{}",
+                fs::read_to_string(&log).unwrap_or_default()
+            ),
         };
-        TestAgent { child, dir, addr, socket, log, client }
+        TestAgent {
+            child,
+            dir,
+            addr,
+            socket,
+            log,
+            client,
+        }
     }
 
     /// A fresh connection to the same agent (for concurrency tests).
@@ -98,7 +108,9 @@ pub fn is_root() -> bool {
 macro_rules! require_root {
     () => {
         if !$crate::common::is_root() {
-            eprintln!("SKIPPED: this test needs root (namespaces, mounts, cgroups); CI runs it as root");
+            eprintln!(
+                "SKIPPED: this test needs root (namespaces, mounts, cgroups); CI runs it as root"
+            );
             return;
         }
     };
@@ -114,11 +126,16 @@ pub fn busybox_rootfs(dir: &Path) -> Option<PathBuf> {
         return None;
     }
     let root = dir.join("rootfs");
-    for d in ["bin", "sbin", "usr/bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
+    for d in [
+        "bin", "sbin", "usr/bin", "proc", "sys", "dev", "tmp", "etc", "root",
+    ] {
         fs::create_dir_all(root.join(d)).expect("creating rootfs dirs");
     }
     fs::copy(busybox, root.join("bin/busybox")).expect("copying busybox");
-    let list = Command::new(busybox).arg("--list").output().expect("busybox --list");
+    let list = Command::new(busybox)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         let link = root.join("bin").join(applet);
         if !link.exists() {

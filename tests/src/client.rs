@@ -19,11 +19,34 @@ pub fn address(socket: &Path, port: u32) -> String {
     format!("hvsock://{}:{port}", socket.display())
 }
 
-/// Connect and get a first Health.Check answer before `deadline`.
-pub async fn connect_until(socket: &Path, port: u32, deadline: Instant) -> Result<Agent> {
+/// Is the VM process still running? (Gone, or a zombie, means it exited:
+/// a guest panic exits QEMU with -no-reboot.)
+pub fn vm_alive(pid: Option<u32>) -> bool {
+    let Some(pid) = pid else { return true };
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+/// Connect and get a first Health.Check answer before `deadline`; give up
+/// early when the VM (`vm_pid`) has exited.
+pub async fn connect_until(
+    socket: &Path,
+    port: u32,
+    deadline: Instant,
+    vm_pid: Option<u32>,
+) -> Result<Agent> {
     let addr = address(socket, port);
     let mut last = String::from("no attempt made");
     while Instant::now() < deadline {
+        if !vm_alive(vm_pid) {
+            bail!("the VM exited before the agent answered (last error: {last})");
+        }
         match try_connect(&addr).await {
             Ok(agent) => return Ok(agent),
             Err(e) => last = format!("{e:#}"),
@@ -48,6 +71,13 @@ async fn try_connect(addr: &str) -> Result<Agent> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn vm_liveness_from_proc() {
+        assert!(super::vm_alive(Some(std::process::id())));
+        assert!(super::vm_alive(None));
+        assert!(!super::vm_alive(Some(u32::MAX - 1)));
+    }
+
     #[test]
     fn hvsock_address() {
         assert_eq!(

@@ -38,6 +38,8 @@ pub struct SuiteConfig {
     pub rpc_timeout: Duration,
     /// Run only tests whose names contain one of these (all when empty).
     pub only: Vec<String>,
+    /// QEMU's pid: stop waiting for the agent once it has exited.
+    pub vm_pid: Option<u32>,
 }
 
 const ECHO_ID: &str = "e2e-echo";
@@ -177,7 +179,9 @@ async fn run_one(ctx: &mut Ctx, name: &str) -> Result<()> {
 /// Connect (retrying while the guest boots) and ask Health.Check.
 async fn health_check(ctx: &mut Ctx) -> Result<()> {
     let deadline = Instant::now() + ctx.cfg.boot_timeout;
-    let agent = crate::client::connect_until(&ctx.cfg.socket, ctx.cfg.port, deadline).await?;
+    let agent =
+        crate::client::connect_until(&ctx.cfg.socket, ctx.cfg.port, deadline, ctx.cfg.vm_pid)
+            .await?;
     ctx.agent = Some(agent);
     check_serving(ctx).await
 }

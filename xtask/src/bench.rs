@@ -63,6 +63,7 @@ impl std::str::FromStr for Probe {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    crate::setup::ensure_host_packages(&["vm"])?;
     match args.command {
         BenchCommand::Vm(a) => bench_vm(a),
     }
@@ -190,6 +191,8 @@ fn one_boot(
                 .arg(&vm.vsock_uds)
                 .arg("--port")
                 .arg(vm::vsock::AGENT_PORT.to_string())
+                .arg("--vm-pid")
+                .arg(vm.qemu_pid.to_string())
                 .arg("--timeout-secs")
                 .arg(deadline_len.as_secs().to_string())
                 .status()

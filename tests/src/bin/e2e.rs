@@ -59,6 +59,9 @@ struct SuiteArgs {
     /// Comma-separated substrings of test names to run.
     #[arg(long)]
     only: Option<String>,
+    /// QEMU's pid, to stop waiting when the VM has exited.
+    #[arg(long)]
+    vm_pid: Option<u32>,
 }
 
 #[derive(clap::Args)]
@@ -69,6 +72,8 @@ struct HealthArgs {
     port: u32,
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
+    #[arg(long)]
+    vm_pid: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -108,6 +113,7 @@ async fn run_suite(a: SuiteArgs) -> ExitCode {
             .only
             .map(|o| o.split(',').map(str::to_string).collect())
             .unwrap_or_default(),
+        vm_pid: a.vm_pid,
     };
     let outcomes = suite::run(cfg).await;
     print!("{}", report::render(&title, &outcomes));
@@ -123,7 +129,7 @@ async fn run_suite(a: SuiteArgs) -> ExitCode {
 async fn health(a: HealthArgs) -> ExitCode {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.timeout_secs);
-    match e2e::client::connect_until(&a.socket, a.port, deadline).await {
+    match e2e::client::connect_until(&a.socket, a.port, deadline, a.vm_pid).await {
         Ok(_) => {
             println!("health answered after {} ms", started.elapsed().as_millis());
             ExitCode::SUCCESS

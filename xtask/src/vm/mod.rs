@@ -113,6 +113,8 @@ impl FromStr for BootMode {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // QEMU (and virtiofsd's build dependencies), pinned.
+    crate::setup::ensure_host_packages(&["vm"])?;
     match args.command {
         VmCommand::Test(t) => test(t),
         VmCommand::Run(r) => run_interactive(r),
@@ -189,6 +191,7 @@ fn kernel_artifact(arch: Arch, machine: Machine) -> Result<PathBuf> {
 
 /// A booted VM: where to reach the agent and what the host shares with it.
 pub struct RunningVm {
+    pub qemu_pid: u32,
     pub vsock_uds: PathBuf,
     pub shared_dir: PathBuf,
     pub serial_log: PathBuf,
@@ -245,8 +248,9 @@ pub fn boot(session: &mut Session, plan: BootPlan<'_>) -> Result<RunningVm> {
         cmd.stderr(std::fs::File::create(dir.join("qemu.stderr"))?);
     }
     let started = Instant::now();
-    session.spawn("qemu", cmd)?;
+    let qemu_pid = session.spawn("qemu", cmd)?;
     Ok(RunningVm {
+        qemu_pid,
         vsock_uds: backend.uds,
         shared_dir: share.host_dir,
         serial_log,
@@ -406,6 +410,8 @@ fn test_arch(
         .arg(arch.name())
         .arg("--boot-timeout-secs")
         .arg(boot_deadline(accel).as_secs().to_string())
+        .arg("--vm-pid")
+        .arg(vm.qemu_pid.to_string())
         .arg("--rpc-timeout-secs")
         .arg((5 * accel.slowdown()).to_string());
     for p in &args.opts.agent_params {

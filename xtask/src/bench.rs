@@ -195,11 +195,18 @@ fn one_boot(
                 .arg(vm.qemu_pid.to_string())
                 .arg("--timeout-secs")
                 .arg(deadline_len.as_secs().to_string())
-                .status()
+                .stderr(std::process::Stdio::piped())
+                .output()
                 .context("running e2e health")?;
-            if !status.success() {
+            if !status.status.success() {
                 vm::check_qemu_alive(&mut session, &vm)?;
-                bail!("no Health.Check answer ({status})");
+                let err = String::from_utf8_lossy(&status.stderr);
+                let last = err
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                bail!("no Health.Check answer ({}): {last}", status.status);
             }
         }
         _ => {

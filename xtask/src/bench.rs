@@ -182,6 +182,25 @@ fn one_boot(
     let deadline_len = vm::boot_deadline(plan.accel);
     let vm = vm::boot(&mut session, plan)?;
     *command_line = vm.command_line.clone();
+    let result = probe_up(&mut session, &vm, probe, e2e, deadline_len);
+    if result.is_err() {
+        // Keep this run's console and host logs under a name of their own.
+        let n = std::process::id() ^ vm.qemu_pid;
+        let kept = vm.serial_log.with_extension(format!("failed-{n}.log"));
+        let _ = std::fs::copy(&vm.serial_log, &kept);
+        vm::keep_host_logs(&vm, &kept);
+        eprintln!("logs of the failed boot kept at {}*", kept.display());
+    }
+    result
+}
+
+fn probe_up(
+    session: &mut Session,
+    vm: &vm::RunningVm,
+    probe: Probe,
+    e2e: Option<&Path>,
+    deadline_len: Duration,
+) -> Result<Duration> {
     let deadline = vm.started + deadline_len;
     match (probe, e2e) {
         (Probe::Health, Some(bin)) => {
@@ -199,7 +218,7 @@ fn one_boot(
                 .output()
                 .context("running e2e health")?;
             if !status.status.success() {
-                vm::check_qemu_alive(&mut session, &vm)?;
+                vm::check_qemu_alive(session, vm)?;
                 let err = String::from_utf8_lossy(&status.stderr);
                 let last = err
                     .lines()
@@ -212,7 +231,7 @@ fn one_boot(
         _ => {
             let _stream =
                 vm::vsock::connect(&vm.vsock_uds, vm::vsock::AGENT_PORT, deadline, || {
-                    vm::check_qemu_alive(&mut session, &vm)
+                    vm::check_qemu_alive(session, vm)
                 })?;
         }
     }

@@ -192,6 +192,8 @@ fn kernel_artifact(arch: Arch, machine: Machine) -> Result<PathBuf> {
 /// A booted VM: where to reach the agent and what the host shares with it.
 pub struct RunningVm {
     pub qemu_pid: u32,
+    /// The run's temp dir (sockets, backend logs); removed with the session.
+    pub dir: PathBuf,
     pub vsock_uds: PathBuf,
     pub shared_dir: PathBuf,
     pub serial_log: PathBuf,
@@ -251,12 +253,27 @@ pub fn boot(session: &mut Session, plan: BootPlan<'_>) -> Result<RunningVm> {
     let qemu_pid = session.spawn("qemu", cmd)?;
     Ok(RunningVm {
         qemu_pid,
+        dir: dir.clone(),
         vsock_uds: backend.uds,
         shared_dir: share.host_dir,
         serial_log,
         command_line,
         started,
     })
+}
+
+/// Copy the host-side logs of a failed run (vsock backend, QEMU's stderr,
+/// virtiofsd) next to `serial_log` before the temp dir goes away.
+pub fn keep_host_logs(vm: &RunningVm, serial_log: &Path) -> Vec<PathBuf> {
+    let mut kept = Vec::new();
+    for name in ["vhost-device-vsock.log", "qemu.stderr", "virtiofsd.log"] {
+        let src = vm.dir.join(name);
+        let dest = serial_log.with_extension(name.replace('.', "-") + ".log");
+        if src.exists() && std::fs::copy(&src, &dest).is_ok() {
+            kept.push(dest);
+        }
+    }
+    kept
 }
 
 /// Quote arguments for a copy-pasteable command line.
@@ -424,6 +441,11 @@ fn test_arch(
     session.spawn("e2e", cmd)?;
     let status = session.wait("e2e")?;
     let qemu_state = session.exited("qemu");
+    let host_logs = if status.success() {
+        Vec::new()
+    } else {
+        keep_host_logs(&vm, &serial_log)
+    };
     drop(session);
     if status.success() {
         Ok(true)
@@ -435,6 +457,9 @@ fn test_arch(
             "{arch}: e2e suite failed; serial log kept at {}",
             serial_log.display()
         );
+        for log in host_logs {
+            eprintln!("host log kept at {}", log.display());
+        }
         Ok(false)
     }
 }

@@ -78,6 +78,11 @@ pub fn start(session: &mut Session, dir: &Path) -> Result<Backend> {
         .arg(&backend.vhost_socket)
         .arg("--uds-path")
         .arg(&backend.uds)
+        // Its debug log is what explains a stalled connection.
+        .env(
+            "RUST_LOG",
+            std::env::var("VSOCK_LOG").unwrap_or_else(|_| "debug".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("vhost-device-vsock.log"))?);

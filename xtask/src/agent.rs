@@ -13,13 +13,13 @@ pub fn run(args: Args) -> Result<()> {
     bail!("`cargo xtask agent` is not implemented yet")
 }
 
-/// Placeholder until the cross build lands on main (the lead keeps the real
-/// one at merge): the agent artifact if it is there.
+/// Placeholder until the cross-build branch lands (its real version replaces
+/// this on merge): the agent artifact if it exists.
 pub fn ensure_built(arch: crate::arch::Arch) -> Result<std::path::PathBuf> {
     let path = crate::paths::artifacts_dir(arch).join("kata-agent");
     if !path.is_file() {
         bail!(
-            "{} is missing and `cargo xtask agent` is not implemented yet",
+            "{} does not exist: run `cargo xtask agent --arch {arch}` first",
             path.display()
         );
     }

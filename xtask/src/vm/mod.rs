@@ -137,8 +137,17 @@ pub fn guest_assets(arch: Arch, opts: &VmOpts, machine: Machine) -> Result<Guest
     let kernel = match given {
         Some(k) => k.clone(),
         None => {
-            crate::kernel::ensure_built(arch).context("building the guest kernel")?;
-            kernel_artifact(arch, machine)?
+            let built = crate::kernel::ensure_built(arch).context("building the guest kernel")?;
+            if machine.wants_vmlinux() {
+                built.pvh_vmlinux.with_context(|| {
+                    format!(
+                        "machine {} needs the PVH vmlinux, and the {arch} kernel step exports none",
+                        machine.name()
+                    )
+                })?
+            } else {
+                built.image
+            }
         }
     };
     let rootfs = match &opts.rootfs {
@@ -163,30 +172,6 @@ pub fn guest_assets(arch: Arch, opts: &VmOpts, machine: Machine) -> Result<Guest
         BootMode::Initrd => Boot::Initrd(rootfs),
     };
     Ok(GuestAssets { kernel, boot })
-}
-
-/// The kernel file QEMU loads for this machine, from target/artifacts/<arch>/.
-fn kernel_artifact(arch: Arch, machine: Machine) -> Result<PathBuf> {
-    let names: &[&str] = match (arch, machine.wants_vmlinux()) {
-        (Arch::X86_64, true) => &["vmlinux"],
-        (Arch::X86_64, false) => &["vmlinuz", "bzImage"],
-        (Arch::Aarch64, _) => &["Image", "vmlinuz"],
-        (Arch::Ppc64le, _) => &["vmlinux"],
-        (Arch::S390x, _) => &["bzImage", "vmlinuz"],
-    };
-    let dir = crate::paths::artifacts_dir(arch);
-    names
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_file())
-        .with_context(|| {
-            format!(
-                "no kernel ({}) in {} for machine {}",
-                names.join(" or "),
-                dir.display(),
-                machine.name()
-            )
-        })
 }
 
 /// A booted VM: where to reach the agent and what the host shares with it.

@@ -255,6 +255,16 @@ fn render(arch: Arch, accel: Accel, args: &VmBenchArgs, rows: &[Row]) -> String 
         args.opts.boot,
         args.opts.share.name()
     );
+    // Timings under TCG scale with host contention: record it.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let load: Vec<&str> = load.split_whitespace().take(3).collect();
+        let _ = writeln!(
+            s,
+            "Host: {cores} cores, load average {} at the end of the run.\n",
+            load.join(" ")
+        );
+    }
     let _ = writeln!(
         s,
         "| machine | quiet | runs | min | median | max | failed |"

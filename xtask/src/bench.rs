@@ -202,6 +202,7 @@ fn probe_up(
     deadline_len: Duration,
 ) -> Result<Duration> {
     let deadline = vm.started + deadline_len;
+    vm::wait_vsock_ready(session, vm, deadline)?;
     match (probe, e2e) {
         (Probe::Health, Some(bin)) => {
             let status = Command::new(bin)

@@ -9,6 +9,7 @@
 pub mod busybox;
 pub mod cleanup;
 pub mod qemu;
+pub mod qmp;
 pub mod share;
 pub mod vsock;
 
@@ -179,6 +180,7 @@ pub struct RunningVm {
     pub qemu_pid: u32,
     /// The run's temp dir (sockets, backend logs); removed with the session.
     pub dir: PathBuf,
+    pub qmp_socket: PathBuf,
     pub vsock_uds: PathBuf,
     pub shared_dir: PathBuf,
     pub serial_log: PathBuf,
@@ -218,6 +220,7 @@ pub fn boot(session: &mut Session, plan: BootPlan<'_>) -> Result<RunningVm> {
         kernel: plan.assets.kernel.clone(),
         boot: plan.assets.boot.clone(),
         vhost_vsock_socket: backend.vhost_socket.clone(),
+        qmp_socket: dir.join("qmp.sock"),
         share_args: share.args(plan.machine.transport()),
         console: plan.console,
         quiet: !plan.opts.verbose_kernel,
@@ -239,6 +242,7 @@ pub fn boot(session: &mut Session, plan: BootPlan<'_>) -> Result<RunningVm> {
     Ok(RunningVm {
         qemu_pid,
         dir: dir.clone(),
+        qmp_socket: dir.join("qmp.sock"),
         vsock_uds: backend.uds,
         shared_dir: share.host_dir,
         serial_log,
@@ -289,6 +293,14 @@ pub fn e2e_binary() -> Result<PathBuf> {
         bail!("cargo build -p e2e failed ({status})");
     }
     Ok(crate::paths::target_dir().join("debug").join("e2e"))
+}
+
+/// Wait until the guest has started the vsock device: a CONNECT before that
+/// wedges vhost-device-vsock 0.3.0 for the rest of the boot (see `qmp`).
+pub fn wait_vsock_ready(session: &mut Session, vm: &RunningVm, deadline: Instant) -> Result<()> {
+    qmp::wait_driver_ok(&vm.qmp_socket, qmp::VSOCK_BACKEND, deadline, || {
+        check_qemu_alive(session, vm)
+    })
 }
 
 /// Error out with QEMU's stderr if QEMU has exited.
@@ -394,6 +406,10 @@ fn test_arch(
         },
     )?;
     eprintln!("{}", vm.command_line);
+    // On failure the suite still runs: its table says what did not answer.
+    if let Err(e) = wait_vsock_ready(&mut session, &vm, vm.started + boot_deadline(accel)) {
+        eprintln!("warning: {e:#}");
+    }
     let mut cmd = Command::new(e2e);
     cmd.arg("suite")
         .arg("--socket")

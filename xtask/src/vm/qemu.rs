@@ -179,6 +179,8 @@ pub struct VmConfig {
     pub kernel: PathBuf,
     pub boot: Boot,
     pub vhost_vsock_socket: PathBuf,
+    /// QMP control socket (to see when the guest has started the vsock device).
+    pub qmp_socket: PathBuf,
     /// Extra device arguments (the share) with `{transport}` placeholders.
     pub share_args: Vec<String>,
     pub console: Console,
@@ -281,7 +283,11 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
         "-chardev",
         &format!("socket,id=vsock,path={}", cfg.vhost_vsock_socket.display()),
         "-device",
-        &format!("vhost-user-vsock-{t},chardev=vsock"),
+        &format!("vhost-user-vsock-{t},chardev=vsock,id=vsock0"),
+    ]);
+    push(&[
+        "-qmp",
+        &format!("unix:{},server=on,wait=off", cfg.qmp_socket.display()),
     ]);
     for arg in &cfg.share_args {
         a.push(arg.replace("{transport}", t));
@@ -410,6 +416,7 @@ mod tests {
             kernel: PathBuf::from("/k"),
             boot,
             vhost_vsock_socket: PathBuf::from("/d/vhost.sock"),
+            qmp_socket: PathBuf::from("/d/qmp.sock"),
             share_args: vec!["-device".into(), "virtio-9p-{transport},x".into()],
             console: Console::File(PathBuf::from("/d/serial.log")),
             quiet: true,
@@ -432,7 +439,8 @@ mod tests {
         let a = args(&c).join(" ");
         assert!(a.contains("-bios /usr/share/qemu/qboot.rom"));
         assert!(a.contains("memory-backend-memfd,id=mem,size=512M,share=on"));
-        assert!(a.contains("-device vhost-user-vsock-pci,chardev=vsock"));
+        assert!(a.contains("-device vhost-user-vsock-pci,chardev=vsock,id=vsock0"));
+        assert!(a.contains("-qmp unix:/d/qmp.sock,server=on,wait=off"));
         assert!(a.contains("file=/a/kata-containers.img,if=none,id=root,format=raw,readonly=on"));
         assert!(a.contains("virtio-9p-pci,x"));
         assert!(a.contains("-serial chardev:con -monitor none"));

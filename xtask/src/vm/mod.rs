@@ -298,7 +298,7 @@ pub fn e2e_binary() -> Result<PathBuf> {
 /// Wait until the guest has started the vsock device: a CONNECT before that
 /// wedges vhost-device-vsock 0.3.0 for the rest of the boot (see `qmp`).
 pub fn wait_vsock_ready(session: &mut Session, vm: &RunningVm, deadline: Instant) -> Result<()> {
-    qmp::wait_driver_ok(&vm.qmp_socket, qmp::VSOCK_BACKEND, deadline, || {
+    qmp::wait_driver_ok(&vm.qmp_socket, &qmp::VSOCK_PATHS, deadline, || {
         check_qemu_alive(session, vm)
     })
 }

@@ -16,8 +16,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-/// The QOM path of the vsock device's virtio backend (device id `vsock0`).
-pub const VSOCK_BACKEND: &str = "/machine/peripheral/vsock0/virtio-backend";
+/// QOM paths of the vsock device (id `vsock0`) as a VirtIODevice: a PCI
+/// proxy holds it as `virtio-backend`; an mmio `-device` is one itself.
+pub const VSOCK_PATHS: [&str; 2] = [
+    "/machine/peripheral/vsock0/virtio-backend",
+    "/machine/peripheral/vsock0",
+];
 
 struct Qmp {
     reader: BufReader<UnixStream>,
@@ -76,11 +80,11 @@ pub fn driver_ok(status: &Value) -> bool {
         })
 }
 
-/// Wait until the guest driver has started the device at `qom_path`.
-/// `alive` stops the wait early when QEMU has exited.
+/// Wait until the guest driver has started the device at the first of
+/// `qom_paths` QEMU knows. `alive` stops the wait early when QEMU has exited.
 pub fn wait_driver_ok(
     qmp_socket: &Path,
-    qom_path: &str,
+    qom_paths: &[&str],
     deadline: Instant,
     mut alive: impl FnMut() -> Result<()>,
 ) -> Result<()> {
@@ -95,15 +99,28 @@ pub fn wait_driver_ok(
             Err(e) => return Err(e),
         }
     };
+    let mut last = None;
+    let path = qom_paths
+        .iter()
+        .find(
+            |p| match qmp.execute("x-query-virtio-status", json!({ "path": p })) {
+                Ok(_) => true,
+                Err(e) => {
+                    last = Some(e);
+                    false
+                }
+            },
+        )
+        .with_context(|| format!("no virtio device among {qom_paths:?}: {last:?}"))?;
     while Instant::now() < deadline {
         alive()?;
-        let status = qmp.execute("x-query-virtio-status", json!({ "path": qom_path }))?;
+        let status = qmp.execute("x-query-virtio-status", json!({ "path": path }))?;
         if driver_ok(&status) {
             return Ok(());
         }
         thread::sleep(Duration::from_millis(20));
     }
-    bail!("the guest did not start the vsock device ({qom_path}) before the deadline")
+    bail!("the guest did not start the vsock device ({path}) before the deadline")
 }
 
 #[cfg(test)]

@@ -89,6 +89,18 @@ fn rpc_code(e: &ttrpc::Error) -> Option<ttrpc::Code> {
     }
 }
 
+/// A test that finds nothing to do (e.g. no container was created) skips.
+#[derive(Debug)]
+struct SkipTest(String);
+
+impl std::fmt::Display for SkipTest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SkipTest {}
+
 struct Ctx {
     cfg: SuiteConfig,
     agent: Option<Agent>,
@@ -146,7 +158,10 @@ pub async fn run(cfg: SuiteConfig) -> Vec<Outcome> {
                 ctx.passed.insert(name);
                 Verdict::Pass
             }
-            Ok(Err(e)) => Verdict::Fail(format!("{e:#}")),
+            Ok(Err(e)) => match e.downcast_ref::<SkipTest>() {
+                Some(SkipTest(why)) => Verdict::Skip(why.clone()),
+                None => Verdict::Fail(format!("{e:#}")),
+            },
             Err(_) => Verdict::Fail(format!("timed out after {budget:?}")),
         };
         outcomes.push(Outcome {

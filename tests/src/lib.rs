@@ -1,1 +1,9 @@
-//! End-to-end suite (see ARCHITECTURE.md).
+//! End-to-end suite: the agent inside a QEMU VM, driven over hybrid vsock
+//! by `cargo xtask vm test` (which boots the VM and runs the `e2e` binary).
+
+pub mod client;
+pub mod fixture;
+pub mod report;
+pub mod serial;
+pub mod spec;
+pub mod suite;

@@ -1,14 +1,307 @@
-//! Benchmarks that write a table.
+//! Benchmarks that write a table. `bench vm`: time from starting QEMU to the
+//! first answered Health.Check (or, with `--probe vsock`, to the guest
+//! accepting on the agent port), per machine/firmware choice and with and
+//! without `quiet`.
 
-use anyhow::{bail, Result};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+
+use crate::arch::{Arch, ArchSelection};
+use crate::vm::cleanup::Session;
+use crate::vm::qemu::{self, Accel, Console, Machine};
+use crate::vm::{self as vm, BootPlan, VmOpts};
 
 #[derive(clap::Args)]
 pub struct Args {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Boot time to the first answered Health.Check, per machine choice.
+    Vm(VmBenchArgs),
+}
+
+#[derive(clap::Args)]
+struct VmBenchArgs {
     #[arg(long, default_value = "x86_64")]
-    arch: crate::arch::ArchSelection,
+    arch: ArchSelection,
+    /// Boots per configuration.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// What counts as "up": an answered Health.Check, or an accepted vsock connection.
+    #[arg(long, default_value = "health")]
+    probe: Probe,
+    /// Measure with and without `quiet` (otherwise as --verbose-kernel says).
+    #[arg(long)]
+    both_quiet: bool,
+    #[command(flatten)]
+    opts: VmOpts,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    Health,
+    Vsock,
+}
+
+impl std::str::FromStr for Probe {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Probe> {
+        match s {
+            "health" => Ok(Probe::Health),
+            "vsock" => Ok(Probe::Vsock),
+            other => bail!("unknown probe {other:?} (expected health or vsock)"),
+        }
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let _ = args.arch;
-    bail!("`cargo xtask bench` is not implemented yet")
+    crate::setup::ensure_host_packages(&["vm"])?;
+    match args.command {
+        BenchCommand::Vm(a) => bench_vm(a),
+    }
+}
+
+/// One measured configuration.
+struct Row {
+    machine: Machine,
+    quiet: bool,
+    times: Vec<Duration>,
+    failures: Vec<String>,
+    command_line: String,
+}
+
+fn bench_vm(args: VmBenchArgs) -> Result<()> {
+    let e2e = match args.probe {
+        Probe::Health => Some(vm::e2e_binary()?),
+        Probe::Vsock => None,
+    };
+    for arch in args.arch.arches() {
+        let rows = bench_arch(arch, &args, e2e.as_deref())?;
+        let accel = if args.opts.tcg {
+            Accel::Tcg
+        } else {
+            qemu::choose_accel(arch)
+        };
+        let table = render(arch, accel, &args, &rows);
+        let out = crate::paths::target_dir()
+            .join("bench")
+            .join(format!("vm-{arch}.md"));
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&out, &table).with_context(|| format!("writing {}", out.display()))?;
+        println!("{table}");
+        eprintln!("table written to {}", out.display());
+    }
+    Ok(())
+}
+
+fn bench_arch(arch: Arch, args: &VmBenchArgs, e2e: Option<&Path>) -> Result<Vec<Row>> {
+    let machines = match args.opts.machine {
+        Some(m) => vec![m],
+        None => Machine::choices(arch),
+    };
+    let accel = if args.opts.tcg {
+        Accel::Tcg
+    } else {
+        qemu::choose_accel(arch)
+    };
+    let quiet_modes: Vec<bool> = if args.both_quiet {
+        vec![true, false]
+    } else {
+        vec![!args.opts.verbose_kernel]
+    };
+    let mut rows = Vec::new();
+    for &machine in &machines {
+        let assets = match vm::guest_assets(arch, &args.opts, machine) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("skipping {}: {e:#}", machine.name());
+                continue;
+            }
+        };
+        for &quiet in &quiet_modes {
+            let mut opts = args.opts.clone();
+            opts.verbose_kernel = !quiet;
+            let mut row = Row {
+                machine,
+                quiet,
+                times: Vec::new(),
+                failures: Vec::new(),
+                command_line: String::new(),
+            };
+            for i in 0..args.runs {
+                let plan = BootPlan {
+                    arch,
+                    opts: &opts,
+                    machine,
+                    accel,
+                    assets: &assets,
+                    console: Console::File(serial_log(arch, machine, quiet)?),
+                    extra_agent_params: &[],
+                };
+                match one_boot(plan, args.probe, e2e, &mut row.command_line) {
+                    Ok(t) => {
+                        eprintln!("{arch} {} quiet={quiet} run {i}: {t:?}", machine.name());
+                        row.times.push(t);
+                    }
+                    Err(e) => {
+                        eprintln!("{arch} {} quiet={quiet} run {i}: {e:#}", machine.name());
+                        row.failures.push(format!("{e:#}"));
+                    }
+                }
+            }
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+fn serial_log(arch: Arch, machine: Machine, quiet: bool) -> Result<PathBuf> {
+    let dir = crate::paths::work_dir("bench-vm", arch);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.join(format!("{}-quiet-{quiet}.log", machine.name())))
+}
+
+/// Boot once and time QEMU start to "up"; everything stops when the session drops.
+fn one_boot(
+    plan: BootPlan<'_>,
+    probe: Probe,
+    e2e: Option<&Path>,
+    command_line: &mut String,
+) -> Result<Duration> {
+    let mut session = Session::new();
+    let deadline_len = vm::boot_deadline(plan.accel);
+    let vm = vm::boot(&mut session, plan)?;
+    *command_line = vm.command_line.clone();
+    let result = probe_up(&mut session, &vm, probe, e2e, deadline_len);
+    if result.is_err() {
+        // Keep this run's console and host logs under a name of their own.
+        let n = std::process::id() ^ vm.qemu_pid;
+        let kept = vm.serial_log.with_extension(format!("failed-{n}.log"));
+        let _ = std::fs::copy(&vm.serial_log, &kept);
+        vm::keep_host_logs(&vm, &kept);
+        eprintln!("logs of the failed boot kept at {}*", kept.display());
+    }
+    result
+}
+
+fn probe_up(
+    session: &mut Session,
+    vm: &vm::RunningVm,
+    probe: Probe,
+    e2e: Option<&Path>,
+    deadline_len: Duration,
+) -> Result<Duration> {
+    let deadline = vm.started + deadline_len;
+    vm::wait_vsock_ready(session, vm, deadline)?;
+    match (probe, e2e) {
+        (Probe::Health, Some(bin)) => {
+            let status = Command::new(bin)
+                .arg("health")
+                .arg("--socket")
+                .arg(&vm.vsock_uds)
+                .arg("--port")
+                .arg(vm::vsock::AGENT_PORT.to_string())
+                .arg("--vm-pid")
+                .arg(vm.qemu_pid.to_string())
+                .arg("--timeout-secs")
+                .arg(deadline_len.as_secs().to_string())
+                .stderr(std::process::Stdio::piped())
+                .output()
+                .context("running e2e health")?;
+            if !status.status.success() {
+                vm::check_qemu_alive(session, vm)?;
+                let err = String::from_utf8_lossy(&status.stderr);
+                let last = err
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                bail!("no Health.Check answer ({}): {last}", status.status);
+            }
+        }
+        _ => {
+            let _stream =
+                vm::vsock::connect(&vm.vsock_uds, vm::vsock::AGENT_PORT, deadline, || {
+                    vm::check_qemu_alive(session, vm)
+                })?;
+        }
+    }
+    Ok(vm.started.elapsed())
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1000.0)
+}
+
+fn render(arch: Arch, accel: Accel, args: &VmBenchArgs, rows: &[Row]) -> String {
+    let what = match args.probe {
+        Probe::Health => "first answered Health.Check",
+        Probe::Vsock => "guest accepting on vsock port 1024",
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "## bench vm: {arch}, {}, QEMU start to {what} (ms), boot {:?}, share {}\n",
+        accel.name().to_uppercase(),
+        args.opts.boot,
+        args.opts.share.name()
+    );
+    // Timings under TCG scale with host contention: record it.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let load: Vec<&str> = load.split_whitespace().take(3).collect();
+        let _ = writeln!(
+            s,
+            "Host: {cores} cores, load average {} at the end of the run.\n",
+            load.join(" ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| machine | quiet | runs | min | median | max | failed |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for r in rows {
+        let mut t = r.times.clone();
+        t.sort();
+        let (min, med, max) = match (t.first(), t.get(t.len() / 2), t.last()) {
+            (Some(a), Some(b), Some(c)) => (millis(*a), millis(*b), millis(*c)),
+            _ => ("-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {min} | {med} | {max} | {} |",
+            r.machine.name(),
+            r.quiet,
+            t.len(),
+            r.failures.len()
+        );
+    }
+    let _ = writeln!(s, "\nCommand lines (one run of each):\n");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "- {} quiet={}: `{}`",
+            r.machine.name(),
+            r.quiet,
+            r.command_line
+        );
+    }
+    for r in rows.iter().filter(|r| !r.failures.is_empty()) {
+        let _ = writeln!(s, "\nFailures of {} quiet={}:", r.machine.name(), r.quiet);
+        for f in &r.failures {
+            let _ = writeln!(s, "- {f}");
+        }
+    }
+    s
 }

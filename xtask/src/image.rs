@@ -245,3 +245,11 @@ fn step(name: &str, start: Instant, detail: &str) {
         start.elapsed().as_secs_f64()
     );
 }
+
+/// What `vm test` boots: the image and initrd of the default recipe, built
+/// from the current inputs (the rootfs packages come from their cache).
+pub fn ensure_built(arch: Arch) -> Result<()> {
+    let recipe = Recipe::load(recipe::DEFAULT_RECIPE)?;
+    let fs_kind = recipe.image.filesystem;
+    build(arch, &recipe, fs_kind, false).with_context(|| format!("building the {arch} image"))
+}

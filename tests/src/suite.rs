@@ -1,0 +1,534 @@
+//! The end-to-end suite: Kata's container life cycle, driven through the
+//! real agent inside the VM over hybrid vsock. Tests run in order; a test
+//! whose prerequisite failed is skipped with the reason, so one broken RPC
+//! gives one FAIL row rather than a cascade.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use protocols::agent::{
+    CloseStdinRequest, CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest,
+    ExecProcessRequest, GuestDetailsRequest, ReadStreamRequest, RemoveContainerRequest,
+    SignalProcessRequest, StartContainerRequest, StatsContainerRequest, Storage,
+    WaitProcessRequest, WriteStreamRequest,
+};
+use protocols::health::{health_check_response::ServingStatus, CheckRequest};
+
+use crate::client::Agent;
+use crate::fixture;
+use crate::report::{Outcome, Verdict};
+use crate::spec;
+
+pub struct SuiteConfig {
+    /// Hybrid vsock Unix socket of the VM's vsock backend.
+    pub socket: PathBuf,
+    pub port: u32,
+    /// Host side of kataShared.
+    pub shared_dir: PathBuf,
+    /// "9p" or "virtio-fs": picks the Storage driver.
+    pub share: String,
+    /// The busybox rootfs to copy into the shared dir.
+    pub busybox: PathBuf,
+    pub serial_log: PathBuf,
+    /// How long the agent may take to answer its first Health.Check.
+    pub boot_timeout: Duration,
+    /// Deadline of one RPC.
+    pub rpc_timeout: Duration,
+    /// Run only tests whose names contain one of these (all when empty).
+    pub only: Vec<String>,
+    /// QEMU's pid: stop waiting for the agent once it has exited.
+    pub vm_pid: Option<u32>,
+}
+
+const ECHO_ID: &str = "e2e-echo";
+const LONG_ID: &str = "e2e-long";
+const BAD_ID: &str = "e2e-bad";
+const EXEC_ID: &str = "e2e-exec-cat";
+const SANDBOX_ID: &str = "e2e-sandbox";
+
+/// Test names in run order, each with the tests it needs to have passed.
+pub const TESTS: &[(&str, &[&str])] = &[
+    ("health_check", &[]),
+    ("get_guest_details", &["health_check"]),
+    ("agent_options_from_cmdline", &["health_check"]),
+    ("create_sandbox", &["health_check"]),
+    ("container_echo_hello", &["create_sandbox"]),
+    ("start_long_running", &["create_sandbox"]),
+    ("exec_stdin_round_trip", &["start_long_running"]),
+    ("stats_container", &["start_long_running"]),
+    ("signal_process", &["start_long_running"]),
+    ("remove_container", &["create_sandbox"]),
+    ("bad_spec_rejected", &["health_check"]),
+    ("destroy_sandbox", &["create_sandbox"]),
+];
+
+/// ttRPC errors as `CODE: message` instead of the protobuf Debug dump.
+trait RpcExt<T> {
+    fn rpc(self, what: impl std::fmt::Display) -> Result<T>;
+}
+
+impl<T> RpcExt<T> for ttrpc::Result<T> {
+    fn rpc(self, what: impl std::fmt::Display) -> Result<T> {
+        self.map_err(|e| anyhow::anyhow!("{what}: {}", rpc_error_text(&e)))
+    }
+}
+
+fn rpc_error_text(e: &ttrpc::Error) -> String {
+    match e {
+        ttrpc::Error::RpcStatus(s) => format!("{:?}: {}", s.code(), s.message),
+        other => other.to_string(),
+    }
+}
+
+fn rpc_code(e: &ttrpc::Error) -> Option<ttrpc::Code> {
+    match e {
+        ttrpc::Error::RpcStatus(s) => Some(s.code()),
+        _ => None,
+    }
+}
+
+/// A test that finds nothing to do (e.g. no container was created) skips.
+#[derive(Debug)]
+struct SkipTest(String);
+
+impl std::fmt::Display for SkipTest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SkipTest {}
+
+struct Ctx {
+    cfg: SuiteConfig,
+    agent: Option<Agent>,
+    passed: HashSet<&'static str>,
+    /// Containers created so far, for remove_container.
+    created: Vec<&'static str>,
+}
+
+impl Ctx {
+    fn agent(&self) -> Result<&Agent> {
+        self.agent.as_ref().context("no connection to the agent")
+    }
+
+    fn ctx(&self) -> ttrpc::context::Context {
+        ttrpc::context::with_timeout(self.cfg.rpc_timeout.as_nanos() as i64)
+    }
+}
+
+/// Run the suite; one outcome per test in [`TESTS`] order.
+pub async fn run(cfg: SuiteConfig) -> Vec<Outcome> {
+    let mut ctx = Ctx {
+        cfg,
+        agent: None,
+        passed: HashSet::new(),
+        created: Vec::new(),
+    };
+    let mut outcomes = Vec::new();
+    for &(name, needs) in TESTS {
+        if !ctx.cfg.only.is_empty() && !ctx.cfg.only.iter().any(|o| name.contains(o.as_str())) {
+            continue;
+        }
+        let missing: Vec<&str> = needs
+            .iter()
+            .copied()
+            .filter(|n| !ctx.passed.contains(n))
+            .collect();
+        if !missing.is_empty() {
+            outcomes.push(Outcome {
+                name,
+                verdict: Verdict::Skip(format!("needs {}", missing.join(", "))),
+                took: Duration::ZERO,
+            });
+            continue;
+        }
+        let started = Instant::now();
+        // Each test gets a few RPC deadlines; health_check also the boot time.
+        let budget = ctx.cfg.rpc_timeout * 3
+            + if name == "health_check" {
+                ctx.cfg.boot_timeout
+            } else {
+                Duration::ZERO
+            };
+        let verdict = match tokio::time::timeout(budget, run_one(&mut ctx, name)).await {
+            Ok(Ok(())) => {
+                ctx.passed.insert(name);
+                Verdict::Pass
+            }
+            Ok(Err(e)) => match e.downcast_ref::<SkipTest>() {
+                Some(SkipTest(why)) => Verdict::Skip(why.clone()),
+                None => Verdict::Fail(format!("{e:#}")),
+            },
+            Err(_) => Verdict::Fail(format!("timed out after {budget:?}")),
+        };
+        outcomes.push(Outcome {
+            name,
+            verdict,
+            took: started.elapsed(),
+        });
+    }
+    outcomes
+}
+
+async fn run_one(ctx: &mut Ctx, name: &str) -> Result<()> {
+    match name {
+        "health_check" => health_check(ctx).await,
+        "get_guest_details" => guest_details(ctx).await,
+        "agent_options_from_cmdline" => crate::serial::check_agent_debug_log(&ctx.cfg.serial_log),
+        "create_sandbox" => create_sandbox(ctx).await,
+        "container_echo_hello" => echo_hello(ctx).await,
+        "start_long_running" => start_long_running(ctx).await,
+        "exec_stdin_round_trip" => exec_stdin(ctx).await,
+        "stats_container" => stats(ctx).await,
+        "signal_process" => signal(ctx).await,
+        "remove_container" => remove(ctx).await,
+        "bad_spec_rejected" => bad_spec(ctx).await,
+        "destroy_sandbox" => destroy(ctx).await,
+        other => bail!("no test named {other}"),
+    }
+}
+
+/// Connect (retrying while the guest boots) and ask Health.Check.
+async fn health_check(ctx: &mut Ctx) -> Result<()> {
+    let deadline = Instant::now() + ctx.cfg.boot_timeout;
+    let agent =
+        crate::client::connect_until(&ctx.cfg.socket, ctx.cfg.port, deadline, ctx.cfg.vm_pid)
+            .await?;
+    ctx.agent = Some(agent);
+    check_serving(ctx).await
+}
+
+async fn check_serving(ctx: &Ctx) -> Result<()> {
+    let resp = ctx
+        .agent()?
+        .health
+        .check(ctx.ctx(), &CheckRequest::new())
+        .await
+        .rpc("Health.Check")?;
+    ensure!(
+        resp.status.enum_value() == Ok(ServingStatus::SERVING),
+        "Health.Check answered {:?}, expected SERVING",
+        resp.status
+    );
+    Ok(())
+}
+
+async fn guest_details(ctx: &mut Ctx) -> Result<()> {
+    let mut req = GuestDetailsRequest::new();
+    req.mem_block_size = true;
+    let resp = ctx
+        .agent()?
+        .agent
+        .get_guest_details(ctx.ctx(), &req)
+        .await
+        .rpc("GetGuestDetails")?;
+    let details = resp
+        .agent_details
+        .as_ref()
+        .context("GetGuestDetails: no agent_details")?;
+    ensure!(
+        !details.version.is_empty(),
+        "GetGuestDetails: empty agent version"
+    );
+    Ok(())
+}
+
+/// The kataShared storage as Kata's runtime describes it for each transport.
+fn shared_storage(share: &str) -> Result<Storage> {
+    let mut s = Storage::new();
+    s.source = "kataShared".into();
+    s.mount_point = fixture::GUEST_SHARED_DIR.into();
+    match share {
+        "9p" => {
+            s.driver = "9p".into();
+            s.fstype = "9p".into();
+            s.options = vec![
+                "trans=virtio,version=9p2000.L,cache=mmap".into(),
+                "nodev".into(),
+            ];
+        }
+        "virtio-fs" => {
+            s.driver = "virtio-fs".into();
+            s.fstype = "virtiofs".into();
+        }
+        other => bail!("unknown share kind {other:?}"),
+    }
+    Ok(s)
+}
+
+async fn create_sandbox(ctx: &mut Ctx) -> Result<()> {
+    let mut req = CreateSandboxRequest::new();
+    req.hostname = "kata-e2e".into();
+    req.sandbox_id = SANDBOX_ID.into();
+    req.sandbox_pidns = false;
+    req.storages = vec![shared_storage(&ctx.cfg.share)?];
+    ctx.agent()?
+        .agent
+        .create_sandbox(ctx.ctx(), &req)
+        .await
+        .rpc("CreateSandbox")?;
+    Ok(())
+}
+
+/// Put a busybox rootfs in the shared dir and create a container running `args`.
+async fn create_container(ctx: &mut Ctx, id: &'static str, args: &[&str]) -> Result<()> {
+    let root = fixture::install_rootfs(&ctx.cfg.shared_dir, &ctx.cfg.busybox, id)?;
+    let mut req = CreateContainerRequest::new();
+    req.container_id = id.into();
+    req.exec_id = id.into();
+    req.OCI = Some(spec::busybox(id, &root, args)).into();
+    ctx.agent()?
+        .agent
+        .create_container(ctx.ctx(), &req)
+        .await
+        .rpc(format!("CreateContainer {id}"))?;
+    ctx.created.push(id);
+    let mut start = StartContainerRequest::new();
+    start.container_id = id.into();
+    ctx.agent()?
+        .agent
+        .start_container(ctx.ctx(), &start)
+        .await
+        .rpc(format!("StartContainer {id}"))?;
+    Ok(())
+}
+
+/// ReadStdout until `want` has arrived (or the stream ends).
+async fn read_stdout_until(ctx: &Ctx, id: &str, exec_id: &str, want: &str) -> Result<String> {
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains(want) {
+        let mut req = ReadStreamRequest::new();
+        req.container_id = id.into();
+        req.exec_id = exec_id.into();
+        req.len = 4096;
+        match ctx.agent()?.agent.read_stdout(ctx.ctx(), &req).await {
+            Ok(resp) if resp.data.is_empty() => break,
+            Ok(resp) => got.extend_from_slice(&resp.data),
+            Err(e) if !got.is_empty() => {
+                bail!(
+                    "ReadStdout {id}/{exec_id} ended ({}) after {:?}, expected {want:?}",
+                    rpc_error_text(&e),
+                    String::from_utf8_lossy(&got)
+                )
+            }
+            Err(e) => bail!("ReadStdout {id}/{exec_id}: {}", rpc_error_text(&e)),
+        }
+    }
+    Ok(String::from_utf8_lossy(&got).into_owned())
+}
+
+async fn wait_process(ctx: &Ctx, id: &str, exec_id: &str) -> Result<i32> {
+    let mut req = WaitProcessRequest::new();
+    req.container_id = id.into();
+    req.exec_id = exec_id.into();
+    // WaitProcess blocks until exit: allow it the whole test budget.
+    let long = ttrpc::context::with_timeout((ctx.cfg.rpc_timeout * 2).as_nanos() as i64);
+    let resp = ctx
+        .agent()?
+        .agent
+        .wait_process(long, &req)
+        .await
+        .rpc(format!("WaitProcess {id}/{exec_id}"))?;
+    Ok(resp.status)
+}
+
+async fn echo_hello(ctx: &mut Ctx) -> Result<()> {
+    create_container(ctx, ECHO_ID, &["/bin/echo", "hello"]).await?;
+    let out = read_stdout_until(ctx, ECHO_ID, ECHO_ID, "hello\n").await?;
+    ensure!(
+        out == "hello\n",
+        "stdout was {out:?}, expected \"hello\\n\""
+    );
+    let status = wait_process(ctx, ECHO_ID, ECHO_ID).await?;
+    ensure!(status == 0, "echo exited with {status}, expected 0");
+    Ok(())
+}
+
+async fn start_long_running(ctx: &mut Ctx) -> Result<()> {
+    create_container(ctx, LONG_ID, &["/bin/sleep", "600"]).await
+}
+
+async fn exec_stdin(ctx: &mut Ctx) -> Result<()> {
+    let mut req = ExecProcessRequest::new();
+    req.container_id = LONG_ID.into();
+    req.exec_id = EXEC_ID.into();
+    req.process = Some(spec::process(&["/bin/cat"])).into();
+    ctx.agent()?
+        .agent
+        .exec_process(ctx.ctx(), &req)
+        .await
+        .rpc("ExecProcess cat")?;
+    let mut write = WriteStreamRequest::new();
+    write.container_id = LONG_ID.into();
+    write.exec_id = EXEC_ID.into();
+    write.data = b"ping over vsock\n".to_vec();
+    let resp = ctx
+        .agent()?
+        .agent
+        .write_stdin(ctx.ctx(), &write)
+        .await
+        .rpc("WriteStdin")?;
+    ensure!(
+        resp.len as usize == write.data.len(),
+        "WriteStdin took {} of {} bytes",
+        resp.len,
+        write.data.len()
+    );
+    let out = read_stdout_until(ctx, LONG_ID, EXEC_ID, "ping over vsock\n").await?;
+    ensure!(
+        out == "ping over vsock\n",
+        "cat echoed {out:?}, expected \"ping over vsock\\n\""
+    );
+    let mut close = CloseStdinRequest::new();
+    close.container_id = LONG_ID.into();
+    close.exec_id = EXEC_ID.into();
+    ctx.agent()?
+        .agent
+        .close_stdin(ctx.ctx(), &close)
+        .await
+        .rpc("CloseStdin")?;
+    let status = wait_process(ctx, LONG_ID, EXEC_ID).await?;
+    ensure!(
+        status == 0,
+        "cat exited with {status} after stdin closed, expected 0"
+    );
+    Ok(())
+}
+
+async fn stats(ctx: &mut Ctx) -> Result<()> {
+    let mut req = StatsContainerRequest::new();
+    req.container_id = LONG_ID.into();
+    let resp = ctx
+        .agent()?
+        .agent
+        .stats_container(ctx.ctx(), &req)
+        .await
+        .rpc("StatsContainer")?;
+    let cg = resp
+        .cgroup_stats
+        .as_ref()
+        .context("StatsContainer: no cgroup_stats")?;
+    let pids = cg.pids_stats.as_ref().map(|p| p.current).unwrap_or(0);
+    let mem = cg
+        .memory_stats
+        .as_ref()
+        .and_then(|m| m.usage.as_ref())
+        .map(|u| u.usage)
+        .unwrap_or(0);
+    ensure!(
+        pids >= 1 || mem > 0,
+        "StatsContainer: no pids and no memory usage for a running container ({cg:?})"
+    );
+    Ok(())
+}
+
+async fn signal(ctx: &mut Ctx) -> Result<()> {
+    let mut req = SignalProcessRequest::new();
+    req.container_id = LONG_ID.into();
+    req.exec_id = String::new(); // the container's init process
+    req.signal = libc::SIGKILL as u32;
+    ctx.agent()?
+        .agent
+        .signal_process(ctx.ctx(), &req)
+        .await
+        .rpc("SignalProcess SIGKILL")?;
+    let status = wait_process(ctx, LONG_ID, "").await?;
+    // Like runc and Kata: a process killed by signal N reports 128 + N.
+    ensure!(
+        status == 128 + libc::SIGKILL,
+        "killed sleep reported {status}, expected {}",
+        128 + libc::SIGKILL
+    );
+    Ok(())
+}
+
+async fn remove(ctx: &mut Ctx) -> Result<()> {
+    ensure!(
+        !ctx.created.is_empty(),
+        "no container was created to remove"
+    );
+    for id in ctx.created.clone() {
+        let mut req = RemoveContainerRequest::new();
+        req.container_id = id.into();
+        req.timeout = 10;
+        ctx.agent()?
+            .agent
+            .remove_container(ctx.ctx(), &req)
+            .await
+            .rpc(format!("RemoveContainer {id}"))?;
+    }
+    // A removed container is gone: asking for its stats must fail.
+    let mut req = StatsContainerRequest::new();
+    req.container_id = ctx.created[0].into();
+    if ctx
+        .agent()?
+        .agent
+        .stats_container(ctx.ctx(), &req)
+        .await
+        .is_ok()
+    {
+        bail!(
+            "StatsContainer still answers for removed {}",
+            ctx.created[0]
+        );
+    }
+    ctx.created.clear();
+    Ok(())
+}
+
+async fn bad_spec(ctx: &mut Ctx) -> Result<()> {
+    let mut req = CreateContainerRequest::new();
+    req.container_id = BAD_ID.into();
+    req.exec_id = BAD_ID.into();
+    req.OCI = Some(spec::broken(BAD_ID)).into();
+    match ctx.agent()?.agent.create_container(ctx.ctx(), &req).await {
+        Ok(_) => bail!("CreateContainer accepted a spec with no process and no root"),
+        // Not implemented is not a rejection of the spec.
+        Err(e) if rpc_code(&e) == Some(ttrpc::Code::UNIMPLEMENTED) => {
+            bail!("CreateContainer: {}", rpc_error_text(&e))
+        }
+        Err(_) => {}
+    }
+    check_serving(ctx)
+        .await
+        .context("agent not serving after a bad spec")
+}
+
+async fn destroy(ctx: &mut Ctx) -> Result<()> {
+    ctx.agent()?
+        .agent
+        .destroy_sandbox(ctx.ctx(), &DestroySandboxRequest::new())
+        .await
+        .rpc("DestroySandbox")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prerequisites_come_first() {
+        for (i, (name, needs)) in TESTS.iter().enumerate() {
+            for n in *needs {
+                let pos = TESTS.iter().position(|(t, _)| t == n);
+                assert!(
+                    matches!(pos, Some(p) if p < i),
+                    "{name} needs {n}, which does not run before it"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn storage_per_share_kind() {
+        let s = shared_storage("9p").unwrap();
+        assert_eq!((s.driver.as_str(), s.source.as_str()), ("9p", "kataShared"));
+        assert_eq!(s.mount_point, "/run/kata-containers/shared/containers");
+        assert_eq!(shared_storage("virtio-fs").unwrap().fstype, "virtiofs");
+        assert!(shared_storage("nfs").is_err());
+    }
+}

@@ -1,0 +1,472 @@
+//! QEMU command lines per architecture: machine and firmware choice,
+//! accelerator (KVM when a probe boot works, TCG otherwise), devices on the
+//! machine's transport, and the guest kernel command line with the agent's
+//! options the way Kata's `kernel_params` carry them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::arch::Arch;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+
+    /// TCG is 10-50x slower than KVM: every deadline scales with this.
+    pub fn slowdown(self) -> u32 {
+        match self {
+            Accel::Kvm => 1,
+            Accel::Tcg => 4,
+        }
+    }
+}
+
+/// Machine (and firmware) choices; which ones exist depends on the arch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// x86_64 q35 with SeaBIOS (QEMU's default firmware).
+    Q35,
+    /// x86_64 q35 with qboot, a minimal firmware that only loads the kernel.
+    Q35Qboot,
+    /// x86_64 microvm: no PCI, no firmware, PVH entry of an ELF vmlinux.
+    Microvm,
+    /// aarch64 virt.
+    Virt,
+    /// ppc64le pseries.
+    Pseries,
+    /// s390x s390-ccw-virtio.
+    S390,
+}
+
+const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+
+impl Machine {
+    pub fn default_for(arch: Arch) -> Machine {
+        match arch {
+            Arch::X86_64 => Machine::Q35Qboot,
+            Arch::Aarch64 => Machine::Virt,
+            Arch::Ppc64le => Machine::Pseries,
+            Arch::S390x => Machine::S390,
+        }
+    }
+
+    /// The choices worth measuring for an arch.
+    pub fn choices(arch: Arch) -> Vec<Machine> {
+        match arch {
+            Arch::X86_64 => vec![Machine::Q35, Machine::Q35Qboot, Machine::Microvm],
+            _ => vec![Machine::default_for(arch)],
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::Q35 => "q35",
+            Machine::Q35Qboot => "q35-qboot",
+            Machine::Microvm => "microvm",
+            Machine::Virt => "virt",
+            Machine::Pseries => "pseries",
+            Machine::S390 => "s390-ccw-virtio",
+        }
+    }
+
+    pub fn arch(self) -> Arch {
+        match self {
+            Machine::Q35 | Machine::Q35Qboot | Machine::Microvm => Arch::X86_64,
+            Machine::Virt => Arch::Aarch64,
+            Machine::Pseries => Arch::Ppc64le,
+            Machine::S390 => Arch::S390x,
+        }
+    }
+
+    /// Device suffix for virtio devices on this machine's bus.
+    pub fn transport(self) -> &'static str {
+        match self {
+            Machine::Microvm => "device",
+            Machine::S390 => "ccw",
+            _ => "pci",
+        }
+    }
+
+    /// microvm boots the uncompressed ELF vmlinux through PVH; others a bzImage/Image.
+    pub fn wants_vmlinux(self) -> bool {
+        self == Machine::Microvm
+    }
+
+    fn machine_arg(self, accel: Accel) -> String {
+        let a = accel.name();
+        match self {
+            Machine::Q35 | Machine::Q35Qboot => {
+                format!("q35,accel={a},memory-backend=mem,vmport=off,smm=off")
+            }
+            // No legacy PIT/PIC/RTC: the kernel enters through PVH and uses
+            // the virtio-mmio devices.
+            Machine::Microvm => format!(
+                "microvm,accel={a},memory-backend=mem,pit=off,pic=off,rtc=off,isa-serial=on"
+            ),
+            Machine::Virt => format!("virt,accel={a},memory-backend=mem"),
+            Machine::Pseries => format!("pseries,accel={a},memory-backend=mem"),
+            Machine::S390 => format!("s390-ccw-virtio,accel={a},memory-backend=mem"),
+        }
+    }
+}
+
+impl FromStr for Machine {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Machine> {
+        Ok(match s {
+            "q35" | "q35-seabios" => Machine::Q35,
+            "q35-qboot" | "qboot" => Machine::Q35Qboot,
+            "microvm" => Machine::Microvm,
+            "virt" => Machine::Virt,
+            "pseries" => Machine::Pseries,
+            "s390-ccw-virtio" => Machine::S390,
+            other => bail!(
+                "unknown machine {other:?} (q35, q35-qboot, microvm, virt, pseries, s390-ccw-virtio)"
+            ),
+        })
+    }
+}
+
+/// Serial console per arch (Kata's choice of console device).
+pub fn console_device(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "ttyS0",
+        Arch::Aarch64 => "ttyAMA0",
+        Arch::Ppc64le => "hvc0",
+        Arch::S390x => "ttysclp0",
+    }
+}
+
+/// How the guest gets its root filesystem.
+#[derive(Clone, Debug)]
+pub enum Boot {
+    /// Disk image, rootfs on partition 1 (`root=/dev/vda1`).
+    Image(PathBuf),
+    /// initramfs; the kernel runs its /init.
+    Initrd(PathBuf),
+}
+
+/// Where the serial console goes.
+#[derive(Clone, Debug)]
+pub enum Console {
+    /// To a log file only (tests).
+    File(PathBuf),
+    /// To the terminal, interactive, and copied to a log (`vm run`).
+    Stdio { log: PathBuf },
+}
+
+pub struct VmConfig {
+    pub arch: Arch,
+    pub machine: Machine,
+    pub accel: Accel,
+    pub memory_mib: u32,
+    pub smp: u32,
+    pub kernel: PathBuf,
+    pub boot: Boot,
+    pub vhost_vsock_socket: PathBuf,
+    /// QMP control socket (to see when the guest has started the vsock device).
+    pub qmp_socket: PathBuf,
+    /// Extra device arguments (the share) with `{transport}` placeholders.
+    pub share_args: Vec<String>,
+    pub console: Console,
+    pub quiet: bool,
+    /// `agent.*` options, e.g. `agent.log=debug`.
+    pub agent_params: Vec<String>,
+    /// Host TSC frequency, for microvm (see vm.md: TSC calibration hangs).
+    pub tsc_khz: Option<u64>,
+}
+
+/// The guest kernel command line.
+pub fn kernel_cmdline(cfg: &VmConfig) -> String {
+    let mut p: Vec<String> = vec![format!("console={}", console_device(cfg.arch))];
+    // Exit QEMU on a panic (with -no-reboot) instead of hanging a test.
+    p.push("panic=1".into());
+    if let Boot::Image(_) = cfg.boot {
+        p.extend(["root=/dev/vda1", "ro", "rootwait"].map(String::from));
+    }
+    if cfg.arch == Arch::X86_64 {
+        // Skip probes that only cost time in a VM (Kata passes the same ones).
+        p.extend(
+            [
+                "no_timer_check",
+                "noreplace-smp",
+                "reboot=k",
+                "cryptomgr.notests",
+                "i8042.noaux",
+                "i8042.nomux",
+                "i8042.nopnp",
+                "i8042.dumbkbd",
+            ]
+            .map(String::from),
+        );
+        if cfg.machine != Machine::Microvm {
+            p.push("pci=lastbus=0".into());
+        }
+    }
+    if let (Machine::Microvm, Some(khz)) = (cfg.machine, cfg.tsc_khz) {
+        p.push(format!("tsc_early_khz={khz}"));
+        p.push("tsc=reliable".into());
+    }
+    if cfg.quiet {
+        p.push("quiet".into());
+    }
+    p.extend(cfg.agent_params.iter().cloned());
+    p.join(" ")
+}
+
+/// The full QEMU argument list (without the binary).
+pub fn args(cfg: &VmConfig) -> Vec<String> {
+    let t = cfg.machine.transport();
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+    push(&["-machine", &cfg.machine.machine_arg(cfg.accel)]);
+    push(&["-cpu", cpu_model(cfg.arch, cfg.accel)]);
+    // Debian ships no bios-microvm.bin (microvm's default firmware, which is
+    // qboot): without -bios the guest never starts and says nothing.
+    if matches!(cfg.machine, Machine::Q35Qboot | Machine::Microvm) {
+        push(&["-bios", QBOOT]);
+    }
+    push(&[
+        "-smp",
+        &cfg.smp.to_string(),
+        "-m",
+        &format!("{}M", cfg.memory_mib),
+    ]);
+    // vhost-user needs guest memory in a shared memfd, or vsock stays dead
+    // with only a log line (vm.md).
+    push(&[
+        "-object",
+        &format!(
+            "memory-backend-memfd,id=mem,size={}M,share=on",
+            cfg.memory_mib
+        ),
+    ]);
+    push(&[
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ]);
+    push(&["-kernel", &cfg.kernel.display().to_string()]);
+    push(&["-append", &kernel_cmdline(cfg)]);
+    match &cfg.boot {
+        Boot::Initrd(path) => push(&["-initrd", &path.display().to_string()]),
+        Boot::Image(path) => {
+            push(&[
+                "-drive",
+                &format!(
+                    "file={},if=none,id=root,format=raw,readonly=on",
+                    path.display()
+                ),
+                "-device",
+                &format!("virtio-blk-{t},drive=root"),
+            ]);
+        }
+    }
+    push(&[
+        "-chardev",
+        &format!("socket,id=vsock,path={}", cfg.vhost_vsock_socket.display()),
+        "-device",
+        &format!("vhost-user-vsock-{t},chardev=vsock,id=vsock0"),
+    ]);
+    push(&[
+        "-qmp",
+        &format!("unix:{},server=on,wait=off", cfg.qmp_socket.display()),
+    ]);
+    for arg in &cfg.share_args {
+        a.push(arg.replace("{transport}", t));
+    }
+    a.extend(console_args(&cfg.console));
+    a
+}
+
+fn cpu_model(arch: Arch, accel: Accel) -> &'static str {
+    match (arch, accel) {
+        (_, Accel::Kvm) => "host",
+        // pauth-impdef: QEMU's own pointer-auth algorithm, much cheaper under
+        // TCG than the architected QARMA5.
+        (Arch::Aarch64, Accel::Tcg) => "max,pauth-impdef=on",
+        (Arch::Ppc64le, Accel::Tcg) => "POWER9",
+        (Arch::S390x, Accel::Tcg) => "max",
+        (Arch::X86_64, Accel::Tcg) => "max",
+    }
+}
+
+fn console_args(console: &Console) -> Vec<String> {
+    let chardev = match console {
+        Console::File(log) => format!("file,id=con,path={}", log.display()),
+        // signal=off: Ctrl-C goes to the guest; Ctrl-A X quits QEMU.
+        Console::Stdio { log } => {
+            format!("stdio,id=con,mux=on,signal=off,logfile={}", log.display())
+        }
+    };
+    let mut a = vec![
+        "-chardev".to_string(),
+        chardev,
+        "-serial".into(),
+        "chardev:con".into(),
+    ];
+    if matches!(console, Console::Stdio { .. }) {
+        a.extend(["-mon".to_string(), "chardev=con,mode=readline".into()]);
+    } else {
+        a.extend(["-monitor".to_string(), "none".into()]);
+    }
+    a
+}
+
+/// The host's TSC frequency in kHz, from /proc/cpuinfo (x86 hosts).
+pub fn host_tsc_khz() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = text
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((mhz * 1000.0) as u64)
+}
+
+/// KVM when /dev/kvm exists for a same-arch guest and a probe VM survives
+/// its first second (on PVM hosts QEMU aborts at once setting an MSR);
+/// TCG otherwise. Says which and why.
+pub fn choose_accel(arch: Arch) -> Accel {
+    let host = Arch::host().ok();
+    if host != Some(arch) {
+        eprintln!("accelerator: TCG ({} guest on a {:?} host)", arch, host);
+        return Accel::Tcg;
+    }
+    if !Path::new("/dev/kvm").exists() {
+        eprintln!("accelerator: TCG (no /dev/kvm)");
+        return Accel::Tcg;
+    }
+    match probe_kvm(arch) {
+        Ok(()) => {
+            eprintln!("accelerator: KVM (probe VM ran)");
+            Accel::Kvm
+        }
+        Err(e) => {
+            eprintln!("accelerator: TCG (KVM probe failed: {e:#})");
+            Accel::Tcg
+        }
+    }
+}
+
+fn probe_kvm(arch: Arch) -> Result<()> {
+    let machine = match arch {
+        Arch::X86_64 => "q35",
+        Arch::Aarch64 => "virt",
+        Arch::Ppc64le => "pseries",
+        Arch::S390x => "s390-ccw-virtio",
+    };
+    let mut child = Command::new(arch.qemu_system())
+        .args(["-accel", "kvm", "-machine", machine, "-cpu", "host"])
+        .args(["-nodefaults", "-display", "none", "-monitor", "none"])
+        .args(["-serial", "none", "-no-reboot", "-m", "64M"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            let last = err.lines().last().unwrap_or("").to_string();
+            bail!("qemu -accel kvm exited ({status}): {last}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(arch: Arch, machine: Machine, boot: Boot) -> VmConfig {
+        VmConfig {
+            arch,
+            machine,
+            accel: Accel::Tcg,
+            memory_mib: 512,
+            smp: 1,
+            kernel: PathBuf::from("/k"),
+            boot,
+            vhost_vsock_socket: PathBuf::from("/d/vhost.sock"),
+            qmp_socket: PathBuf::from("/d/qmp.sock"),
+            share_args: vec!["-device".into(), "virtio-9p-{transport},x".into()],
+            console: Console::File(PathBuf::from("/d/serial.log")),
+            quiet: true,
+            agent_params: vec!["agent.log=debug".into()],
+            tsc_khz: Some(2_000_000),
+        }
+    }
+
+    #[test]
+    fn x86_image_boot_command_line() {
+        let c = cfg(
+            Arch::X86_64,
+            Machine::Q35Qboot,
+            Boot::Image("/a/kata-containers.img".into()),
+        );
+        let line = kernel_cmdline(&c);
+        assert!(line.starts_with("console=ttyS0 panic=1 root=/dev/vda1 ro"));
+        assert!(line.ends_with("quiet agent.log=debug"));
+        assert!(!line.contains("tsc_early_khz"));
+        let a = args(&c).join(" ");
+        assert!(a.contains("-bios /usr/share/qemu/qboot.rom"));
+        assert!(a.contains("memory-backend-memfd,id=mem,size=512M,share=on"));
+        assert!(a.contains("-device vhost-user-vsock-pci,chardev=vsock,id=vsock0"));
+        assert!(a.contains("-qmp unix:/d/qmp.sock,server=on,wait=off"));
+        assert!(a.contains("file=/a/kata-containers.img,if=none,id=root,format=raw,readonly=on"));
+        assert!(a.contains("virtio-9p-pci,x"));
+        assert!(a.contains("-serial chardev:con -monitor none"));
+    }
+
+    #[test]
+    fn microvm_uses_mmio_and_tsc_khz() {
+        let c = cfg(Arch::X86_64, Machine::Microvm, Boot::Initrd("/i".into()));
+        let line = kernel_cmdline(&c);
+        assert!(line.contains("tsc_early_khz=2000000 tsc=reliable"));
+        assert!(!line.contains("root="));
+        let a = args(&c).join(" ");
+        assert!(a.contains("vhost-user-vsock-device"));
+        assert!(a.contains("-initrd /i"));
+        assert!(a.contains("virtio-9p-device,x"));
+        assert!(Machine::Microvm.wants_vmlinux());
+    }
+
+    #[test]
+    fn consoles_per_arch() {
+        let c = cfg(Arch::Aarch64, Machine::Virt, Boot::Initrd("/i".into()));
+        assert!(kernel_cmdline(&c).starts_with("console=ttyAMA0"));
+        assert!(args(&c).join(" ").contains("max,pauth-impdef=on"));
+        assert_eq!(console_device(Arch::Ppc64le), "hvc0");
+        assert_eq!(console_device(Arch::S390x), "ttysclp0");
+        assert_eq!(Machine::S390.transport(), "ccw");
+        assert!("pc".parse::<Machine>().is_err());
+    }
+}

@@ -120,10 +120,20 @@ fn print_need(n: &Need, lock: &[setup::PinnedPackage]) {
         .or_else(|| lock.iter().find(|p| p.package == base));
     let install = match pinned {
         Some(p) => {
-            let suite = p.suite.as_ref().map(|s| format!("-t {s} ")).unwrap_or_default();
-            format!("apt-get install --no-install-recommends {suite}{}={}", p.package, p.version)
+            let suite = p
+                .suite
+                .as_ref()
+                .map(|s| format!("-t {s} "))
+                .unwrap_or_default();
+            format!(
+                "apt-get install --no-install-recommends {suite}{}={}",
+                p.package, p.version
+            )
         }
-        None => format!("apt-get install {} (not pinned in host-packages.lock)", n.package),
+        None => format!(
+            "apt-get install {} (not pinned in host-packages.lock)",
+            n.package
+        ),
     };
     println!("      MISSING  {}: {install}", n.what);
 }

@@ -234,7 +234,9 @@ pub fn download_and_extract(spec: &str, dest: &Path) -> Result<()> {
             .current_dir(&debs)
             .args(["download", spec]),
     )
-    .with_context(|| format!("apt-get download {spec} (is the package list current? try `apt-get update`)"))?;
+    .with_context(|| {
+        format!("apt-get download {spec} (is the package list current? try `apt-get update`)")
+    })?;
     for entry in fs::read_dir(&debs).with_context(|| format!("listing {}", debs.display()))? {
         let deb = entry?.path();
         if deb.extension().is_some_and(|e| e == "deb") {

@@ -14,8 +14,8 @@ use anyhow::{bail, Context, Result};
 
 use super::sysroot::ensure_gnu_sysroot;
 use super::toolchain::{
-    cargo, cargo_home, cross_ar, cross_gcc, musl_gcc, rust_src_dir, source_date_epoch, Libc,
-    Route, DEBIAN_RUSTC,
+    cargo, cargo_home, cross_ar, cross_gcc, musl_gcc, rust_src_dir, source_date_epoch, Libc, Route,
+    DEBIAN_RUSTC,
 };
 use super::unwind::ensure_libunwind;
 use crate::arch::Arch;
@@ -59,7 +59,7 @@ impl Plan {
             plan.env(&format!("CARGO_TARGET_{env_target}_LINKER"), &linker);
             // C code of dependencies (cc crate) uses the same compiler and ar.
             plan.env(&format!("CC_{cc_target}"), &linker);
-            plan.env(&format!("AR_{cc_target}"), &cross_ar(arch));
+            plan.env(&format!("AR_{cc_target}"), cross_ar(arch));
         }
         match route {
             Route::Rustup => {}
@@ -96,20 +96,32 @@ impl Plan {
         self.debian();
         if arch != host {
             let sysroot = ensure_gnu_sysroot(arch)?;
-            self.rustflags.push(format!("--sysroot={}", sysroot.display()));
+            self.rustflags
+                .push(format!("--sysroot={}", sysroot.display()));
         }
         Ok(())
     }
 
     /// Where cargo leaves the binary.
     pub fn output(&self) -> PathBuf {
-        self.target_dir.join(&self.target).join("release").join(BINARY)
+        self.target_dir
+            .join(&self.target)
+            .join("release")
+            .join(BINARY)
     }
 
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(cargo());
         cmd.current_dir(paths::repo_root())
-            .args(["build", "--release", "--locked", "-p", PACKAGE, "--bin", BINARY])
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                PACKAGE,
+                "--bin",
+                BINARY,
+            ])
             .args(["--target", &self.target])
             .arg("--target-dir")
             .arg(&self.target_dir);
@@ -118,7 +130,12 @@ impl Plan {
         }
         // Only our flags: with --target they reach target units, not build
         // scripts. Inherited RUSTFLAGS would make two builds differ.
-        for var in ["RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "RUSTC", "RUSTC_BOOTSTRAP"] {
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_BUILD_RUSTFLAGS",
+            "RUSTC",
+            "RUSTC_BOOTSTRAP",
+        ] {
             cmd.env_remove(var);
         }
         cmd.env("CARGO_ENCODED_RUSTFLAGS", self.rustflags.join("\x1f"));
@@ -132,7 +149,11 @@ impl Plan {
             .status()
             .with_context(|| format!("spawning {:?}", cmd.get_program()))?;
         if !status.success() {
-            bail!("cargo build of {PACKAGE} for {} ({}) failed: {status}", self.target, self.route.name());
+            bail!(
+                "cargo build of {PACKAGE} for {} ({}) failed: {status}",
+                self.target,
+                self.route.name()
+            );
         }
         Ok(self.output())
     }
@@ -178,18 +199,29 @@ mod tests {
     #[test]
     fn remaps_most_specific_last() {
         let flags = remap_flags(Route::Rustup).unwrap();
-        let root = flags.iter().position(|f| f.ends_with("=/kata-image")).unwrap();
-        let target = flags.iter().position(|f| f.ends_with("=/kata-image/target")).unwrap();
+        let root = flags
+            .iter()
+            .position(|f| f.ends_with("=/kata-image"))
+            .unwrap();
+        let target = flags
+            .iter()
+            .position(|f| f.ends_with("=/kata-image/target"))
+            .unwrap();
         assert!(root < target, "{flags:?}");
     }
 
     #[test]
-    fn musl_plan_is_static_and_uses_build_std() {
+    fn rustup_plan_is_static_without_build_std() {
         let Ok(plan) = Plan::new(Arch::X86_64, Libc::Musl, Route::Rustup) else {
             return eprintln!("skipped: cannot plan (no host arch?)");
         };
         assert!(!plan.build_std);
-        assert!(plan.rustflags.iter().any(|f| f == "-Crelocation-model=static"));
-        assert!(plan.output().ends_with("x86_64-unknown-linux-musl/release/kata-agent"));
+        assert!(plan
+            .rustflags
+            .iter()
+            .any(|f| f == "-Crelocation-model=static"));
+        assert!(plan
+            .output()
+            .ends_with("x86_64-unknown-linux-musl/release/kata-agent"));
     }
 }

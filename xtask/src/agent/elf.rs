@@ -23,7 +23,8 @@ pub struct ElfFacts {
 /// Fail unless `path` is a static, stripped ELF executable for `arch`.
 pub fn check(path: &Path, arch: Arch) -> Result<ElfFacts> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let facts = parse(&bytes).with_context(|| format!("parsing ELF header of {}", path.display()))?;
+    let facts =
+        parse(&bytes).with_context(|| format!("parsing ELF header of {}", path.display()))?;
     let name = path.display();
     ensure!(
         facts.machine == arch.elf_machine(),
@@ -32,7 +33,10 @@ pub fn check(path: &Path, arch: Arch) -> Result<ElfFacts> {
         arch.elf_machine()
     );
     ensure!(!facts.interp, "{name}: has PT_INTERP (dynamically linked)");
-    ensure!(!facts.dynamic, "{name}: has PT_DYNAMIC (not fully static, e.g. static-pie)");
+    ensure!(
+        !facts.dynamic,
+        "{name}: has PT_DYNAMIC (not fully static, e.g. static-pie)"
+    );
     ensure!(!facts.symtab, "{name}: has a symbol table (not stripped)");
     Ok(facts)
 }
@@ -52,7 +56,12 @@ pub fn parse(b: &[u8]) -> Result<ElfFacts> {
     let machine = r.u16(18)?;
     let (phoff, phentsize, phnum) = (r.u64(32)?, r.u16(54)?, r.u16(56)?);
     let (shoff, shentsize, shnum) = (r.u64(40)?, r.u16(58)?, r.u16(60)?);
-    let mut facts = ElfFacts { machine, interp: false, dynamic: false, symtab: false };
+    let mut facts = ElfFacts {
+        machine,
+        interp: false,
+        dynamic: false,
+        symtab: false,
+    };
     for i in 0..u64::from(phnum) {
         let p_type = r.u32(offset(phoff, i, phentsize)?)?;
         facts.interp |= p_type == PT_INTERP;
@@ -90,15 +99,27 @@ impl Reader<'_> {
     }
     fn u16(&self, at: usize) -> Result<u16> {
         let a = self.take::<2>(at)?;
-        Ok(if self.big { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) })
+        Ok(if self.big {
+            u16::from_be_bytes(a)
+        } else {
+            u16::from_le_bytes(a)
+        })
     }
     fn u32(&self, at: usize) -> Result<u32> {
         let a = self.take::<4>(at)?;
-        Ok(if self.big { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) })
+        Ok(if self.big {
+            u32::from_be_bytes(a)
+        } else {
+            u32::from_le_bytes(a)
+        })
     }
     fn u64(&self, at: usize) -> Result<u64> {
         let a = self.take::<8>(at)?;
-        Ok(if self.big { u64::from_be_bytes(a) } else { u64::from_le_bytes(a) })
+        Ok(if self.big {
+            u64::from_be_bytes(a)
+        } else {
+            u64::from_le_bytes(a)
+        })
     }
 }
 
@@ -113,15 +134,27 @@ mod tests {
         b[4] = 2;
         b[5] = if big { 2 } else { 1 };
         let put16 = |b: &mut Vec<u8>, at: usize, v: u16| {
-            let a = if big { v.to_be_bytes() } else { v.to_le_bytes() };
+            let a = if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            };
             b[at..at + 2].copy_from_slice(&a);
         };
         let put32 = |b: &mut Vec<u8>, at: usize, v: u32| {
-            let a = if big { v.to_be_bytes() } else { v.to_le_bytes() };
+            let a = if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            };
             b[at..at + 4].copy_from_slice(&a);
         };
         let put64 = |b: &mut Vec<u8>, at: usize, v: u64| {
-            let a = if big { v.to_be_bytes() } else { v.to_le_bytes() };
+            let a = if big {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            };
             b[at..at + 8].copy_from_slice(&a);
         };
         put16(&mut b, 18, machine);
@@ -139,9 +172,25 @@ mod tests {
     #[test]
     fn reads_both_endiannesses() {
         let le = parse(&image(false, 183, 1, 1)).unwrap();
-        assert_eq!(le, ElfFacts { machine: 183, interp: false, dynamic: false, symtab: false });
+        assert_eq!(
+            le,
+            ElfFacts {
+                machine: 183,
+                interp: false,
+                dynamic: false,
+                symtab: false
+            }
+        );
         let be = parse(&image(true, 22, PT_INTERP, SHT_SYMTAB)).unwrap();
-        assert_eq!(be, ElfFacts { machine: 22, interp: true, dynamic: false, symtab: true });
+        assert_eq!(
+            be,
+            ElfFacts {
+                machine: 22,
+                interp: true,
+                dynamic: false,
+                symtab: true
+            }
+        );
         assert!(parse(&image(false, 62, PT_DYNAMIC, 1)).unwrap().dynamic);
     }
 
@@ -163,7 +212,10 @@ mod tests {
         let err = check(&f, Arch::S390x).unwrap_err().to_string();
         assert!(err.contains("e_machine is 62"), "{err}");
         std::fs::write(&f, image(false, 62, PT_INTERP, 1)).unwrap();
-        assert!(check(&f, Arch::X86_64).unwrap_err().to_string().contains("PT_INTERP"));
+        assert!(check(&f, Arch::X86_64)
+            .unwrap_err()
+            .to_string()
+            .contains("PT_INTERP"));
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -76,7 +76,11 @@ fn build(arch: Arch, libc: Libc) -> Result<PathBuf> {
     let route = probe(arch, libc);
     let plan = Plan::new(arch, libc, route)
         .with_context(|| format!("preparing the {} build for {arch}", libc.name()))?;
-    eprintln!("xtask agent: {arch}: route {} ({})", route.name(), plan.target);
+    eprintln!(
+        "xtask agent: {arch}: route {} ({})",
+        route.name(),
+        plan.target
+    );
     let out = plan.run()?;
     elf::check(&out, arch).with_context(|| format!("cargo built a wrong binary for {arch}"))?;
     let dest = paths::artifacts_dir(arch).join(compile::BINARY);

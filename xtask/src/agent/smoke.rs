@@ -51,14 +51,20 @@ pub fn build_agent_ctl() -> Result<PathBuf> {
     }
     let bin = paths::target_dir().join("debug/agent-ctl");
     if !bin.is_file() {
-        bail!("{} does not exist: the agent-ctl crate has no binary yet", bin.display());
+        bail!(
+            "{} does not exist: the agent-ctl crate has no binary yet",
+            bin.display()
+        );
     }
     Ok(bin)
 }
 
 pub fn run(arch: Arch, agent: &Path, agent_ctl: &Path) -> Result<()> {
     let qemu = which(arch.qemu_user()).with_context(|| {
-        format!("{} not found: install qemu-user-static (cargo xtask setup --group cross)", arch.qemu_user())
+        format!(
+            "{} not found: install qemu-user-static (cargo xtask setup --group cross)",
+            arch.qemu_user()
+        )
     })?;
     let tmp = TempDir::new(&format!("kata-agent-smoke-{arch}"))?;
     check_version(arch, &qemu, agent, &tmp.0)?;
@@ -78,14 +84,23 @@ fn check_version(arch: Arch, qemu: &Path, agent: &Path, tmp: &Path) -> Result<()
         .spawn()
         .with_context(|| format!("starting {} {}", qemu.display(), agent.display()))?;
     let mut guard = Killed(child);
-    let status = wait_deadline(&mut guard.0, VERSION_DEADLINE)?
-        .with_context(|| format!("{} --version did not exit in {VERSION_DEADLINE:?}", agent.display()))?;
+    let status = wait_deadline(&mut guard.0, VERSION_DEADLINE)?.with_context(|| {
+        format!(
+            "{} --version did not exit in {VERSION_DEADLINE:?}",
+            agent.display()
+        )
+    })?;
     let out = fs::read_to_string(&log).unwrap_or_default();
     if !status.success() {
         bail!("{} --version failed ({status}): {out}", agent.display());
     }
     if !reports_arch(&out, arch) {
-        bail!("{} --version printed {:?}: expected arch {}", agent.display(), out.trim(), std_arch(arch));
+        bail!(
+            "{} --version printed {:?}: expected arch {}",
+            agent.display(),
+            out.trim(),
+            std_arch(arch)
+        );
     }
     eprintln!("xtask agent: smoke {arch}: {}", out.trim());
     Ok(())
@@ -131,7 +146,10 @@ fn agent_logs(tmp: &Path) -> String {
     format!("{}{}", read("agent.log"), read("agent.err"))
 }
 
-fn wait_deadline(child: &mut Child, deadline: Duration) -> Result<Option<std::process::ExitStatus>> {
+fn wait_deadline(
+    child: &mut Child,
+    deadline: Duration,
+) -> Result<Option<std::process::ExitStatus>> {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {
@@ -186,7 +204,10 @@ mod tests {
         assert!(reports_arch(new, Arch::Ppc64le));
         assert!(!reports_arch(new, Arch::X86_64));
         assert!(reports_arch("kata-agent 0.1.0 machine=s390x", Arch::S390x));
-        assert!(!reports_arch("kata-agent 0.1.0 machine=s390x", Arch::Aarch64));
+        assert!(!reports_arch(
+            "kata-agent 0.1.0 machine=s390x",
+            Arch::Aarch64
+        ));
         assert!(!reports_arch("", Arch::X86_64));
     }
 }

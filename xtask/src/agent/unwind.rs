@@ -49,9 +49,11 @@ fn build(arch: Arch, libgcc_eh: &Path, dir: &Path) -> Result<()> {
     let lib = dir.join("libunwind.a");
     fs::copy(libgcc_eh, &lib).with_context(|| format!("copying {}", libgcc_eh.display()))?;
     // `D`: deterministic member headers (no timestamps, uids, modes).
-    run(Command::new(cross_ar(arch))
-        .current_dir(dir)
-        .args(["rD", "libunwind.a", "dl_find_object.o"]))?;
+    run(Command::new(cross_ar(arch)).current_dir(dir).args([
+        "rD",
+        "libunwind.a",
+        "dl_find_object.o",
+    ]))?;
     fs::remove_file(dir.join("dl_find_object.o")).ok();
     Ok(())
 }

@@ -46,6 +46,8 @@ pub fn run(args: Args) -> Result<()> {
                 (false, false) => "NONE available",
             };
             println!("  {:<5} {target}: {route}", libc.name());
+            let installed = if rustup { "installed" } else { "not installed" };
+            println!("      rustup target {installed}");
             for n in needs {
                 print_need(&n, &lock);
             }
@@ -110,15 +112,24 @@ fn debian_needs(arch: Arch, libc: Libc, have_rustc: bool) -> Vec<Need> {
 fn print_need(n: &Need, lock: &[setup::PinnedPackage]) {
     if n.present {
         println!("      ok       {}", n.what);
-        return;
+    } else {
+        println!(
+            "      MISSING  {}: {}",
+            n.what,
+            install_hint(&n.package, lock)
+        );
     }
-    // musl-dev for the host arch is pinned without `:amd64`.
-    let base = n.package.split(':').next().unwrap_or(&n.package);
+}
+
+/// The exact apt-get command for `package`, with the lock's version and suite.
+fn install_hint(package: &str, lock: &[setup::PinnedPackage]) -> String {
+    // The host's own musl-dev is pinned without `:amd64`.
+    let base = package.split(':').next().unwrap_or(package);
     let pinned = lock
         .iter()
-        .find(|p| p.package == n.package)
+        .find(|p| p.package == package)
         .or_else(|| lock.iter().find(|p| p.package == base));
-    let install = match pinned {
+    match pinned {
         Some(p) => {
             let suite = p
                 .suite
@@ -130,10 +141,27 @@ fn print_need(n: &Need, lock: &[setup::PinnedPackage]) {
                 p.package, p.version
             )
         }
-        None => format!(
-            "apt-get install {} (not pinned in host-packages.lock)",
-            n.package
-        ),
-    };
-    println!("      MISSING  {}: {install}", n.what);
+        None => format!("apt-get install {package} (not pinned in host-packages.lock)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hint_uses_the_pinned_version_and_suite() {
+        let lock = setup::parse_lock(
+            "cross musl-dev:arm64 1.2.3-1\n\
+             cross qemu-user-static 1:10.0.2+ds-2+deb13u1~bpo12+1 bookworm-backports\n",
+        )
+        .unwrap();
+        assert_eq!(
+            install_hint("musl-dev:arm64", &lock),
+            "apt-get install --no-install-recommends musl-dev:arm64=1.2.3-1"
+        );
+        assert!(install_hint("qemu-user-static", &lock)
+            .contains("-t bookworm-backports qemu-user-static=1:10.0.2"));
+        assert!(install_hint("gcc", &lock).contains("not pinned"));
+    }
 }

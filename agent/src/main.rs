@@ -1,7 +1,78 @@
-fn main() {
-    println!(
-        "kata-agent {} machine={}",
-        env!("CARGO_PKG_VERSION"),
-        std::env::consts::ARCH
-    );
+//! `kata-agent`: the guest agent (ttRPC server), or `kata-agent init`, the
+//! container init the agent re-executes itself as.
+//!
+//! Arguments are parsed by hand: there are three, and the binary ships in
+//! every guest image, where size counts.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use kata_agent::config::AgentConfig;
+use kata_agent::rpc::AgentContext;
+use kata_agent::{logging, server, version};
+
+const USAGE: &str = "usage: kata-agent [--cmdline FILE] | --version | init
+
+Options come from the kernel command line (agent.*), or FILE for tests;
+KATA_AGENT_SERVER_ADDR, KATA_AGENT_LOG_LEVEL and KATA_AGENT_TRACING override
+them for stand-alone runs.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("--version" | "-V") => {
+            println!("{}", version::version_line());
+            Ok(())
+        }
+        Some("--help" | "-h") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some("--cmdline") => match args.get(1) {
+            Some(path) => run_agent(PathBuf::from(path)),
+            None => Err(anyhow::anyhow!("--cmdline needs a file\n{USAGE}")),
+        },
+        None => run_agent(PathBuf::from("/proc/cmdline")),
+        Some(other) => Err(anyhow::anyhow!("unknown argument {other:?}\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kata-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_agent(cmdline: PathBuf) -> Result<()> {
+    let init_daemon = std::process::id() == 1;
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let (config, warnings) = AgentConfig::load(&cmdline, &env)
+        .with_context(|| format!("reading the agent configuration from {}", cmdline.display()))?;
+
+    let sink = logging::LogSink::default();
+    let logger = logging::create_logger(config.log_level.to_slog(), sink.clone());
+    if config.log_vport != 0 {
+        logging::serve_log_port(config.log_vport, sink, logger.clone());
+    }
+    let config_json = serde_json::to_string(&config).context("serialising the configuration")?;
+    slog::info!(logger, "announce";
+        "agent-version" => version::AGENT_VERSION,
+        "api-version" => protocols::API_VERSION,
+        "agent-pid" => std::process::id(),
+        "init-daemon" => init_daemon,
+        "config" => config_json);
+    for w in warnings {
+        slog::warn!(logger, "configuration"; "warning" => w);
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let ctx = AgentContext::new(config, logger, init_daemon);
+    runtime.block_on(server::serve(ctx))
 }

@@ -13,6 +13,7 @@ mod paths;
 mod repro;
 mod rootfs;
 mod setup;
+mod test;
 mod vm;
 
 use anyhow::Result;
@@ -48,6 +49,8 @@ enum Command {
     Vm(vm::Args),
     /// Benchmarks that write a table (`bench agent`, `bench vm`).
     Bench(bench::Args),
+    /// The whole test suite as CI runs it (provisions what it needs).
+    Test(test::Args),
 }
 
 fn main() -> Result<()> {
@@ -61,5 +64,6 @@ fn main() -> Result<()> {
         Command::VerifyRepro(args) => repro::run(args),
         Command::Vm(args) => vm::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Test(args) => test::run(args),
     }
 }

@@ -1,0 +1,13 @@
+//! kata-agent: a Kata Containers compatible guest agent.
+//! See ARCHITECTURE.md for the map of modules.
+
+pub mod cgroups;
+pub mod config;
+pub mod container;
+pub mod logging;
+pub mod rpc;
+pub mod safe_path;
+pub mod sandbox;
+pub mod server;
+pub mod storage;
+pub mod version;

@@ -1,0 +1,126 @@
+//! The ttRPC services: `grpc.AgentService` and `grpc.Health`.
+//!
+//! This module only dispatches: each RPC goes to a function in its family's
+//! module (container life cycle, process I/O, network, sandbox, guest). A
+//! family function that is not written yet answers UNIMPLEMENTED naming the
+//! RPC, so a runtime gets a clear status instead of a hang.
+
+pub mod container;
+pub mod guest;
+pub mod health;
+pub mod io;
+pub mod network;
+pub mod resources;
+pub mod sandbox;
+pub mod status;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use protocols::agent::*;
+use protocols::empty::Empty;
+use protocols::{agent_ttrpc, csi, types};
+use slog::Logger;
+use ttrpc::r#async::TtrpcContext;
+
+use crate::config::AgentConfig;
+use crate::sandbox::Sandbox;
+
+/// Everything an RPC handler may need, shared by all connections.
+pub struct AgentContext {
+    pub config: AgentConfig,
+    pub logger: Logger,
+    /// The one sandbox this agent serves (Kata runs one agent per pod VM).
+    pub sandbox: tokio::sync::Mutex<Sandbox>,
+    /// The agent runs as PID 1 (the guest's init).
+    pub init_daemon: bool,
+}
+
+impl AgentContext {
+    pub fn new(config: AgentConfig, logger: Logger, init_daemon: bool) -> Arc<Self> {
+        Arc::new(AgentContext {
+            sandbox: tokio::sync::Mutex::new(Sandbox::new(&config, logger.clone())),
+            config,
+            logger,
+            init_daemon,
+        })
+    }
+}
+
+/// The `grpc.AgentService` implementation.
+#[derive(Clone)]
+pub struct AgentService {
+    ctx: Arc<AgentContext>,
+}
+
+impl AgentService {
+    pub fn new(ctx: Arc<AgentContext>) -> Self {
+        AgentService { ctx }
+    }
+}
+
+/// Writes the trait impl: one line per RPC, `method(Request) -> Response => family::function`.
+/// Every call is logged at debug level with its outcome.
+macro_rules! dispatch {
+    ($($method:ident($req:ty) -> $resp:ty => $($handler:ident)::+;)*) => {
+        #[async_trait]
+        impl agent_ttrpc::AgentService for AgentService {
+            $(
+                async fn $method(&self, _ttrpc: &TtrpcContext, req: $req) -> ttrpc::Result<$resp> {
+                    let rpc = stringify!($method);
+                    slog::debug!(self.ctx.logger, "rpc request"; "rpc" => rpc);
+                    let result = $($handler)::+(&self.ctx, req).await;
+                    if let Err(e) = &result {
+                        slog::info!(self.ctx.logger, "rpc failed"; "rpc" => rpc, "error" => format!("{e:?}"));
+                    }
+                    result
+                }
+            )*
+        }
+    };
+}
+
+dispatch! {
+    create_container(CreateContainerRequest) -> Empty => container::create_container;
+    start_container(StartContainerRequest) -> Empty => container::start_container;
+    remove_container(RemoveContainerRequest) -> Empty => container::remove_container;
+    exec_process(ExecProcessRequest) -> Empty => container::exec_process;
+    signal_process(SignalProcessRequest) -> Empty => container::signal_process;
+    wait_process(WaitProcessRequest) -> WaitProcessResponse => container::wait_process;
+    update_container(UpdateContainerRequest) -> Empty => resources::update_container;
+    update_ephemeral_mounts(UpdateEphemeralMountsRequest) -> Empty => sandbox::update_ephemeral_mounts;
+    stats_container(StatsContainerRequest) -> StatsContainerResponse => resources::stats_container;
+    pause_container(PauseContainerRequest) -> Empty => resources::pause_container;
+    resume_container(ResumeContainerRequest) -> Empty => resources::resume_container;
+    remove_stale_virtiofs_share_mounts(RemoveStaleVirtiofsShareMountsRequest) -> Empty => sandbox::remove_stale_virtiofs_share_mounts;
+
+    write_stdin(WriteStreamRequest) -> WriteStreamResponse => io::write_stdin;
+    read_stdout(ReadStreamRequest) -> ReadStreamResponse => io::read_stdout;
+    read_stderr(ReadStreamRequest) -> ReadStreamResponse => io::read_stderr;
+    close_stdin(CloseStdinRequest) -> Empty => io::close_stdin;
+    tty_win_resize(TtyWinResizeRequest) -> Empty => io::tty_win_resize;
+
+    update_interface(UpdateInterfaceRequest) -> types::Interface => network::update_interface;
+    update_routes(UpdateRoutesRequest) -> Routes => network::update_routes;
+    list_interfaces(ListInterfacesRequest) -> Interfaces => network::list_interfaces;
+    list_routes(ListRoutesRequest) -> Routes => network::list_routes;
+    add_arp_neighbors(AddARPNeighborsRequest) -> Empty => network::add_arp_neighbors;
+    get_ip_tables(GetIPTablesRequest) -> GetIPTablesResponse => network::get_ip_tables;
+    set_ip_tables(SetIPTablesRequest) -> SetIPTablesResponse => network::set_ip_tables;
+
+    get_metrics(GetMetricsRequest) -> Metrics => guest::get_metrics;
+
+    create_sandbox(CreateSandboxRequest) -> Empty => sandbox::create_sandbox;
+    destroy_sandbox(DestroySandboxRequest) -> Empty => sandbox::destroy_sandbox;
+    online_cpu_mem(OnlineCPUMemRequest) -> Empty => guest::online_cpu_mem;
+    reseed_random_dev(ReseedRandomDevRequest) -> Empty => guest::reseed_random_dev;
+    get_guest_details(GuestDetailsRequest) -> GuestDetailsResponse => guest::get_guest_details;
+    mem_hotplug_by_probe(MemHotplugByProbeRequest) -> Empty => guest::mem_hotplug_by_probe;
+    set_guest_date_time(SetGuestDateTimeRequest) -> Empty => guest::set_guest_date_time;
+    copy_file(CopyFileRequest) -> Empty => guest::copy_file;
+    get_oom_event(GetOOMEventRequest) -> OOMEvent => resources::get_oom_event;
+    add_swap(AddSwapRequest) -> Empty => guest::add_swap;
+    get_volume_stats(VolumeStatsRequest) -> csi::VolumeStatsResponse => guest::get_volume_stats;
+    resize_volume(ResizeVolumeRequest) -> Empty => guest::resize_volume;
+    set_policy(SetPolicyRequest) -> Empty => guest::set_policy;
+}

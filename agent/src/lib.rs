@@ -4,7 +4,14 @@
 pub mod cgroups;
 pub mod config;
 pub mod container;
+pub mod debug_console;
+pub mod guest;
 pub mod logging;
+pub mod network;
+pub mod pid1;
+pub mod pidns;
+pub mod process;
+pub mod reaper;
 pub mod rpc;
 pub mod safe_path;
 pub mod sandbox;

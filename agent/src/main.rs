@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             Some(path) => run_agent(PathBuf::from(path)),
             None => Err(anyhow::anyhow!("--cmdline needs a file\n{USAGE}")),
         },
+        Some("init") => return kata_agent::container::init::main(),
         None => run_agent(PathBuf::from("/proc/cmdline")),
         Some(other) => Err(anyhow::anyhow!("unknown argument {other:?}\n{USAGE}")),
     };
@@ -48,6 +49,10 @@ fn main() -> ExitCode {
 
 fn run_agent(cmdline: PathBuf) -> Result<()> {
     let init_daemon = std::process::id() == 1;
+    if init_daemon {
+        // /proc/cmdline and everything after need the kernel filesystems.
+        kata_agent::pid1::early_setup().context("setting up the guest as PID 1")?;
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     let (config, warnings) = AgentConfig::load(&cmdline, &env)
         .with_context(|| format!("reading the agent configuration from {}", cmdline.display()))?;
@@ -67,6 +72,9 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
     for w in warnings {
         slog::warn!(logger, "configuration"; "warning" => w);
     }
+    if config.debug_console {
+        kata_agent::debug_console::start(config.debug_console_vport, logger.clone());
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -74,5 +82,9 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     let ctx = AgentContext::new(config, logger, init_daemon);
-    runtime.block_on(server::serve(ctx))
+    runtime.block_on(async {
+        // Reap from the start: as PID 1, orphans arrive before any container.
+        kata_agent::reaper::start()?;
+        server::serve(ctx).await
+    })
 }

@@ -1,14 +1,247 @@
-//! Produce the disk image, initrd, manifest.json and SHA256SUMS.
+//! Produce the disk image, initrd, manifest.json and SHA256SUMS for each arch
+//! in target/artifacts/<arch>/, from a recipe, its lock, the agent and the kernel.
 
-use anyhow::{bail, Result};
+mod cpio;
+mod disk;
+mod fs;
+mod initrd;
+pub mod manifest;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::arch::{Arch, ArchSelection};
+use crate::cache::sha256_file;
+use crate::rootfs::{self, lock, recipe, Recipe};
+use crate::{kernel, paths};
+use manifest::{Hashed, KernelInfo, Manifest, Output, Package, RecipeInfo, RootfsInfo};
+
+pub const IMAGE: &str = "kata-containers.img";
+pub const INITRD: &str = "kata-containers-initrd.img";
+pub const MANIFEST: &str = "manifest.json";
+pub const SUMS: &str = "SHA256SUMS";
 
 #[derive(clap::Args)]
 pub struct Args {
     #[arg(long, default_value = "x86_64")]
-    arch: crate::arch::ArchSelection,
+    arch: ArchSelection,
+    /// The recipe in osbuilder-configs/.
+    #[arg(long, default_value = recipe::DEFAULT_RECIPE)]
+    recipe: String,
+    /// The disk image's filesystem (default: the recipe's [image] filesystem).
+    #[arg(long, value_enum)]
+    fs: Option<recipe::Filesystem>,
+    /// Add the recipe's debug_console packages and /bin/sh (agent.debug_console).
+    #[arg(long)]
+    debug_console: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let _ = args.arch;
-    bail!("`cargo xtask image` is not implemented yet")
+    crate::setup::ensure_host_packages(&["image"])?;
+    let recipe = Recipe::load(&args.recipe)?;
+    for arch in args.arch.arches() {
+        let start = Instant::now();
+        let fs_kind = args.fs.unwrap_or(recipe.image.filesystem);
+        build(arch, &recipe, fs_kind, args.debug_console)
+            .with_context(|| format!("building the {arch} image"))?;
+        eprintln!(
+            "xtask image: {arch} done in {:.1} s -> {}",
+            start.elapsed().as_secs_f64(),
+            paths::artifacts_dir(arch).display()
+        );
+    }
+    Ok(())
+}
+
+fn build(
+    arch: Arch,
+    recipe: &Recipe,
+    fs_kind: recipe::Filesystem,
+    debug_console: bool,
+) -> Result<()> {
+    let agent = rootfs::agent_binary(arch)?;
+    let kernel = kernel::ensure_built(arch)?;
+    let epoch = rootfs::source_date_epoch()?;
+    let out_dir = paths::artifacts_dir(arch);
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+
+    let t = Instant::now();
+    let tree = rootfs::build(arch, recipe, &agent, debug_console)?;
+    step("rootfs", t, &format!("{} entries", tree.nodes.len()));
+
+    let t = Instant::now();
+    initrd::write(&tree, epoch, &out_dir.join(INITRD))?;
+    step("initrd", t, &size_of(&out_dir.join(INITRD)));
+
+    let t = Instant::now();
+    let work = paths::work_dir("image", arch);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let fs_file = work.join(format!("rootfs.{}", fs_kind.name()));
+    let fs_len = fs::make(fs_kind, &tree, &recipe.image, epoch, &fs_file)?;
+    let disk_len = disk::write(
+        &fs_file,
+        &out_dir.join(IMAGE),
+        recipe.image.align_mib << 20,
+        disk::disk_id(&tree.digest),
+    )?;
+    step(
+        fs_kind.name(),
+        t,
+        &format!(
+            "filesystem {} KiB, disk image {} KiB",
+            fs_len / 1024,
+            disk_len / 1024
+        ),
+    );
+
+    let packages = rootfs::packages(
+        arch,
+        recipe,
+        &lock::Lock::load(&recipe.name)?,
+        debug_console,
+    )?;
+    let m = Manifest {
+        schema: 1,
+        arch: arch.name().to_string(),
+        source_date_epoch: epoch,
+        git: manifest::git(),
+        recipe: RecipeInfo {
+            name: recipe.name.clone(),
+            file_sha256: sha256_file(&Recipe::path(&recipe.name))?,
+            lock_sha256: sha256_file(&lock::lock_path(&recipe.name))?,
+            init: tree.init.clone(),
+            filesystem: fs_kind.name().to_string(),
+            debug_console,
+        },
+        packages: packages
+            .into_iter()
+            .map(|e| Package {
+                name: e.name,
+                version: e.version,
+                arch: e.arch,
+                sha256: e.sha256,
+            })
+            .collect(),
+        agent: Hashed {
+            sha256: sha256_file(&agent)?,
+        },
+        kernel: kernel_info(&kernel)?,
+        rootfs: RootfsInfo {
+            digest: tree.digest.clone(),
+            entries: tree.nodes.len(),
+            fs_uuid: fs::Ids::from_digest(&tree.digest).uuid,
+        },
+        toolchain: manifest::toolchain(),
+        outputs: outputs(&out_dir)?,
+    };
+    write_file(&out_dir.join(MANIFEST), &m.to_json()?)?;
+    write_sums(&out_dir, &kernel_files(&kernel), &agent)
+}
+
+/// The kernel's files that exist: image, PVH vmlinux, .config.
+fn kernel_files(k: &kernel::KernelArtifacts) -> Vec<PathBuf> {
+    let mut files = vec![k.image.clone()];
+    files.extend(k.pvh_vmlinux.iter().cloned());
+    files.push(k.config.clone());
+    files.retain(|f| f.is_file());
+    files
+}
+
+fn kernel_info(k: &kernel::KernelArtifacts) -> Result<KernelInfo> {
+    Ok(KernelInfo {
+        files: hash_files(&kernel_files(k))?,
+        release: k.release.clone(),
+        source: k.source.clone(),
+        source_sha256: pinned_kernel_source_sha256(),
+        config_sha256: k
+            .config
+            .is_file()
+            .then(|| sha256_file(&k.config))
+            .transpose()?,
+        cache_key: k.cache_key.clone(),
+    })
+}
+
+/// The `sha256` of kernel/source.toml (the kernel step's pin), if present.
+fn pinned_kernel_source_sha256() -> Option<String> {
+    let text = std::fs::read_to_string(paths::repo_root().join("kernel/source.toml")).ok()?;
+    let value: toml::Value = toml::from_str(&text).ok()?;
+    value.get("sha256")?.as_str().map(str::to_string)
+}
+
+/// The two images, by hash and size.
+fn outputs(dir: &Path) -> Result<BTreeMap<String, Output>> {
+    [IMAGE, INITRD]
+        .iter()
+        .map(|n| {
+            let p = dir.join(n);
+            let size = std::fs::metadata(&p)
+                .with_context(|| format!("stat {}", p.display()))?
+                .len();
+            Ok((
+                n.to_string(),
+                Output {
+                    sha256: sha256_file(&p)?,
+                    size,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// SHA256SUMS over what is shipped from the arch's artifact dir: images,
+/// manifest, and the kernel files and agent when they live there.
+fn write_sums(dir: &Path, kernel_files: &[PathBuf], agent: &Path) -> Result<()> {
+    let mut names: Vec<String> = [IMAGE, INITRD, MANIFEST]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for f in kernel_files
+        .iter()
+        .chain(std::iter::once(&agent.to_path_buf()))
+    {
+        if f.parent() == Some(dir) {
+            if let Some(n) = f.file_name().and_then(|n| n.to_str()) {
+                names.push(n.to_string());
+            }
+        }
+    }
+    let mut sums = BTreeMap::new();
+    for n in names {
+        sums.insert(n.clone(), sha256_file(&dir.join(&n))?);
+    }
+    write_file(&dir.join(SUMS), &manifest::sha256sums(&sums))
+}
+
+fn hash_files(files: &[PathBuf]) -> Result<BTreeMap<String, String>> {
+    files
+        .iter()
+        .map(|f| {
+            let name = f
+                .file_name()
+                .and_then(|n| n.to_str())
+                .with_context(|| format!("kernel file {} has no UTF-8 name", f.display()))?;
+            Ok((name.to_string(), sha256_file(f)?))
+        })
+        .collect()
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn size_of(p: &Path) -> String {
+    std::fs::metadata(p)
+        .map(|m| format!("{} KiB", m.len() / 1024))
+        .unwrap_or_default()
+}
+
+fn step(name: &str, start: Instant, detail: &str) {
+    eprintln!(
+        "xtask image:   {name:<7} {:>6.2} s  {detail}",
+        start.elapsed().as_secs_f64()
+    );
 }

@@ -1,14 +1,254 @@
-//! Assemble the guest rootfs from a recipe and its package lock.
+//! Assemble the guest rootfs from a recipe (osbuilder-configs/<recipe>.toml)
+//! and its package lock (rootfs/<recipe>.lock); `rootfs lock` refreshes the lock.
 
-use anyhow::{bail, Result};
+mod apt;
+pub mod debs;
+pub mod lock;
+pub mod recipe;
+pub mod scan;
+pub mod tree;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::arch::{Arch, ArchSelection};
+use crate::paths;
+pub use lock::{Lock, LockEntry};
+pub use recipe::Recipe;
+pub use tree::Tree;
 
 #[derive(clap::Args)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// Build the rootfs tree under target/xtask/rootfs/<arch>/<recipe>/tree.
+    Build(BuildArgs),
+    /// Refresh rootfs/<recipe>.lock from apt's current candidates (all arches).
+    Lock(LockArgs),
+}
+
+#[derive(clap::Args)]
+pub struct BuildArgs {
     #[arg(long, default_value = "x86_64")]
-    arch: crate::arch::ArchSelection,
+    arch: ArchSelection,
+    #[arg(long, default_value = recipe::DEFAULT_RECIPE)]
+    recipe: String,
+    /// Add the recipe's debug_console packages and /bin/sh.
+    #[arg(long)]
+    debug_console: bool,
+}
+
+#[derive(clap::Args)]
+pub struct LockArgs {
+    /// The recipe to lock; every recipe in osbuilder-configs/ when omitted.
+    #[arg(long)]
+    recipe: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let _ = args.arch;
-    bail!("`cargo xtask rootfs` is not implemented yet")
+    match args.command {
+        Sub::Build(a) => {
+            let recipe = Recipe::load(&a.recipe)?;
+            for arch in a.arch.arches() {
+                let agent = agent_binary(arch)?;
+                let t = build(arch, &recipe, &agent, a.debug_console)?;
+                eprintln!(
+                    "xtask rootfs: {} ({}): {} ({} entries, digest {})",
+                    recipe.name,
+                    recipe.recipe.description,
+                    t.root.display(),
+                    t.nodes.len(),
+                    t.digest
+                );
+            }
+            Ok(())
+        }
+        Sub::Lock(a) => {
+            let names = match a.recipe {
+                Some(r) => vec![r],
+                None => recipe_names()?,
+            };
+            names.iter().try_for_each(|n| relock(n))
+        }
+    }
+}
+
+/// The packages a build of `recipe` for `arch` unpacks, from the lock: the
+/// recipe's list (plus the debug-console packages when asked), or, for a
+/// recipe that resolves dependencies, the whole locked closure of the arch
+/// (the debug-console packages themselves only when asked; a dependency they
+/// share with the rest stays).
+pub fn packages(
+    arch: Arch,
+    recipe: &Recipe,
+    lock: &Lock,
+    debug_console: bool,
+) -> Result<Vec<LockEntry>> {
+    let mut wanted = recipe.packages.install.clone();
+    if debug_console {
+        wanted.extend(recipe.packages.debug_console.iter().cloned());
+    }
+    let mut entries = lock.select(arch, &wanted)?;
+    if recipe.packages.resolve_dependencies {
+        let optional = &recipe.packages.debug_console;
+        entries = lock
+            .for_arch(arch)
+            .into_iter()
+            .filter(|e| debug_console || !optional.contains(&e.name))
+            .collect();
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+/// Build the tree of `recipe` for `arch` in its work dir.
+pub fn build(
+    arch: Arch,
+    recipe: &Recipe,
+    agent: &std::path::Path,
+    debug_console: bool,
+) -> Result<Tree> {
+    let lock = Lock::load(&recipe.name)?;
+    let entries = packages(arch, recipe, &lock, debug_console)?;
+    let root = paths::work_dir("rootfs", arch)
+        .join(&recipe.name)
+        .join("tree");
+    let inputs = tree::TreeInputs {
+        recipe,
+        packages: &entries,
+        agent,
+        debug_console,
+        epoch: source_date_epoch()?,
+    };
+    tree::build(&root, &inputs)
+        .with_context(|| format!("building the {} rootfs for {arch}", recipe.name))
+}
+
+/// Refresh the lock of one recipe for all four arches.
+fn relock(name: &str) -> Result<()> {
+    let recipe = Recipe::load(name)?;
+    let mut entries = Vec::new();
+    for arch in Arch::ALL {
+        eprintln!("xtask rootfs lock: resolving {name} for {}", arch.debian());
+        let resolved = apt::resolve(
+            arch,
+            &recipe.lock_roots(),
+            recipe.packages.resolve_dependencies,
+            &recipe.packages.exclude,
+        )?;
+        for e in resolved {
+            if !entries.contains(&e) {
+                entries.push(e);
+            }
+        }
+    }
+    let lock = Lock { entries };
+    let path = lock::lock_path(name);
+    std::fs::write(&path, lock.render(name))
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "xtask rootfs lock: wrote {} ({} lines)",
+        path.display(),
+        lock.entries.len()
+    );
+    Ok(())
+}
+
+fn recipe_names() -> Result<Vec<String>> {
+    let dir = paths::repo_root().join("osbuilder-configs");
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
+                names.push(stem.to_string());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The agent binary to install: `KATA_IMAGE_AGENT` when set (verify-repro
+/// hands both builds the same one), else the agent step's artifact.
+pub fn agent_binary(arch: Arch) -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("KATA_IMAGE_AGENT") {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!("KATA_IMAGE_AGENT={} is not a file", p.display());
+        }
+        return Ok(p);
+    }
+    crate::agent::ensure_built(arch)
+}
+
+/// SOURCE_DATE_EPOCH when set, else the commit time of HEAD: every timestamp
+/// in the outputs is this one.
+pub fn source_date_epoch() -> Result<i64> {
+    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+        return v
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"));
+    }
+    let out = Command::new("git")
+        .current_dir(paths::repo_root())
+        .args(["log", "-1", "--format=%ct", "HEAD"])
+        .output()
+        .context("running git log for SOURCE_DATE_EPOCH")?;
+    if !out.status.success() {
+        bail!(
+            "cannot read HEAD's commit time (set SOURCE_DATE_EPOCH): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .with_context(|| format!("git log printed {text:?}, not a time"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock() -> Lock {
+        let h = "ab".repeat(32);
+        Lock::parse(&format!(
+            "busybox-static 1 amd64 {h}\nca-certificates 2 all {h}\nlibc6 3 amd64 {h}\nlibc6 3 arm64 {h}\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn selects_listed_packages_or_the_closure() {
+        let mut r = Recipe::load("agent-init").unwrap();
+        let names = |v: Vec<LockEntry>| v.into_iter().map(|e| e.name).collect::<Vec<_>>();
+        let plain = packages(Arch::X86_64, &r, &lock(), false).unwrap();
+        assert_eq!(names(plain), ["ca-certificates"]);
+        let debug = packages(Arch::X86_64, &r, &lock(), true).unwrap();
+        assert_eq!(names(debug), ["busybox-static", "ca-certificates"]);
+        r.packages.resolve_dependencies = true;
+        let closure = packages(Arch::X86_64, &r, &lock(), false).unwrap();
+        assert_eq!(names(closure), ["ca-certificates", "libc6"]);
+        assert!(packages(Arch::S390x, &r, &lock(), true).is_err());
+    }
+
+    #[test]
+    fn epoch_comes_from_env_or_git() {
+        // One test touches the variable, so no other test races on it.
+        std::env::set_var("SOURCE_DATE_EPOCH", "1700000000");
+        assert_eq!(source_date_epoch().unwrap(), 1_700_000_000);
+        std::env::set_var("SOURCE_DATE_EPOCH", "yesterday");
+        let err = source_date_epoch().unwrap_err().to_string();
+        assert!(err.contains("yesterday"), "{err}");
+        std::env::remove_var("SOURCE_DATE_EPOCH");
+        assert!(source_date_epoch().unwrap() > 1_600_000_000);
+    }
 }

@@ -1,49 +1,73 @@
-//! Container life cycle: create, start, exec, wait, signal, update, stats, pause, resume, remove.
+//! Container life cycle RPCs: create, start, exec, wait, signal, remove.
+//! The work is in `crate::container`; this maps outcomes to ttRPC statuses.
 
 use protocols::agent::*;
-#[allow(unused_imports)]
 use protocols::empty::Empty;
-#[allow(unused_imports)]
-use protocols::{csi, types};
 
-use super::status::unimplemented;
+use super::status::{internal, invalid_argument, not_found};
 use super::AgentContext;
+use crate::container::{self, Failure};
+
+/// ttRPC status of a failed life-cycle operation.
+pub fn to_status(f: Failure) -> ttrpc::Error {
+    match f {
+        Failure::Invalid(e) => invalid_argument(format!("{e:#}")),
+        Failure::NotFound(what) => not_found(what),
+        Failure::Internal(e) => internal(e),
+    }
+}
 
 pub async fn create_container(
-    _ctx: &AgentContext,
-    _req: CreateContainerRequest,
+    ctx: &AgentContext,
+    req: CreateContainerRequest,
 ) -> ttrpc::Result<Empty> {
-    unimplemented("CreateContainer")
+    crate::reaper::start().map_err(internal)?;
+    container::create::create(ctx, req)
+        .await
+        .map_err(to_status)?;
+    Ok(Empty::new())
 }
 
 pub async fn start_container(
-    _ctx: &AgentContext,
-    _req: StartContainerRequest,
+    ctx: &AgentContext,
+    req: StartContainerRequest,
 ) -> ttrpc::Result<Empty> {
-    unimplemented("StartContainer")
+    container::start::start(ctx, &req.container_id)
+        .await
+        .map_err(to_status)?;
+    Ok(Empty::new())
 }
 
 pub async fn remove_container(
-    _ctx: &AgentContext,
-    _req: RemoveContainerRequest,
+    ctx: &AgentContext,
+    req: RemoveContainerRequest,
 ) -> ttrpc::Result<Empty> {
-    unimplemented("RemoveContainer")
+    container::remove::remove(ctx, &req.container_id, req.timeout)
+        .await
+        .map_err(to_status)?;
+    Ok(Empty::new())
 }
 
-pub async fn exec_process(_ctx: &AgentContext, _req: ExecProcessRequest) -> ttrpc::Result<Empty> {
-    unimplemented("ExecProcess")
+pub async fn exec_process(ctx: &AgentContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
+    container::exec::exec(ctx, req).await.map_err(to_status)?;
+    Ok(Empty::new())
 }
 
-pub async fn signal_process(
-    _ctx: &AgentContext,
-    _req: SignalProcessRequest,
-) -> ttrpc::Result<Empty> {
-    unimplemented("SignalProcess")
+pub async fn signal_process(ctx: &AgentContext, req: SignalProcessRequest) -> ttrpc::Result<Empty> {
+    container::signal::signal(ctx, &req.container_id, &req.exec_id, req.signal)
+        .await
+        .map_err(to_status)?;
+    Ok(Empty::new())
 }
 
 pub async fn wait_process(
-    _ctx: &AgentContext,
-    _req: WaitProcessRequest,
+    ctx: &AgentContext,
+    req: WaitProcessRequest,
 ) -> ttrpc::Result<WaitProcessResponse> {
-    unimplemented("WaitProcess")
+    let status = container::wait::wait(ctx, &req.container_id, &req.exec_id)
+        .await
+        .map_err(to_status)?;
+    let mut resp = WaitProcessResponse::new();
+    resp.status = status;
+    Ok(resp)
 }

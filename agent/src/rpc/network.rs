@@ -1,56 +1,113 @@
 //! Guest network: interfaces, routes, ARP neighbours, iptables.
+//! The work is in `crate::network`; this module maps requests and errors.
 
 use protocols::agent::*;
-#[allow(unused_imports)]
 use protocols::empty::Empty;
-#[allow(unused_imports)]
-use protocols::{csi, types};
+use protocols::types;
+use ttrpc::Code;
 
-use super::status::unimplemented;
+use super::status::{internal, invalid_argument, status};
 use super::AgentContext;
+use crate::network::{self, iptables, link, neigh, route};
 
 pub async fn update_interface(
     _ctx: &AgentContext,
-    _req: UpdateInterfaceRequest,
+    req: UpdateInterfaceRequest,
 ) -> ttrpc::Result<types::Interface> {
-    unimplemented("UpdateInterface")
+    let iface = req
+        .interface
+        .as_ref()
+        .ok_or_else(|| invalid_argument("UpdateInterface: no interface in the request"))?;
+    let h = network::connect().map_err(internal)?;
+    link::update_interface(&h, iface)
+        .await
+        .map_err(|e| internal(e.context("UpdateInterface")))
 }
 
-pub async fn update_routes(
-    _ctx: &AgentContext,
-    _req: UpdateRoutesRequest,
-) -> ttrpc::Result<Routes> {
-    unimplemented("UpdateRoutes")
+pub async fn update_routes(_ctx: &AgentContext, req: UpdateRoutesRequest) -> ttrpc::Result<Routes> {
+    let wanted = req
+        .routes
+        .as_ref()
+        .map(|r| r.Routes.clone())
+        .unwrap_or_default();
+    let h = network::connect().map_err(internal)?;
+    let now = route::update_routes(&h, &wanted)
+        .await
+        .map_err(|e| internal(e.context("UpdateRoutes")))?;
+    let mut resp = Routes::new();
+    resp.Routes = now;
+    Ok(resp)
 }
 
 pub async fn list_interfaces(
     _ctx: &AgentContext,
     _req: ListInterfacesRequest,
 ) -> ttrpc::Result<Interfaces> {
-    unimplemented("ListInterfaces")
+    let h = network::connect().map_err(internal)?;
+    let mut resp = Interfaces::new();
+    resp.Interfaces = link::list_interfaces(&h)
+        .await
+        .map_err(|e| internal(e.context("ListInterfaces")))?;
+    Ok(resp)
 }
 
 pub async fn list_routes(_ctx: &AgentContext, _req: ListRoutesRequest) -> ttrpc::Result<Routes> {
-    unimplemented("ListRoutes")
+    let h = network::connect().map_err(internal)?;
+    let mut resp = Routes::new();
+    resp.Routes = route::list_routes(&h)
+        .await
+        .map_err(|e| internal(e.context("ListRoutes")))?;
+    Ok(resp)
 }
 
 pub async fn add_arp_neighbors(
     _ctx: &AgentContext,
-    _req: AddARPNeighborsRequest,
+    req: AddARPNeighborsRequest,
 ) -> ttrpc::Result<Empty> {
-    unimplemented("AddARPNeighbors")
+    let list = req
+        .neighbors
+        .as_ref()
+        .map(|n| n.ARPNeighbors.clone())
+        .unwrap_or_default();
+    let h = network::connect().map_err(internal)?;
+    neigh::add_neighbors(&h, &list)
+        .await
+        .map_err(|e| internal(e.context("AddARPNeighbors")))?;
+    Ok(Empty::new())
+}
+
+fn no_iptables(rpc: &str, v6: bool) -> ttrpc::Error {
+    let tool = if v6 { "ip6tables" } else { "iptables" };
+    status(
+        Code::UNIMPLEMENTED,
+        format!("{rpc}: this guest image has no {tool}-save/{tool}-restore"),
+    )
 }
 
 pub async fn get_ip_tables(
     _ctx: &AgentContext,
-    _req: GetIPTablesRequest,
+    req: GetIPTablesRequest,
 ) -> ttrpc::Result<GetIPTablesResponse> {
-    unimplemented("GetIPTables")
+    let v6 = req.is_ipv6;
+    let out = tokio::task::spawn_blocking(move || iptables::save(v6))
+        .await
+        .map_err(|e| internal(anyhow::anyhow!("worker thread failed: {e}")))?
+        .map_err(|e| internal(e.context("GetIPTables")))?;
+    let mut resp = GetIPTablesResponse::new();
+    resp.data = out.ok_or_else(|| no_iptables("GetIPTables", v6))?;
+    Ok(resp)
 }
 
 pub async fn set_ip_tables(
     _ctx: &AgentContext,
-    _req: SetIPTablesRequest,
+    req: SetIPTablesRequest,
 ) -> ttrpc::Result<SetIPTablesResponse> {
-    unimplemented("SetIPTables")
+    let v6 = req.is_ipv6;
+    let out = tokio::task::spawn_blocking(move || iptables::restore(v6, &req.data))
+        .await
+        .map_err(|e| internal(anyhow::anyhow!("worker thread failed: {e}")))?
+        .map_err(|e| internal(e.context("SetIPTables")))?;
+    let mut resp = SetIPTablesResponse::new();
+    resp.data = out.ok_or_else(|| no_iptables("SetIPTables", v6))?;
+    Ok(resp)
 }

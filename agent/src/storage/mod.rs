@@ -4,35 +4,307 @@
 //! unmount it once, when the last one goes.
 //!
 //! CONTRACT (used by `container` and `rpc::sandbox`; keep the signatures).
+//!
+//! Mount points come from the runtime and must lie under
+//! `/run/kata-containers/`: they are checked lexically (absolute, no `..`)
+//! and then created and opened inside that root with `safe_path`, and the
+//! mount goes on the opened descriptor, so a symlink planted in a shared
+//! directory cannot send a mount elsewhere.
 
-use anyhow::{bail, Result};
+mod blk;
+pub mod drivers;
+pub mod mountinfo;
+pub mod options;
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use nix::mount::{umount2, MntFlags};
 use protocols::agent::Storage;
+
+use crate::safe_path;
+use drivers::Undo;
+
+/// Every storage mount point must be below this directory.
+pub const STORAGE_ROOT: &str = "/run/kata-containers";
 
 /// Mounted storages of the sandbox, by guest mount point.
 #[derive(Default)]
-pub struct StorageRegistry {}
+pub struct StorageRegistry {
+    entries: HashMap<String, Entry>,
+    /// agent.hotplug_timeout (0 = the 3 s default).
+    pub hotplug_timeout: Duration,
+}
+
+struct Entry {
+    refs: usize,
+    undo: Undo,
+    /// The mount point as the kernel names it (symlinks resolved).
+    real: PathBuf,
+    /// We created the mount point directory, so we remove it at the end.
+    created: bool,
+}
 
 impl StorageRegistry {
     /// Mount every storage (or take one more reference on an already mounted
     /// one); returns their guest mount points in order. On error nothing of
     /// this call stays mounted or referenced.
     pub fn add(&mut self, storages: &[Storage]) -> Result<Vec<String>> {
-        if storages.is_empty() {
-            return Ok(Vec::new());
+        let mut done: Vec<String> = Vec::new();
+        for s in storages {
+            match self.add_one(s) {
+                Ok(()) => done.push(s.mount_point.clone()),
+                Err(e) => {
+                    if let Err(undo) = self.remove(&done) {
+                        return Err(
+                            e.context(format!("and undoing the earlier storages: {undo:#}"))
+                        );
+                    }
+                    return Err(e);
+                }
+            }
         }
-        bail!("storages: not implemented yet")
+        Ok(done)
     }
 
     /// Drop one reference on each mount point; unmount the ones at zero.
+    /// Unknown mount points are an error, after the known ones are handled.
     pub fn remove(&mut self, mount_points: &[String]) -> Result<()> {
-        if mount_points.is_empty() {
-            return Ok(());
+        let mut errors = Vec::new();
+        for mp in mount_points {
+            let key = key_of(mp);
+            let Some(entry) = self.entries.get_mut(&key) else {
+                errors.push(format!("storage {mp} is not mounted"));
+                continue;
+            };
+            entry.refs -= 1;
+            if entry.refs > 0 {
+                continue;
+            }
+            if let Some(entry) = self.entries.remove(&key) {
+                if let Err(e) = release(&entry) {
+                    errors.push(format!("{e:#}"));
+                }
+            }
         }
-        bail!("storages: not implemented yet")
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            bail!("removing storages: {}", errors.join("; "))
+        }
     }
 
     /// Unmount everything (DestroySandbox).
     pub fn clear(&mut self) -> Result<()> {
+        let mut errors = Vec::new();
+        // Deepest first: a storage may be mounted inside another one.
+        let mut all: Vec<(String, Entry)> = self.entries.drain().collect();
+        all.sort_by(|a, b| b.1.real.cmp(&a.1.real));
+        for (_, entry) in all {
+            if let Err(e) = release(&entry) {
+                errors.push(format!("{e:#}"));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            bail!("clearing storages: {}", errors.join("; "))
+        }
+    }
+
+    /// UpdateEphemeralMounts: remount a mounted ephemeral storage with new
+    /// options (a new tmpfs size), or mount it when it is new.
+    pub fn update_ephemeral(&mut self, s: &Storage) -> Result<()> {
+        validate_mount_point(&s.mount_point)?;
+        let Some(entry) = self.entries.get(&key_of(&s.mount_point)) else {
+            return self.add(std::slice::from_ref(s)).map(|_| ());
+        };
+        let (flags, data) = options::parse(&s.options);
+        let data = (!data.is_empty()).then_some(data.as_str());
+        nix::mount::mount(
+            None::<&str>,
+            &entry.real,
+            None::<&str>,
+            flags | nix::mount::MsFlags::MS_REMOUNT,
+            data,
+        )
+        .with_context(|| format!("remounting {} with {:?}", s.mount_point, s.options))
+    }
+
+    /// Mount points currently held, with their reference counts.
+    pub fn mounted(&self) -> Vec<(String, usize)> {
+        let mut v: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.refs))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn add_one(&mut self, s: &Storage) -> Result<()> {
+        let rel = validate_mount_point(&s.mount_point)?;
+        let key = key_of(&s.mount_point);
+        if let Some(entry) = self.entries.get_mut(&key) {
+            entry.refs += 1;
+            return Ok(());
+        }
+        let root = Path::new(STORAGE_ROOT);
+        std::fs::create_dir_all(root).with_context(|| format!("creating {STORAGE_ROOT}"))?;
+        let existed = safe_path::open_in_root(root, &rel, libc::O_PATH).is_ok();
+        let mut target = prepare_target(root, &rel, drivers::wants_file_target(s))
+            .with_context(|| format!("preparing mount point {}", s.mount_point))?;
+        let real = safe_path::fd_path(&target)?;
+        let stale = clear_stale_mounts(&real)?;
+        if stale {
+            // The descriptor named the stale mount's root: take the
+            // directory that is visible now.
+            target = safe_path::open_in_root(root, &rel, libc::O_PATH)?;
+        }
+        let proc_path = PathBuf::from(format!("/proc/self/fd/{}", target.as_raw_fd()));
+        let timeout = if self.hotplug_timeout.is_zero() {
+            Duration::from_secs(3)
+        } else {
+            self.hotplug_timeout
+        };
+        let reopen = || safe_path::open_in_root(root, &rel, libc::O_PATH);
+        let undo = match drivers::apply(s, &proc_path, timeout, &reopen) {
+            Ok(u) => u,
+            Err(e) => {
+                if !existed {
+                    let _ = remove_path(&real);
+                }
+                return Err(e);
+            }
+        };
+        self.entries.insert(
+            key,
+            Entry {
+                refs: 1,
+                undo,
+                real,
+                // A mount point left by a dead agent is ours to remove as well.
+                created: !existed || stale,
+            },
+        );
         Ok(())
+    }
+}
+
+/// The registry key: the mount point without a trailing `/` or doubled
+/// separators, so "/a/b/" and "/a/b" are one storage.
+fn key_of(mount_point: &str) -> String {
+    let normal: PathBuf = Path::new(mount_point).components().collect();
+    normal.to_string_lossy().into_owned()
+}
+
+/// `mount_point` relative to STORAGE_ROOT, or a clear error: it must be
+/// absolute, under the root, and free of `.`/`..` components.
+pub fn validate_mount_point(mount_point: &str) -> Result<PathBuf> {
+    let p = Path::new(mount_point);
+    if !p.is_absolute() {
+        bail!("storage mount point {mount_point:?} is not an absolute path");
+    }
+    if mount_point.split('/').any(|c| c == "." || c == "..") {
+        bail!("storage mount point {mount_point:?} contains '.' or '..'");
+    }
+    match p.strip_prefix(STORAGE_ROOT) {
+        Ok(rel) if !rel.as_os_str().is_empty() => Ok(rel.to_path_buf()),
+        _ => bail!("storage mount point {mount_point:?} is not below {STORAGE_ROOT}/"),
+    }
+}
+
+/// Create the mount point inside `root` (a directory, or an empty file for
+/// a file bind mount) and open it O_PATH.
+fn prepare_target(root: &Path, rel: &Path, file: bool) -> Result<OwnedFd> {
+    if !file {
+        return safe_path::mkdir_all_in_root(root, rel, 0o755);
+    }
+    if let Some(parent) = rel.parent() {
+        safe_path::mkdir_all_in_root(root, parent, 0o755)?;
+    }
+    drop(safe_path::open_in_root(
+        root,
+        rel,
+        libc::O_CREAT | libc::O_WRONLY,
+    )?);
+    safe_path::open_in_root(root, rel, libc::O_PATH)
+}
+
+/// A mount left on this path by an agent that died (kill -9, crash) would
+/// hide ours and never be undone: take it away first. True if there was one.
+fn clear_stale_mounts(real: &Path) -> Result<bool> {
+    for i in 0..16 {
+        if mountinfo::mount_count(real)? == 0 {
+            return Ok(i > 0);
+        }
+        umount2(real, MntFlags::MNT_DETACH)
+            .with_context(|| format!("unmounting stale mount {}", real.display()))?;
+    }
+    bail!("{}: too many stale mounts stacked", real.display())
+}
+
+fn release(entry: &Entry) -> Result<()> {
+    match entry.undo {
+        Undo::Unmount => {
+            if let Err(e) = umount2(&entry.real, MntFlags::empty()) {
+                // Busy (a process still has a file open): detach now, the
+                // kernel frees it when the last user goes.
+                if e != nix::errno::Errno::EBUSY {
+                    return Err(e).with_context(|| format!("unmounting {}", entry.real.display()));
+                }
+                umount2(&entry.real, MntFlags::MNT_DETACH)
+                    .with_context(|| format!("detaching {}", entry.real.display()))?;
+            }
+            if entry.created {
+                remove_path(&entry.real)?;
+            }
+        }
+        Undo::RemoveDir => {
+            std::fs::remove_dir_all(&entry.real)
+                .with_context(|| format!("removing local storage {}", entry.real.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_path(p: &Path) -> Result<()> {
+    let r = if p.is_dir() {
+        std::fs::remove_dir(p)
+    } else {
+        std::fs::remove_file(p)
+    };
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing mount point {}", p.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_point_validation() {
+        assert_eq!(
+            validate_mount_point("/run/kata-containers/shared/containers/").expect("ok"),
+            PathBuf::from("shared/containers")
+        );
+        for bad in [
+            "relative/x",
+            "/etc",
+            "/run/kata-containers",
+            "/run/kata-containers/",
+            "/run/kata-containers/../../etc",
+            "/run/kata-containers/a/./b",
+            "/run/kata-containersX/a",
+        ] {
+            let err = validate_mount_point(bad).expect_err(bad);
+            assert!(format!("{err:#}").contains("mount point"), "{bad}: {err:#}");
+        }
     }
 }

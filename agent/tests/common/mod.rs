@@ -26,6 +26,51 @@ impl TestAgent {
     }
 
     pub async fn start_with_env(cmdline: &str, env: &[(&str, &str)]) -> TestAgent {
+        Self::spawn(cmdline, env, &[]).await
+    }
+
+    /// Start the agent in new network, mount (private propagation) and UTS
+    /// namespaces (`unshare`, which execs the agent: same pid), so tests can
+    /// change links, routes, mounts and the hostname without touching the
+    /// host. Run commands inside with `nsenter -t <pid> -n -m -u`.
+    pub async fn start_isolated(cmdline: &str) -> TestAgent {
+        Self::spawn(
+            cmdline,
+            &[],
+            &[
+                "unshare",
+                "--net",
+                "--uts",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+            ],
+        )
+        .await
+    }
+
+    /// Start the agent as PID 1 of new PID and mount namespaces, as it runs
+    /// as a guest's init.
+    pub async fn start_as_pid1(cmdline: &str) -> TestAgent {
+        Self::spawn(
+            cmdline,
+            &[],
+            &[
+                "unshare",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+            ],
+        )
+        .await
+    }
+
+    async fn spawn(cmdline: &str, env: &[(&str, &str)], wrapper: &[&str]) -> TestAgent {
         let dir = tempfile::tempdir().expect("creating a temp dir");
         let socket = dir.path().join("agent.sock");
         let addr = format!("unix://{}", socket.display());
@@ -33,7 +78,16 @@ impl TestAgent {
         fs::write(&cmdline_file, cmdline).expect("writing the test cmdline");
         let log = dir.path().join("agent.log");
         let log_file = fs::File::create(&log).expect("creating the agent log");
-        let child = Command::new(env!("CARGO_BIN_EXE_kata-agent"))
+        let agent = env!("CARGO_BIN_EXE_kata-agent");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(agent);
+                c
+            }
+            None => Command::new(agent),
+        };
+        let child = command
             .arg("--cmdline")
             .arg(&cmdline_file)
             .env("KATA_AGENT_SERVER_ADDR", &addr)
@@ -74,6 +128,17 @@ impl TestAgent {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Kill the agent with SIGKILL (no clean-up) and reap it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The agent's mount table (its own mount namespace when isolated).
+    pub fn mountinfo(&self) -> String {
+        fs::read_to_string(format!("/proc/{}/mountinfo", self.pid())).unwrap_or_default()
     }
 
     pub fn log_text(&self) -> String {

@@ -1,0 +1,99 @@
+//! Container life-cycle latency through the agent's ttRPC API:
+//! `cargo bench -p kata-agent --bench lifecycle` (root; busybox-static).
+//!
+//! 200 cycles of CreateContainer, StartContainer, ReadStdout until EOF +
+//! WaitProcess, RemoveContainer for `true`; prints p50/p99 per step as a
+//! markdown table.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/container_util/mod.rs"]
+mod container_util;
+
+use std::time::{Duration, Instant};
+
+use container_util as cu;
+
+const CYCLES: usize = 200;
+
+#[derive(Default)]
+struct Samples {
+    create: Vec<Duration>,
+    start: Vec<Duration>,
+    eof_wait: Vec<Duration>,
+    remove: Vec<Duration>,
+    total: Vec<Duration>,
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let t = Instant::now();
+    let r = f.await;
+    (r, t.elapsed())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    if !common::is_root() {
+        eprintln!("SKIPPED: the lifecycle bench needs root (namespaces, mounts, cgroups)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(rootfs) = common::busybox_rootfs(dir.path()) else {
+        eprintln!("SKIPPED: busybox-static is not installed");
+        return;
+    };
+    let agent = common::TestAgent::start("").await;
+    let c = &agent.client;
+    let mut s = Samples::default();
+    for i in 0..CYCLES + 5 {
+        let id = format!("{}-{i}", cu::cid("bench"));
+        let spec = cu::spec(&id, &rootfs, &["true"]);
+        let t0 = Instant::now();
+        let (r, create) = timed(cu::create(c, &id, spec)).await;
+        r.expect("create");
+        let (r, start) = timed(cu::start(c, &id)).await;
+        r.expect("start");
+        let ((out, status), eof_wait) = timed(async {
+            let out = cu::read_all(c, &id, "", false).await;
+            (out, cu::wait(c, &id, "").await.expect("wait"))
+        })
+        .await;
+        assert_eq!((out.as_str(), status), ("", 0));
+        let (r, remove) = timed(cu::remove(c, &id)).await;
+        r.expect("remove");
+        let total = t0.elapsed();
+        if i < 5 {
+            continue; // warm-up
+        }
+        s.create.push(create);
+        s.start.push(start);
+        s.eof_wait.push(eof_wait);
+        s.remove.push(remove);
+        s.total.push(total);
+    }
+    println!("\nkata-agent container life cycle, `true`, {CYCLES} cycles (ms)\n");
+    println!("| step | p50 | p99 | max |");
+    println!("|---|---|---|---|");
+    for (name, v) in [
+        ("CreateContainer", &mut s.create),
+        ("StartContainer", &mut s.start),
+        ("ReadStdout to EOF + WaitProcess", &mut s.eof_wait),
+        ("RemoveContainer", &mut s.remove),
+        ("whole cycle", &mut s.total),
+    ] {
+        let p50 = percentile(v, 0.50);
+        let p99 = percentile(v, 0.99);
+        let max = percentile(v, 1.0);
+        println!("| {name} | {} | {} | {} |", ms(p50), ms(p99), ms(max));
+    }
+}

@@ -1,0 +1,93 @@
+//! ExecProcess: one more process in a running container's namespaces and
+//! cgroup, through the same `kata-agent init` path (without the fifo).
+
+use anyhow::Context;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use protocols::agent::ExecProcessRequest;
+
+use super::init::channel::{InitConfig, Mode};
+use super::{launcher, spec, unknown_container, validator, Failure, Status};
+use crate::process::{Process, ProcessIo};
+use crate::reaper;
+use crate::rpc::AgentContext;
+
+pub async fn exec(ctx: &AgentContext, req: ExecProcessRequest) -> Result<(), Failure> {
+    let cid = &req.container_id;
+    validator::check_id("exec id", &req.exec_id).map_err(Failure::Invalid)?;
+    let grpc = req
+        .process
+        .as_ref()
+        .ok_or_else(|| Failure::invalid("the request has no process"))?;
+    let process = spec::process_from_grpc(grpc).map_err(Failure::Invalid)?;
+    validator::check_process(&process).map_err(Failure::Invalid)?;
+
+    let (init_pid, cgroup) = {
+        let sandbox = ctx.sandbox.lock().await;
+        let c = sandbox
+            .containers
+            .get(cid)
+            .ok_or_else(|| unknown_container(cid))?;
+        if c.status != Status::Running {
+            return Err(Failure::invalid(format!(
+                "container {cid} is {}, not running",
+                c.status.as_str()
+            )));
+        }
+        if c.process(&req.exec_id).is_some() {
+            return Err(Failure::invalid(format!(
+                "exec id {} is in use in container {cid}",
+                req.exec_id
+            )));
+        }
+        (c.init.pid, c.cgroup.clone())
+    };
+    let console = process
+        .console_size()
+        .map(|b| (b.height() as u16, b.width() as u16));
+    let (io, stdio) = ProcessIo::new(
+        process.terminal().unwrap_or(false),
+        ctx.config.container_pipe_size,
+        console,
+    )?;
+    let config = InitConfig {
+        mode: Mode::Exec { init_pid },
+        process,
+    };
+    let pending = launcher::spawn(config, stdio).await?;
+    let (pid, mut exit) = (pending.pid, pending.exit.clone());
+    let result = async {
+        cgroup
+            .add_process(pid)
+            .with_context(|| format!("moving exec'd process {pid} into the container's cgroup"))?;
+        pending.proceed_to_exec().await
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = reaper::wait(&mut exit).await;
+        return Err(Failure::Internal(
+            e.context(format!("exec {} in container {cid}", req.exec_id)),
+        ));
+    }
+    let mut sandbox = ctx.sandbox.lock().await;
+    match sandbox.containers.get_mut(cid) {
+        Some(c) => {
+            c.execs.insert(
+                req.exec_id.clone(),
+                Process {
+                    exec_id: req.exec_id.clone(),
+                    pid,
+                    exit,
+                    io,
+                },
+            );
+            Ok(())
+        }
+        None => {
+            // Removed meanwhile: its processes are being killed.
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            Err(unknown_container(cid))
+        }
+    }
+}

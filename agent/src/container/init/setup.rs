@@ -1,0 +1,171 @@
+//! The process attributes set by the container init just before execvp:
+//! hostname, rlimits, OOM score, session and controlling tty, user and
+//! groups, capabilities, no_new_privileges, cwd, environment.
+
+use std::ffi::CString;
+
+use anyhow::{bail, Context, Result};
+use caps::{CapSet, Capability, CapsHashSet};
+use oci_spec::runtime::{LinuxCapabilities, PosixRlimitType, Process};
+
+pub fn set_hostname(name: &str) -> Result<()> {
+    nix::unistd::sethostname(name).with_context(|| format!("setting the hostname {name:?}"))
+}
+
+/// Everything but the exec. `terminal`: stdio is a pty slave, which becomes
+/// the controlling terminal of the new session.
+pub fn apply(p: &Process) -> Result<()> {
+    set_rlimits(p)?;
+    if let Some(adj) = p.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .context("setting oom_score_adj")?;
+    }
+    nix::unistd::setsid().context("setsid")?;
+    if p.terminal().unwrap_or(false) {
+        // SAFETY: TIOCSCTTY on fd 0 takes an int argument and touches no memory.
+        if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("making the pty the controlling terminal");
+        }
+    }
+    let caps = p.capabilities().as_ref();
+    if let Some(c) = caps {
+        drop_bounding(c)?;
+    }
+    set_user(p)?;
+    if let Some(c) = caps {
+        set_caps(c)?;
+    }
+    if p.no_new_privileges().unwrap_or(false) {
+        nix::sys::prctl::set_no_new_privs().context("setting no_new_privileges")?;
+    }
+    nix::unistd::chdir(p.cwd()).with_context(|| format!("chdir to cwd {}", p.cwd().display()))?;
+    set_env(p);
+    Ok(())
+}
+
+fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+    use PosixRlimitType::*;
+    match t {
+        RlimitCpu => libc::RLIMIT_CPU,
+        RlimitFsize => libc::RLIMIT_FSIZE,
+        RlimitData => libc::RLIMIT_DATA,
+        RlimitStack => libc::RLIMIT_STACK,
+        RlimitCore => libc::RLIMIT_CORE,
+        RlimitRss => libc::RLIMIT_RSS,
+        RlimitNproc => libc::RLIMIT_NPROC,
+        RlimitNofile => libc::RLIMIT_NOFILE,
+        RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        RlimitAs => libc::RLIMIT_AS,
+        RlimitLocks => libc::RLIMIT_LOCKS,
+        RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        RlimitNice => libc::RLIMIT_NICE,
+        RlimitRtprio => libc::RLIMIT_RTPRIO,
+        RlimitRttime => libc::RLIMIT_RTTIME,
+    }
+}
+
+fn set_rlimits(p: &Process) -> Result<()> {
+    for r in p.rlimits().iter().flatten() {
+        let lim = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
+        // SAFETY: setrlimit reads the struct we pass and nothing else.
+        if unsafe { libc::setrlimit(rlimit_resource(r.typ()), &lim) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("setting rlimit {}", r.typ()));
+        }
+    }
+    Ok(())
+}
+
+fn to_caps(set: &Option<oci_spec::runtime::Capabilities>) -> Result<CapsHashSet> {
+    let mut out = CapsHashSet::new();
+    for c in set.iter().flatten() {
+        let name = format!("CAP_{c}");
+        let cap: Capability = name.parse().map_err(|_| {
+            anyhow::anyhow!("capability {name} is unknown to this kernel interface")
+        })?;
+        out.insert(cap);
+    }
+    Ok(out)
+}
+
+/// The bounding set can only shrink, and only while we still hold
+/// CAP_SETPCAP: before changing user.
+fn drop_bounding(c: &LinuxCapabilities) -> Result<()> {
+    let keep = to_caps(c.bounding())?;
+    for cap in caps::all() {
+        if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+            caps::drop(None, CapSet::Bounding, cap)
+                .with_context(|| format!("dropping {cap} from the bounding set"))?;
+        }
+    }
+    Ok(())
+}
+
+fn set_caps(c: &LinuxCapabilities) -> Result<()> {
+    // capset checks every set against the others: shrink effective first
+    // (it must stay within permitted), then permitted, then inheritable.
+    caps::set(None, CapSet::Effective, &to_caps(c.effective())?)
+        .context("setting effective capabilities")?;
+    caps::set(None, CapSet::Permitted, &to_caps(c.permitted())?)
+        .context("setting permitted capabilities")?;
+    caps::set(None, CapSet::Inheritable, &to_caps(c.inheritable())?)
+        .context("setting inheritable capabilities")?;
+    // Ambient capabilities need to be permitted and inheritable; a kernel
+    // without ambient support (< 4.3) is not an error.
+    let ambient = to_caps(c.ambient())?;
+    if !ambient.is_empty() {
+        caps::set(None, CapSet::Ambient, &ambient).context("setting ambient capabilities")?;
+    }
+    Ok(())
+}
+
+fn set_user(p: &Process) -> Result<()> {
+    let user = p.user();
+    let gids: Vec<nix::unistd::Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
+    nix::unistd::setgroups(&gids).context("setting additional groups")?;
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(user.gid()))
+        .with_context(|| format!("setgid {}", user.gid()))?;
+    // Keep the permitted set across setuid; the spec's sets are applied next.
+    nix::sys::prctl::set_keepcaps(true).context("PR_SET_KEEPCAPS")?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid()))
+        .with_context(|| format!("setuid {}", user.uid()))?;
+    Ok(())
+}
+
+fn set_env(p: &Process) {
+    for (k, _) in std::env::vars_os() {
+        std::env::remove_var(k);
+    }
+    for e in p.env().iter().flatten() {
+        if let Some((k, v)) = e.split_once('=') {
+            if !k.is_empty() {
+                std::env::set_var(k, v);
+            }
+        }
+    }
+}
+
+/// execvp the process's args; PATH is the container's (set by `apply`).
+pub fn exec(p: &Process) -> Result<()> {
+    let args = p.args().as_ref().context("the process has no args")?;
+    let cargs: Vec<CString> = args
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .context("an argument contains a NUL byte")?;
+    let Some(prog) = cargs.first() else {
+        bail!("the process has no args");
+    };
+    let err = nix::unistd::execvp(prog, &cargs).unwrap_err();
+    Err(err).with_context(|| format!("executing {:?}", args[0]))
+}

@@ -1,0 +1,197 @@
+//! CopyFile: the runtime copies files (resolv.conf, hostname, secrets, ...)
+//! into the guest's shared directory, in chunks. Only paths below
+//! /run/kata-containers/shared/ are accepted; they are resolved inside that
+//! directory (openat2 RESOLVE_IN_ROOT), so `..` or a symlink planted there
+//! cannot reach the rest of the guest. Chunks go to a temp file beside the
+//! target, which is fsynced and renamed over it with the last chunk, so a
+//! reader never sees half a file.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::sys::stat::Mode;
+use protocols::agent::CopyFileRequest;
+
+use crate::safe_path;
+
+pub const SHARED_ROOT: &str = "/run/kata-containers/shared";
+
+/// A request that can never succeed (the caller must change it).
+#[derive(Debug)]
+pub struct BadRequest(pub String);
+
+impl std::fmt::Display for BadRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadRequest {}
+
+fn bad(msg: String) -> anyhow::Error {
+    BadRequest(msg).into()
+}
+
+/// The path relative to `root` and the file name, or a BadRequest.
+pub fn check_path(root: &Path, path: &str) -> Result<(PathBuf, PathBuf)> {
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return Err(bad(format!("CopyFile path {path:?} is not absolute")));
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Err(bad(format!("CopyFile path {path:?} contains '..'")));
+    }
+    let rel = match p.strip_prefix(root) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel,
+        _ => {
+            return Err(bad(format!(
+                "CopyFile path {path:?} is not below {}/",
+                root.display()
+            )))
+        }
+    };
+    let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+    let name = rel
+        .file_name()
+        .ok_or_else(|| bad(format!("CopyFile path {path:?} has no file name")))?;
+    Ok((parent, PathBuf::from(name)))
+}
+
+pub fn copy_file(root: &Path, req: &CopyFileRequest) -> Result<()> {
+    let (parent, name) = check_path(root, &req.path)?;
+    if req.offset < 0 || req.file_size < 0 {
+        return Err(bad(format!(
+            "CopyFile {}: negative offset or size",
+            req.path
+        )));
+    }
+    let end = req.offset as u64 + req.data.len() as u64;
+    if end > req.file_size as u64 {
+        return Err(bad(format!(
+            "CopyFile {}: chunk ends at {end}, beyond file_size {}",
+            req.path, req.file_size
+        )));
+    }
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let dir_mode = if req.dir_mode == 0 {
+        0o755
+    } else {
+        req.dir_mode & 0o7777
+    };
+    let dir = safe_path::mkdir_all_in_root(root, &parent, dir_mode)
+        .with_context(|| format!("creating the directory of {}", req.path))?;
+    if req.file_mode & libc::S_IFMT == libc::S_IFLNK {
+        return make_symlink(&dir, &name, &req.data, &req.path);
+    }
+    let tmp = temp_name(&name);
+    let file = open_chunk_file(&dir, &tmp, req.offset == 0)
+        .with_context(|| format!("opening the temp file of {}", req.path))?;
+    nix::sys::uio::pwrite(&file, &req.data, req.offset).with_context(|| {
+        format!(
+            "writing {} bytes at {} of {}",
+            req.data.len(),
+            req.offset,
+            req.path
+        )
+    })?;
+    if end < req.file_size as u64 {
+        return Ok(());
+    }
+    finish(&dir, &file, &tmp, &name, req).with_context(|| format!("completing {}", req.path))
+}
+
+/// `.name.kata-copy`: hidden, beside the target (same filesystem for rename).
+fn temp_name(name: &Path) -> PathBuf {
+    let mut t = std::ffi::OsString::from(".");
+    t.push(name.as_os_str());
+    t.push(".kata-copy");
+    PathBuf::from(t)
+}
+
+fn open_chunk_file(dir: &OwnedFd, tmp: &Path, first: bool) -> Result<OwnedFd> {
+    let flags = if first {
+        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC
+    } else {
+        libc::O_WRONLY
+    };
+    let c = std::ffi::CString::new(tmp.as_os_str().as_bytes()).context("NUL in file name")?;
+    // SAFETY: valid directory descriptor and NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        let e = Errno::last();
+        if e == Errno::ENOENT && !first {
+            return Err(bad(format!(
+                "no earlier chunk of this file (the first chunk has offset 0): {}",
+                tmp.display()
+            )));
+        }
+        return Err(e.into());
+    }
+    // SAFETY: openat returned a new descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn finish(
+    dir: &OwnedFd,
+    file: &OwnedFd,
+    tmp: &Path,
+    name: &Path,
+    req: &CopyFileRequest,
+) -> Result<()> {
+    nix::sys::stat::fchmod(
+        file.as_raw_fd(),
+        Mode::from_bits_truncate(req.file_mode & 0o7777),
+    )
+    .context("chmod")?;
+    let uid = (req.uid >= 0).then(|| nix::unistd::Uid::from_raw(req.uid as u32));
+    let gid = (req.gid >= 0).then(|| nix::unistd::Gid::from_raw(req.gid as u32));
+    if uid.is_some() || gid.is_some() {
+        nix::unistd::fchown(file.as_raw_fd(), uid, gid).context("chown")?;
+    }
+    nix::unistd::fsync(file.as_raw_fd()).context("fsync")?;
+    nix::fcntl::renameat(Some(dir.as_raw_fd()), tmp, Some(dir.as_raw_fd()), name)
+        .context("renaming the temp file over the target")?;
+    // The rename itself must survive a crash too.
+    let d = safe_path_reopen_dir(dir)?;
+    nix::unistd::fsync(d.as_raw_fd()).context("fsync of the directory")
+}
+
+/// An O_PATH descriptor cannot be fsynced: reopen the directory read-only.
+fn safe_path_reopen_dir(dir: &OwnedFd) -> Result<OwnedFd> {
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        OsStr::new("."),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .context("reopening the directory")?;
+    // SAFETY: openat returned a new descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A symlink entry (file_mode has S_IFLNK): `data` is the link's target. The
+/// link is only text here; whoever follows it later resolves it in its own root.
+fn make_symlink(dir: &OwnedFd, name: &Path, target: &[u8], path: &str) -> Result<()> {
+    let target = OsStr::from_bytes(target);
+    match nix::unistd::unlinkat(
+        Some(dir.as_raw_fd()),
+        name,
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    ) {
+        Ok(()) | Err(Errno::ENOENT) => {}
+        Err(e) => return Err(e).with_context(|| format!("replacing {path}")),
+    }
+    nix::unistd::symlinkat(target, Some(dir.as_raw_fd()), name)
+        .with_context(|| format!("creating symlink {path}"))
+}

@@ -1,0 +1,221 @@
+//! Interfaces: ListInterfaces and UpdateInterface.
+
+use std::net::IpAddr;
+
+use anyhow::{bail, Context, Result};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use protocols::types::{IPAddress, IPFamily, Interface};
+use rtnetlink::{Handle, LinkUnspec};
+
+use super::{collect, convert};
+
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mac: Vec<u8>,
+    pub mtu: u32,
+    pub flags: u32,
+    pub kind: String,
+}
+
+fn link_of(msg: &LinkMessage) -> Link {
+    let mut l = Link {
+        index: msg.header.index,
+        name: String::new(),
+        mac: Vec::new(),
+        mtu: 0,
+        flags: msg.header.flags.bits(),
+        kind: String::new(),
+    };
+    for a in &msg.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n.clone(),
+            LinkAttribute::Address(m) => l.mac = m.clone(),
+            LinkAttribute::Mtu(m) => l.mtu = *m,
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        l.kind = k.to_string();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    l
+}
+
+pub async fn links(h: &Handle) -> Result<Vec<Link>> {
+    let msgs = collect(h.link().get().execute(), "links").await?;
+    Ok(msgs.iter().map(link_of).collect())
+}
+
+/// (link index, address, prefix length, scope, the message for deleting it)
+pub struct Addr {
+    pub index: u32,
+    pub ip: IpAddr,
+    pub prefix: u8,
+    pub scope: AddressScope,
+    pub msg: AddressMessage,
+}
+
+pub async fn addresses(h: &Handle) -> Result<Vec<Addr>> {
+    let msgs = collect(h.address().get().execute(), "addresses").await?;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| {
+            // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the
+            // peer on point-to-point links and the same otherwise.
+            let local = m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
+            });
+            let addr = m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            });
+            let ip = local.or(addr)?;
+            Some(Addr {
+                index: m.header.index,
+                ip,
+                prefix: m.header.prefix_len,
+                scope: m.header.scope,
+                msg: m,
+            })
+        })
+        .collect())
+}
+
+fn to_interface(l: &Link, addrs: &[Addr]) -> Interface {
+    let mut i = Interface::new();
+    i.device = l.name.clone();
+    i.name = l.name.clone();
+    i.mtu = l.mtu as u64;
+    i.hwAddr = convert::format_mac(&l.mac);
+    i.type_ = l.kind.clone();
+    i.raw_flags = l.flags;
+    i.IPAddresses = addrs
+        .iter()
+        .filter(|a| a.index == l.index)
+        .map(|a| {
+            let mut ip = IPAddress::new();
+            ip.family = if a.ip.is_ipv4() {
+                IPFamily::v4
+            } else {
+                IPFamily::v6
+            }
+            .into();
+            ip.address = a.ip.to_string();
+            ip.mask = a.prefix.to_string();
+            ip
+        })
+        .collect();
+    i
+}
+
+pub async fn list_interfaces(h: &Handle) -> Result<Vec<Interface>> {
+    let links = links(h).await?;
+    let addrs = addresses(h).await?;
+    Ok(links.iter().map(|l| to_interface(l, &addrs)).collect())
+}
+
+/// The link a request names: by hardware address when given (the runtime
+/// knows the MAC, not the guest's name), else by name.
+pub async fn find(h: &Handle, iface: &Interface) -> Result<Link> {
+    let all = links(h).await?;
+    if !iface.hwAddr.is_empty() {
+        let mac = convert::parse_mac(&iface.hwAddr)?;
+        return all
+            .into_iter()
+            .find(|l| l.mac == mac)
+            .with_context(|| format!("no interface with hardware address {}", iface.hwAddr));
+    }
+    let name = if iface.device.is_empty() {
+        &iface.name
+    } else {
+        &iface.device
+    };
+    if name.is_empty() {
+        bail!("the interface has neither hwAddr nor name");
+    }
+    all.into_iter()
+        .find(|l| &l.name == name)
+        .with_context(|| format!("no interface named {name:?}"))
+}
+
+/// Set name, MTU and addresses (the requested ones replace the old ones;
+/// IPv6 link-local addresses stay) and bring the link up.
+pub async fn update_interface(h: &Handle, iface: &Interface) -> Result<Interface> {
+    let wanted: Vec<(IpAddr, u8)> = iface
+        .IPAddresses
+        .iter()
+        .map(|a| {
+            let ip = convert::parse_ip(&a.address)?;
+            let prefix = convert::parse_prefix(&a.mask, &ip)?;
+            Ok((ip, prefix))
+        })
+        .collect::<Result<_>>()?;
+    let link = find(h, iface).await?;
+    let idx = link.index;
+    if !iface.name.is_empty() && iface.name != link.name {
+        // A link must be down to be renamed.
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).down().build())
+            .execute()
+            .await
+            .with_context(|| format!("bringing {} down", link.name))?;
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(idx)
+                    .name(iface.name.clone())
+                    .build(),
+            )
+            .execute()
+            .await
+            .with_context(|| format!("renaming {} to {}", link.name, iface.name))?;
+    }
+    if iface.mtu > 0 {
+        let mtu =
+            u32::try_from(iface.mtu).with_context(|| format!("MTU {} is too large", iface.mtu))?;
+        h.link()
+            .set(LinkUnspec::new_with_index(idx).mtu(mtu).build())
+            .execute()
+            .await
+            .with_context(|| format!("setting MTU {mtu} on {}", link.name))?;
+    }
+    for old in addresses(h).await?.into_iter().filter(|a| a.index == idx) {
+        let link_local_v6 = old.ip.is_ipv6() && old.scope == AddressScope::Link;
+        if link_local_v6 || wanted.contains(&(old.ip, old.prefix)) {
+            continue;
+        }
+        h.address()
+            .del(old.msg)
+            .execute()
+            .await
+            .with_context(|| format!("removing {}/{} from {}", old.ip, old.prefix, link.name))?;
+    }
+    for (ip, prefix) in &wanted {
+        h.address()
+            .add(idx, *ip, *prefix)
+            .replace()
+            .execute()
+            .await
+            .with_context(|| format!("adding {ip}/{prefix} to {}", link.name))?;
+    }
+    h.link()
+        .set(LinkUnspec::new_with_index(idx).up().build())
+        .execute()
+        .await
+        .with_context(|| format!("bringing {} up", link.name))?;
+    let links = links(h).await?;
+    let now = links
+        .iter()
+        .find(|l| l.index == idx)
+        .context("the interface vanished")?;
+    Ok(to_interface(now, &addresses(h).await?))
+}
+
+pub fn is_up(flags: u32) -> bool {
+    LinkFlags::from_bits_retain(flags).contains(LinkFlags::Up)
+}

@@ -1,0 +1,126 @@
+//! Duties of the agent when it is the guest's init (PID 1): mount the
+//! kernel filesystems, set PATH, and never die of a signal. Reaping orphans
+//! is the container life cycle's reaper.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use nix::mount::{mount, MsFlags};
+
+use crate::storage::mountinfo;
+
+/// (source, target, fstype, flags, data)
+type Mount = (
+    &'static str,
+    &'static str,
+    &'static str,
+    MsFlags,
+    &'static str,
+);
+
+fn base_mounts() -> Vec<Mount> {
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    vec![
+        ("proc", "/proc", "proc", nosuid_nodev_noexec, ""),
+        ("sysfs", "/sys", "sysfs", nosuid_nodev_noexec, ""),
+        ("dev", "/dev", "devtmpfs", MsFlags::MS_NOSUID, "mode=0755"),
+        (
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            "gid=5,mode=0620,ptmxmode=0666",
+        ),
+        (
+            "shm",
+            "/dev/shm",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            "mode=1777",
+        ),
+        (
+            "tmpfs",
+            "/run",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            "mode=0755",
+        ),
+        (
+            "tmpfs",
+            "/tmp",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            "mode=1777",
+        ),
+    ]
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Everything PID 1 needs before the configuration can even be read
+/// (/proc/cmdline). Call it first thing, from the main thread, before any
+/// other thread exists (it sets environment variables).
+pub fn early_setup() -> Result<()> {
+    // A stray SIGTERM must not stop the guest's init (the kernel would panic).
+    // SAFETY: SIG_IGN is a valid disposition; no handler code runs.
+    unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGTERM,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    }
+    .context("ignoring SIGTERM")?;
+    for m in base_mounts() {
+        mount_once(m)?;
+    }
+    if std::env::var_os("PATH").is_none() {
+        // SAFETY: called before the runtime or any other thread starts.
+        unsafe { std::env::set_var("PATH", DEFAULT_PATH) };
+    }
+    Ok(())
+}
+
+/// Mount unless something is mounted there already (the initramfs or a
+/// previous stage may have done it). /proc comes first, so mountinfo can be
+/// read for every later entry.
+fn mount_once((source, target, fstype, flags, data): Mount) -> Result<()> {
+    let path = Path::new(target);
+    let already = if target == "/proc" {
+        Path::new("/proc/self/mountinfo").exists()
+    } else {
+        mountinfo::mount_count(path)? > 0
+    };
+    if already {
+        return Ok(());
+    }
+    // A /tmp that already holds files belongs to the image: keep it.
+    if target == "/tmp"
+        && std::fs::read_dir(path)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    std::fs::create_dir_all(path).with_context(|| format!("creating {target}"))?;
+    let data = (!data.is_empty()).then_some(data);
+    mount(Some(source), path, Some(fstype), flags, data)
+        .with_context(|| format!("mounting {fstype} on {target}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mount_table_is_ordered() {
+        let targets: Vec<&str> = super::base_mounts().iter().map(|m| m.1).collect();
+        assert_eq!(
+            targets[0], "/proc",
+            "/proc first: later checks read mountinfo"
+        );
+        let dev = targets.iter().position(|t| *t == "/dev").expect("/dev");
+        let pts = targets
+            .iter()
+            .position(|t| *t == "/dev/pts")
+            .expect("/dev/pts");
+        assert!(dev < pts, "/dev before what lives inside it");
+    }
+}

@@ -1,0 +1,165 @@
+//! A container process as the agent sees it: its pid, its exit status (from
+//! the reaper) and its stdio: pipes, or a pty when the process has a
+//! terminal.
+//!
+//! Output stays in the pipe (or pty) until a client reads it, so nothing
+//! written before the first ReadStdout is lost; reads wait on the fd's
+//! readiness (epoll through tokio), never by polling.
+
+mod stream;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::sync::Mutex;
+
+use crate::reaper::ExitReceiver;
+pub use stream::{FdReader, FdWriter};
+
+/// The child's ends of its stdio, handed to the container init.
+pub struct ChildStdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// The agent's ends.
+pub struct ProcessIo {
+    /// None once CloseStdin closed it.
+    stdin: Mutex<Option<FdWriter>>,
+    stdout: Mutex<FdReader>,
+    /// None with a terminal (one stream carries both).
+    stderr: Option<Mutex<FdReader>>,
+    /// The pty master, for TtyWinResize.
+    tty: Option<OwnedFd>,
+}
+
+pub struct Process {
+    pub exec_id: String,
+    pub pid: i32,
+    pub exit: ExitReceiver,
+    pub io: Arc<ProcessIo>,
+}
+
+/// What a read returns: data, or the end of the stream.
+pub enum ReadResult {
+    Data(Vec<u8>),
+    Eof,
+}
+
+impl ProcessIo {
+    /// Pipes (sized `pipe_size` when > 0), or a pty of `size` (rows, cols).
+    pub fn new(
+        terminal: bool,
+        pipe_size: i32,
+        size: Option<(u16, u16)>,
+    ) -> Result<(Arc<ProcessIo>, ChildStdio)> {
+        if terminal {
+            return Self::new_pty(size);
+        }
+        let (in_r, in_w) = pipe(pipe_size)?;
+        let (out_r, out_w) = pipe(pipe_size)?;
+        let (err_r, err_w) = pipe(pipe_size)?;
+        let io = ProcessIo {
+            stdin: Mutex::new(Some(FdWriter::new(in_w)?)),
+            stdout: Mutex::new(FdReader::new(out_r, false)?),
+            stderr: Some(Mutex::new(FdReader::new(err_r, false)?)),
+            tty: None,
+        };
+        let child = ChildStdio {
+            stdin: in_r,
+            stdout: out_w,
+            stderr: err_w,
+        };
+        Ok((Arc::new(io), child))
+    }
+
+    fn new_pty(size: Option<(u16, u16)>) -> Result<(Arc<ProcessIo>, ChildStdio)> {
+        let ws = size.map(|(rows, cols)| nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        });
+        let pty = nix::pty::openpty(ws.as_ref(), None).context("opening a pty")?;
+        for fd in [&pty.master, &pty.slave] {
+            set_cloexec(fd)?;
+        }
+        let dup = |fd: &OwnedFd| fd.try_clone().context("duplicating a pty fd");
+        let io = ProcessIo {
+            stdin: Mutex::new(Some(FdWriter::new(dup(&pty.master)?)?)),
+            stdout: Mutex::new(FdReader::new(dup(&pty.master)?, true)?),
+            stderr: None,
+            tty: Some(pty.master),
+        };
+        let child = ChildStdio {
+            stdin: dup(&pty.slave)?,
+            stdout: dup(&pty.slave)?,
+            stderr: pty.slave,
+        };
+        Ok((Arc::new(io), child))
+    }
+
+    /// Up to `len` bytes of stdout (or stderr); waits until there is some.
+    pub async fn read(&self, stderr: bool, len: usize) -> Result<ReadResult> {
+        let reader = match (stderr, &self.stderr) {
+            (false, _) => &self.stdout,
+            (true, Some(r)) => r,
+            // A terminal has no separate stderr.
+            (true, None) => return Ok(ReadResult::Eof),
+        };
+        reader.lock().await.read(len.max(1)).await
+    }
+
+    pub async fn write_stdin(&self, data: &[u8]) -> Result<usize> {
+        let mut guard = self.stdin.lock().await;
+        let w = guard.as_mut().context("stdin is closed")?;
+        w.write_all(data).await?;
+        Ok(data.len())
+    }
+
+    pub async fn close_stdin(&self) {
+        // With a pty, closing our copy does not hang up the terminal (the
+        // reader holds the master too); send EOF (^D) as a terminal would.
+        let mut guard = self.stdin.lock().await;
+        if self.tty.is_some() {
+            if let Some(w) = guard.as_mut() {
+                let _ = w.write_all(&[4]).await;
+            }
+        }
+        guard.take();
+    }
+
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<()> {
+        let tty = self.tty.as_ref().context("the process has no terminal")?;
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize struct we own.
+        if unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+            return Err(std::io::Error::last_os_error()).context("TIOCSWINSZ");
+        }
+        Ok(())
+    }
+}
+
+fn set_cloexec(fd: &OwnedFd) -> Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("setting FD_CLOEXEC")?;
+    Ok(())
+}
+
+/// A close-on-exec pipe (read end, write end), sized when asked.
+fn pipe(size: i32) -> Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")?;
+    if size > 0 {
+        nix::fcntl::fcntl(w.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(size)).with_context(
+            || format!("setting the pipe size to {size} (agent.container_pipe_size)"),
+        )?;
+    }
+    Ok((r, w))
+}

@@ -1,0 +1,253 @@
+//! One function per Storage driver. Each mounts (or creates) the storage on
+//! an already prepared, already validated target directory.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use nix::mount::{mount, MsFlags};
+use protocols::agent::Storage;
+
+use super::{blk, options};
+
+/// What the registry must undo when the last reference goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Undo {
+    Unmount,
+    /// A plain directory (the "local" driver): remove it with its contents.
+    RemoveDir,
+}
+
+/// Driver names this agent handles (GetGuestDetails reports them).
+pub const DRIVERS: &[&str] = &[
+    "virtio-fs",
+    "9p",
+    "bind",
+    "local",
+    "ephemeral",
+    "blk",
+    "virtio-blk",
+];
+
+/// A bind source that is a file needs a file, not a directory, as target.
+pub fn wants_file_target(s: &Storage) -> bool {
+    s.driver == "bind" && Path::new(&s.source).is_file()
+}
+
+/// Opens the mount point again, safely, after something was mounted on it
+/// (the descriptor taken before the mount names the covered directory).
+pub type Reopen<'a> = &'a dyn Fn() -> Result<OwnedFd>;
+
+pub fn apply(
+    s: &Storage,
+    target: &Path,
+    hotplug_timeout: Duration,
+    reopen: Reopen,
+) -> Result<Undo> {
+    match s.driver.as_str() {
+        "virtio-fs" | "virtiofs" => shared_fs(s, target, "virtiofs", &[]),
+        "9p" => shared_fs(
+            s,
+            target,
+            "9p",
+            &[
+                ("trans", "virtio"),
+                ("version", "9p2000.L"),
+                ("msize", "8192"),
+            ],
+        ),
+        "bind" => bind(s, target, reopen),
+        "ephemeral" => ephemeral(s, target),
+        "local" => local(s, target),
+        "blk" | "virtio-blk" | "virtio-blk-pci" | "virtio-blk-ccw" | "virtio-mmio" => {
+            block(s, target, hotplug_timeout)
+        }
+        "" => bail!("storage for {}: empty driver", s.mount_point),
+        other => bail!(
+            "storage for {}: unknown driver {other:?} (supported: {})",
+            s.mount_point,
+            DRIVERS.join(", ")
+        ),
+    }
+}
+
+fn do_mount(source: &str, target: &Path, fstype: &str, flags: MsFlags, data: &str) -> Result<()> {
+    let data = (!data.is_empty()).then_some(data);
+    mount(Some(source), target, Some(fstype), flags, data).with_context(|| {
+        format!(
+            "mounting {source} ({fstype}, options {:?}) on {}",
+            data.unwrap_or(""),
+            target.display()
+        )
+    })
+}
+
+/// virtio-fs and 9p: the source is the mount tag (Kata's is "kataShared").
+fn shared_fs(s: &Storage, target: &Path, fstype: &str, defaults: &[(&str, &str)]) -> Result<Undo> {
+    if s.source.is_empty() {
+        bail!(
+            "{} storage for {}: empty source (mount tag)",
+            s.driver,
+            s.mount_point
+        );
+    }
+    let (flags, data) = with_defaults(&s.options, defaults);
+    let fstype = if s.fstype.is_empty() {
+        fstype
+    } else {
+        &s.fstype
+    };
+    do_mount(&s.source, target, fstype, flags, &data)?;
+    Ok(Undo::Unmount)
+}
+
+/// mount flags and data, with `key=value` defaults for keys not given.
+fn with_defaults(opts: &[String], defaults: &[(&str, &str)]) -> (MsFlags, String) {
+    let (flags, mut data) = options::parse(opts);
+    for (key, value) in defaults {
+        if options::value(opts, key).is_none() {
+            if !data.is_empty() {
+                data.push(',');
+            }
+            data.push_str(&format!("{key}={value}"));
+        }
+    }
+    (flags, data)
+}
+
+fn bind(s: &Storage, target: &Path, reopen: Reopen) -> Result<Undo> {
+    let source = Path::new(&s.source);
+    if !source.is_absolute() || !source.exists() {
+        bail!(
+            "bind storage for {}: source {:?} must be an existing absolute path",
+            s.mount_point,
+            s.source
+        );
+    }
+    let (flags, _) = options::parse(&s.options);
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .with_context(|| format!("bind mounting {} on {}", s.source, target.display()))?;
+    // A bind mount ignores ro/nosuid/... until remounted.
+    let extra = flags - MsFlags::MS_BIND - MsFlags::MS_REC;
+    if !extra.is_empty() {
+        let remount = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | extra;
+        let result = reopen().and_then(|fd| {
+            let top = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            mount(
+                None::<&str>,
+                top.as_str(),
+                None::<&str>,
+                remount,
+                None::<&str>,
+            )
+            .map_err(anyhow::Error::from)
+        });
+        if let Err(e) = result {
+            let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+            return Err(e)
+                .with_context(|| format!("applying {:?} to {}", s.options, target.display()));
+        }
+    }
+    Ok(Undo::Unmount)
+}
+
+fn ephemeral(s: &Storage, target: &Path) -> Result<Undo> {
+    let (flags, data) = options::parse(&s.options);
+    let fstype = if s.fstype.is_empty() {
+        "tmpfs"
+    } else {
+        &s.fstype
+    };
+    let source = if s.source.is_empty() {
+        "tmpfs"
+    } else {
+        &s.source
+    };
+    do_mount(
+        source,
+        target,
+        fstype,
+        flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        &data,
+    )?;
+    Ok(Undo::Unmount)
+}
+
+/// Kata's "local" driver: a directory on the guest's own disk/memory, with
+/// the mode from `mode=` (default 0777, as Kata), and the fs_group's gid.
+fn local(s: &Storage, target: &Path) -> Result<Undo> {
+    let mode = match options::value(&s.options, "mode") {
+        Some(m) => u32::from_str_radix(m, 8)
+            .with_context(|| format!("local storage {}: mode {m:?} is not octal", s.mount_point))?,
+        None => 0o777,
+    };
+    if mode > 0o7777 {
+        bail!(
+            "local storage {}: mode {mode:o} is out of range",
+            s.mount_point
+        );
+    }
+    let mut mode = mode;
+    if let Some(group) = s.fs_group.as_ref() {
+        std::os::unix::fs::chown(target, None, Some(group.group_id))
+            .with_context(|| format!("chgrp {} {}", group.group_id, target.display()))?;
+        mode |= libc::S_ISGID;
+    }
+    std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {mode:o} {}", target.display()))?;
+    Ok(Undo::RemoveDir)
+}
+
+fn block(s: &Storage, target: &Path, timeout: Duration) -> Result<Undo> {
+    if s.fstype.is_empty() {
+        bail!("{} storage for {}: empty fstype", s.driver, s.mount_point);
+    }
+    let dev = blk::device_for_source(&s.source, timeout)
+        .with_context(|| format!("{} storage for {}", s.driver, s.mount_point))?;
+    let (flags, data) = options::parse(&s.options);
+    do_mount(&dev.to_string_lossy(), target, &s.fstype, flags, &data)?;
+    Ok(Undo::Unmount)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ninep_defaults_fill_only_missing_keys() {
+        let defaults = [
+            ("trans", "virtio"),
+            ("version", "9p2000.L"),
+            ("msize", "8192"),
+        ];
+        let (flags, data) = with_defaults(
+            &["nodev".into(), "cache=mmap,msize=512000".into()],
+            &defaults,
+        );
+        assert_eq!(flags, MsFlags::MS_NODEV);
+        assert_eq!(
+            data,
+            "cache=mmap,msize=512000,trans=virtio,version=9p2000.L"
+        );
+    }
+
+    #[test]
+    fn unknown_driver_is_named() {
+        let mut s = Storage::new();
+        s.driver = "nfs-magic".into();
+        s.mount_point = "/run/kata-containers/x".into();
+        let err = apply(&s, Path::new("/nonexistent"), Duration::ZERO, &|| {
+            anyhow::bail!("unused")
+        })
+        .expect_err("unknown");
+        assert!(format!("{err:#}").contains("nfs-magic"), "{err:#}");
+    }
+}

@@ -1,0 +1,172 @@
+//! Fetch pinned .debs into a cache keyed by sha256, verify them, unpack them.
+//!
+//! `apt-get download name:arch=version` fetches; the lock's sha256 decides
+//! whether the file is accepted. Cache: `<cache>/debs/<sha256>.deb`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::lock::LockEntry;
+use crate::cache::{cache_root, sha256_file};
+
+pub fn deb_cache_dir() -> PathBuf {
+    cache_root().join("debs")
+}
+
+fn cached_path(entry: &LockEntry) -> PathBuf {
+    deb_cache_dir().join(format!("{}.deb", entry.sha256))
+}
+
+/// The file name apt-get download gives a package (epoch `:` becomes `%3a`).
+pub fn apt_file_name(entry: &LockEntry) -> String {
+    format!(
+        "{}_{}_{}.deb",
+        entry.name,
+        entry.version.replace(':', "%3a"),
+        entry.arch
+    )
+}
+
+/// Compare a file's sha256 with the lock's; the error names the package.
+pub fn verify(entry: &LockEntry, file: &Path) -> Result<()> {
+    let actual = sha256_file(file)?;
+    if actual != entry.sha256 {
+        bail!(
+            "sha256 mismatch for package {} {} ({}): the lock expects {}, {} has {}. \
+             The archive changed or the lock is stale: check, then `cargo xtask rootfs lock`.",
+            entry.name,
+            entry.version,
+            entry.arch,
+            entry.sha256,
+            file.display(),
+            actual
+        );
+    }
+    Ok(())
+}
+
+/// Make sure every entry is in the cache (downloading the missing ones in one
+/// apt call), verified; returns the cached paths in the order given. A cached
+/// file that no longer matches its hash is dropped and fetched again; a
+/// download that does not match is an error.
+pub fn fetch_all(entries: &[LockEntry]) -> Result<Vec<PathBuf>> {
+    let mut missing: Vec<&LockEntry> = Vec::new();
+    for e in entries {
+        let path = cached_path(e);
+        if path.exists() && verify(e, &path).is_err() {
+            eprintln!(
+                "xtask rootfs: cached {} is corrupt, fetching it again",
+                path.display()
+            );
+            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+        if !path.exists() {
+            missing.push(e);
+        }
+    }
+    if !missing.is_empty() {
+        download(&missing)?;
+    }
+    Ok(entries.iter().map(cached_path).collect())
+}
+
+fn download(entries: &[&LockEntry]) -> Result<()> {
+    let dir = deb_cache_dir();
+    let tmp = dir.join(format!(".download-{}", std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    }
+    fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let result = download_into(&tmp, entries);
+    let _ = fs::remove_dir_all(&tmp);
+    result
+}
+
+fn download_into(tmp: &Path, entries: &[&LockEntry]) -> Result<()> {
+    let specs: Vec<String> = entries.iter().map(|e| e.apt_spec()).collect();
+    eprintln!("xtask rootfs: apt-get download {}", specs.join(" "));
+    let out = Command::new("apt-get")
+        .current_dir(tmp)
+        .args(["download", "-q"])
+        .args(&specs)
+        .output()
+        .context("running apt-get download")?;
+    if !out.status.success() {
+        bail!(
+            "apt-get download {} failed: {}",
+            specs.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    for entry in entries {
+        let file = tmp.join(apt_file_name(entry));
+        if !file.exists() {
+            bail!(
+                "apt-get download did not produce {} for {}",
+                file.display(),
+                entry.apt_spec()
+            );
+        }
+        verify(entry, &file)?;
+        let dest = cached_path(entry);
+        fs::rename(&file, &dest)
+            .with_context(|| format!("moving {} to {}", file.display(), dest.display()))?;
+    }
+    Ok(())
+}
+
+/// Unpack a .deb's data (no maintainer scripts are run) into `dest`.
+pub fn unpack(deb: &Path, dest: &Path) -> Result<()> {
+    let out = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(deb)
+        .arg(dest)
+        .output()
+        .context("running dpkg-deb -x")?;
+    if !out.status.success() {
+        bail!(
+            "dpkg-deb -x {} failed: {}",
+            deb.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(sha256: &str) -> LockEntry {
+        LockEntry {
+            name: "busybox-static".into(),
+            version: "1:1.35.0-4".into(),
+            arch: "arm64".into(),
+            sha256: sha256.into(),
+        }
+    }
+
+    #[test]
+    fn file_name_escapes_epoch() {
+        assert_eq!(
+            apt_file_name(&entry(&"0".repeat(64))),
+            "busybox-static_1%3a1.35.0-4_arm64.deb"
+        );
+    }
+
+    #[test]
+    fn hash_mismatch_names_package_and_both_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.deb");
+        fs::write(&file, b"not the package").unwrap();
+        let actual = sha256_file(&file).unwrap();
+        let expected = "1".repeat(64);
+        let err = verify(&entry(&expected), &file).unwrap_err().to_string();
+        assert!(err.contains("busybox-static"), "{err}");
+        assert!(err.contains(&expected) && err.contains(&actual), "{err}");
+        verify(&entry(&actual), &file).unwrap();
+    }
+}

@@ -1,0 +1,261 @@
+//! Declarative rootfs recipes: `osbuilder-configs/<name>.toml`, one section per
+//! concern (packages, init, skeleton, image, initrd).
+
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::paths::repo_root;
+
+pub const DEFAULT_RECIPE: &str = "agent-init";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Taken from the file name, not from the file.
+    #[serde(skip)]
+    pub name: String,
+    pub recipe: About,
+    pub packages: Packages,
+    pub init: Init,
+    pub skeleton: Skeleton,
+    pub image: ImageConfig,
+    pub initrd: InitrdConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct About {
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Packages {
+    pub install: Vec<String>,
+    #[serde(default)]
+    pub debug_console: Vec<String>,
+    #[serde(default)]
+    pub resolve_dependencies: bool,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub strip: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InitMode {
+    Agent,
+    Systemd,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Init {
+    pub mode: InitMode,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Skeleton {
+    pub dirs: Vec<String>,
+    pub hostname: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Filesystem {
+    Ext4,
+    Erofs,
+}
+
+impl Filesystem {
+    pub fn name(self) -> &'static str {
+        match self {
+            Filesystem::Ext4 => "ext4",
+            Filesystem::Erofs => "erofs",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    pub filesystem: Filesystem,
+    #[serde(default)]
+    pub ext4_journal: bool,
+    #[serde(default)]
+    pub erofs_compression: String,
+    pub free_space_mib: u64,
+    pub align_mib: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitrdConfig {
+    pub compression: String,
+}
+
+impl Recipe {
+    pub fn path(name: &str) -> PathBuf {
+        repo_root()
+            .join("osbuilder-configs")
+            .join(format!("{name}.toml"))
+    }
+
+    pub fn load(name: &str) -> Result<Recipe> {
+        check_name(name)?;
+        let path = Recipe::path(name);
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("reading recipe {name:?} ({})", path.display()))?;
+        Recipe::parse(name, &text).with_context(|| format!("in recipe {}", path.display()))
+    }
+
+    pub fn parse(name: &str, text: &str) -> Result<Recipe> {
+        let mut recipe: Recipe = toml::from_str(text)?;
+        recipe.name = name.to_string();
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    /// Every package the lock must pin: the base list plus the optional ones.
+    pub fn lock_roots(&self) -> Vec<String> {
+        let mut all = self.packages.install.clone();
+        all.extend(self.packages.debug_console.iter().cloned());
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    fn validate(&self) -> Result<()> {
+        for p in self.lock_roots() {
+            check_package_name(&p)?;
+        }
+        for d in self.skeleton.dirs.iter().chain(&self.packages.strip) {
+            check_relative(d)?;
+        }
+        if self.image.align_mib == 0 {
+            bail!("[image] align_mib must be at least 1");
+        }
+        if !matches!(self.image.erofs_compression.as_str(), "" | "lz4" | "lz4hc") {
+            bail!(
+                "[image] erofs_compression {:?}: expected \"\", \"lz4\" or \"lz4hc\"",
+                self.image.erofs_compression
+            );
+        }
+        if self.initrd.compression != "gzip" {
+            bail!(
+                "[initrd] compression {:?}: only \"gzip\" is supported",
+                self.initrd.compression
+            );
+        }
+        if self.skeleton.hostname.is_empty() || self.skeleton.hostname.contains('/') {
+            bail!(
+                "[skeleton] hostname {:?} is not a host name",
+                self.skeleton.hostname
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Recipe names become file names: keep them plain.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        bail!("recipe name {name:?}: use letters, digits, '-' and '_' only");
+    }
+    Ok(())
+}
+
+/// Debian package names: lower-case letters, digits, `+ - .` (Policy 5.6.1).
+pub fn check_package_name(name: &str) -> Result<()> {
+    let ok = name.len() >= 2
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric());
+    if !ok {
+        bail!("{name:?} is not a Debian package name");
+    }
+    Ok(())
+}
+
+/// A path inside the rootfs, given relative to `/`: no `..`, no leading `/`.
+pub fn check_relative(path: &str) -> Result<()> {
+    let bad = path.is_empty()
+        || path.starts_with('/')
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        bail!("{path:?}: expected a relative path inside the rootfs without `.`, `..` or `//`");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[recipe]
+description = "t"
+[packages]
+install = ["ca-certificates"]
+debug_console = ["busybox-static"]
+[init]
+mode = "agent"
+[skeleton]
+dirs = ["proc", "run/kata-containers"]
+hostname = "h"
+[image]
+filesystem = "erofs"
+free_space_mib = 1
+align_mib = 1
+[initrd]
+compression = "gzip"
+"#;
+
+    #[test]
+    fn parses_minimal_recipe() {
+        let r = Recipe::parse("t", MINIMAL).unwrap();
+        assert_eq!(r.init.mode, InitMode::Agent);
+        assert_eq!(r.image.filesystem, Filesystem::Erofs);
+        assert_eq!(r.lock_roots(), vec!["busybox-static", "ca-certificates"]);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_paths() {
+        let extra = MINIMAL.replace("[init]", "[init]\nshell = true");
+        assert!(Recipe::parse("t", &extra).is_err());
+        let escape = MINIMAL.replace("\"proc\"", "\"../etc\"");
+        let err = format!("{:#}", Recipe::parse("t", &escape).unwrap_err());
+        assert!(err.contains("../etc"), "{err}");
+        assert!(check_relative("/etc").is_err());
+        assert!(check_relative("a//b").is_err());
+        assert!(check_relative("run/kata-containers").is_ok());
+    }
+
+    #[test]
+    fn checks_names() {
+        assert!(check_name("agent-init").is_ok());
+        assert!(check_name("../x").is_err());
+        assert!(check_package_name("libc6").is_ok());
+        assert!(check_package_name("Libc6").is_err());
+        assert!(check_package_name("a b").is_err());
+    }
+
+    #[test]
+    fn shipped_recipes_parse() {
+        for name in ["agent-init", "systemd"] {
+            Recipe::load(name).unwrap();
+        }
+    }
+}

@@ -65,7 +65,6 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// The musl agent for `arch`, built if anything changed; the image step's entry.
-#[allow(dead_code)] // called by the image step, which lands separately
 pub fn ensure_built(arch: Arch) -> Result<PathBuf> {
     build(arch, Libc::Musl)
 }

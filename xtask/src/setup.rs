@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -220,6 +221,40 @@ pub fn apt_update() -> Result<()> {
         Some(0) | Some(100) => Ok(()),
         _ => bail!("apt-get update failed: {status}"),
     }
+}
+
+/// Fetch one Debian package (`name:arch=version`) with `apt-get download` and
+/// unpack its files into `dest` with `dpkg -x`, without installing it: foreign
+/// packages such as `libstd-rust-web-dev:arm64` cannot be co-installed here.
+pub fn download_and_extract(spec: &str, dest: &Path) -> Result<()> {
+    let debs = dest.join(".debs");
+    fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
+    run_checked(
+        Command::new("apt-get")
+            .current_dir(&debs)
+            .args(["download", spec]),
+    )
+    .with_context(|| {
+        format!("apt-get download {spec} (is the package list current? try `apt-get update`)")
+    })?;
+    for entry in fs::read_dir(&debs).with_context(|| format!("listing {}", debs.display()))? {
+        let deb = entry?.path();
+        if deb.extension().is_some_and(|e| e == "deb") {
+            run_checked(Command::new("dpkg").arg("-x").arg(&deb).arg(dest))
+                .with_context(|| format!("unpacking {}", deb.display()))?;
+        }
+    }
+    fs::remove_dir_all(&debs).with_context(|| format!("removing {}", debs.display()))?;
+    Ok(())
+}
+
+/// The pinned version of `package` (exact name, `name` or `name:arch`) in the lock.
+pub fn pinned_version(package: &str) -> Result<String> {
+    read_lock()?
+        .into_iter()
+        .find(|p| p.package == package)
+        .map(|p| p.version)
+        .with_context(|| format!("{package} is not pinned in {}", lock_path().display()))
 }
 
 fn run_checked(cmd: &mut Command) -> Result<()> {

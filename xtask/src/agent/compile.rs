@@ -1,0 +1,227 @@
+//! Run cargo for one arch on its route, reproducibly and incrementally.
+//!
+//! Reproducible: every absolute path that can reach the binary (workspace,
+//! target dir, $CARGO_HOME registry sources, the std sources) is remapped to
+//! a fixed name, the linker writes no build-id and SOURCE_DATE_EPOCH is fixed.
+//! Incremental: the environment and flags are the same on every run and the
+//! cache dirs they name are content-addressed, so cargo finds all units fresh.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::sysroot::ensure_gnu_sysroot;
+use super::toolchain::{
+    cargo, cargo_home, cross_ar, cross_gcc, musl_gcc, rust_src_dir, source_date_epoch, Libc, Route,
+    DEBIAN_RUSTC,
+};
+use super::unwind::ensure_libunwind;
+use crate::arch::Arch;
+use crate::paths;
+
+pub const PACKAGE: &str = "kata-agent";
+pub const BINARY: &str = "kata-agent";
+
+/// Everything cargo needs for one arch; built first so it can be shown/tested.
+pub struct Plan {
+    pub route: Route,
+    pub target: String,
+    pub target_dir: PathBuf,
+    pub envs: Vec<(String, OsString)>,
+    pub rustflags: Vec<String>,
+    pub build_std: bool,
+}
+
+impl Plan {
+    pub fn new(arch: Arch, libc: Libc, route: Route) -> Result<Plan> {
+        let target = arch.rust_target(libc.name());
+        let host = Arch::host()?;
+        let mut plan = Plan {
+            route,
+            target: target.clone(),
+            // One dir per route: per-triple outputs live apart inside it and the
+            // host-side units (build scripts, proc macros) are shared by arches.
+            target_dir: paths::target_dir().join("xtask/agent").join(route.name()),
+            envs: vec![("SOURCE_DATE_EPOCH".into(), source_date_epoch().into())],
+            rustflags: common_rustflags(),
+            build_std: route == Route::DebianMusl,
+        };
+        let env_target = target.to_uppercase().replace('-', "_");
+        let cc_target = target.replace('-', "_");
+        let linker = match route {
+            Route::Rustup if arch == host => None,
+            Route::Rustup | Route::DebianGnu => Some(cross_gcc(arch)),
+            Route::DebianMusl => Some(musl_gcc(arch)),
+        };
+        if let Some(linker) = linker {
+            plan.env(&format!("CARGO_TARGET_{env_target}_LINKER"), &linker);
+            // C code of dependencies (cc crate) uses the same compiler and ar.
+            plan.env(&format!("CC_{cc_target}"), &linker);
+            plan.env(&format!("AR_{cc_target}"), cross_ar(arch));
+        }
+        match route {
+            Route::Rustup => {}
+            Route::DebianMusl => plan.debian_musl(arch)?,
+            Route::DebianGnu => plan.debian_gnu(arch, host)?,
+        }
+        plan.rustflags.extend(remap_flags(route)?);
+        Ok(plan)
+    }
+
+    fn env(&mut self, key: &str, value: impl Into<OsString>) {
+        self.envs.push((key.to_string(), value.into()));
+    }
+
+    fn debian(&mut self) {
+        self.env("RUSTC", DEBIAN_RUSTC);
+        // Debian's stable rustc must accept -Z flags and std's unstable code.
+        self.env("RUSTC_BOOTSTRAP", "1");
+    }
+
+    fn debian_musl(&mut self, arch: Arch) -> Result<()> {
+        self.debian();
+        let unwind = ensure_libunwind(arch)?;
+        self.rustflags.extend([
+            // No self-contained crt objects exist in Debian's rustc: the musl
+            // gcc wrapper brings musl's own.
+            "-Clink-self-contained=no".to_string(),
+            format!("-Lnative={}", unwind.display()),
+        ]);
+        Ok(())
+    }
+
+    fn debian_gnu(&mut self, arch: Arch, host: Arch) -> Result<()> {
+        self.debian();
+        if arch != host {
+            let sysroot = ensure_gnu_sysroot(arch)?;
+            self.rustflags
+                .push(format!("--sysroot={}", sysroot.display()));
+        }
+        Ok(())
+    }
+
+    /// Where cargo leaves the binary.
+    pub fn output(&self) -> PathBuf {
+        self.target_dir
+            .join(&self.target)
+            .join("release")
+            .join(BINARY)
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(cargo());
+        cmd.current_dir(paths::repo_root())
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                PACKAGE,
+                "--bin",
+                BINARY,
+            ])
+            .args(["--target", &self.target])
+            .arg("--target-dir")
+            .arg(&self.target_dir);
+        if self.build_std {
+            cmd.arg("-Zbuild-std=std,panic_abort");
+        }
+        // Only our flags: with --target they reach target units, not build
+        // scripts. Inherited RUSTFLAGS would make two builds differ.
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_BUILD_RUSTFLAGS",
+            "RUSTC",
+            "RUSTC_BOOTSTRAP",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", self.rustflags.join("\x1f"));
+        cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    pub fn run(&self) -> Result<PathBuf> {
+        let mut cmd = self.command();
+        let status = cmd
+            .status()
+            .with_context(|| format!("spawning {:?}", cmd.get_program()))?;
+        if !status.success() {
+            bail!(
+                "cargo build of {PACKAGE} for {} ({}) failed: {status}",
+                self.target,
+                self.route.name()
+            );
+        }
+        Ok(self.output())
+    }
+}
+
+/// Static, non-PIE (otherwise musl/glibc give a dynamic PIE or static-pie
+/// with PT_DYNAMIC), no build-id (it hashes paths of the build).
+fn common_rustflags() -> Vec<String> {
+    [
+        "-Ctarget-feature=+crt-static",
+        "-Crelocation-model=static",
+        "-Clink-arg=-Wl,--build-id=none",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `--remap-path-prefix` for every absolute path that differs between two
+/// checkouts or machines. rustc applies the last matching rule, so the most
+/// specific (longest) prefixes go last.
+fn remap_flags(route: Route) -> Result<Vec<String>> {
+    let mut rules: Vec<(PathBuf, String)> = vec![
+        (paths::repo_root(), "/kata-image".to_string()),
+        (paths::target_dir(), "/kata-image/target".to_string()),
+    ];
+    if let Some(home) = cargo_home() {
+        rules.push((home, "/cargo".to_string()));
+    }
+    if route != Route::Rustup {
+        rules.push((rust_src_dir(DEBIAN_RUSTC)?, "/rustc/src".to_string()));
+    }
+    rules.sort_by_key(|(from, _)| from.as_os_str().len());
+    Ok(rules
+        .into_iter()
+        .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaps_most_specific_last() {
+        let flags = remap_flags(Route::Rustup).unwrap();
+        let root = flags
+            .iter()
+            .position(|f| f.ends_with("=/kata-image"))
+            .unwrap();
+        let target = flags
+            .iter()
+            .position(|f| f.ends_with("=/kata-image/target"))
+            .unwrap();
+        assert!(root < target, "{flags:?}");
+    }
+
+    #[test]
+    fn rustup_plan_is_static_without_build_std() {
+        let Ok(plan) = Plan::new(Arch::X86_64, Libc::Musl, Route::Rustup) else {
+            return eprintln!("skipped: cannot plan (no host arch?)");
+        };
+        assert!(!plan.build_std);
+        assert!(plan
+            .rustflags
+            .iter()
+            .any(|f| f == "-Crelocation-model=static"));
+        assert!(plan
+            .output()
+            .ends_with("x86_64-unknown-linux-musl/release/kata-agent"));
+    }
+}

@@ -1,0 +1,134 @@
+//! `cargo xtask agent`: cross-compile the agent, static, stripped, for each
+//! arch, to target/artifacts/<arch>/kata-agent; `--smoke` then runs each one
+//! under qemu-user (see smoke.rs).
+//!
+//! Modules: toolchain (route probing, tool names), unwind (libunwind shim for
+//! Debian's musl route), sysroot (foreign gnu std), compile (the cargo run),
+//! elf (header checks), smoke (qemu-user tests).
+
+mod compile;
+pub mod elf;
+mod smoke;
+mod sysroot;
+pub mod toolchain;
+mod unwind;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::arch::{Arch, ArchSelection};
+use crate::{paths, setup};
+use compile::Plan;
+use toolchain::{probe, Libc};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// x86_64, aarch64, ppc64le, s390x or all.
+    #[arg(long, default_value = "x86_64")]
+    arch: ArchSelection,
+    /// C library to link statically (musl is what the image ships).
+    #[arg(long, value_enum, default_value = "musl")]
+    libc: Libc,
+    /// After building, run each binary under qemu-user: `--version` must name
+    /// the arch and a stand-alone agent must answer Health.Check.
+    #[arg(long)]
+    smoke: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let arches = args.arch.arches();
+    let mut built = Vec::new();
+    for &arch in &arches {
+        let started = Instant::now();
+        let path = build(arch, args.libc)?;
+        let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        eprintln!(
+            "xtask agent: {arch} {}: {} ({size} bytes, {:.1} s)",
+            args.libc.name(),
+            path.display(),
+            started.elapsed().as_secs_f64()
+        );
+        built.push((arch, path));
+    }
+    if args.smoke {
+        let agent_ctl = smoke::build_agent_ctl()?;
+        for (arch, path) in &built {
+            smoke::run(*arch, path, &agent_ctl)
+                .with_context(|| format!("smoke test of the {arch} agent"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The musl agent for `arch`, built if anything changed; the image step's entry.
+pub fn ensure_built(arch: Arch) -> Result<PathBuf> {
+    build(arch, Libc::Musl)
+}
+
+/// Provision, plan, run cargo, check the ELF, install the artifact.
+fn build(arch: Arch, libc: Libc) -> Result<PathBuf> {
+    setup::ensure_host_packages(&["cross"])?;
+    let route = probe(arch, libc);
+    let plan = Plan::new(arch, libc, route)
+        .with_context(|| format!("preparing the {} build for {arch}", libc.name()))?;
+    eprintln!(
+        "xtask agent: {arch}: route {} ({})",
+        route.name(),
+        plan.target
+    );
+    let out = plan.run()?;
+    elf::check(&out, arch).with_context(|| format!("cargo built a wrong binary for {arch}"))?;
+    let dest = paths::artifacts_dir(arch).join(compile::BINARY);
+    install_if_changed(&out, &dest)?;
+    Ok(dest)
+}
+
+/// Copy `from` to `to` only when the bytes differ, so an unchanged agent keeps
+/// its mtime and later steps stay fresh. Atomic: write a temp file, rename.
+fn install_if_changed(from: &Path, to: &Path) -> Result<()> {
+    let new = fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    if fs::read(to).map(|old| old == new).unwrap_or(false) {
+        return Ok(());
+    }
+    let dir = to.parent().context("artifact path has no parent")?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", compile::BINARY));
+    let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(&new)?;
+    f.sync_all()?;
+    drop(f);
+    set_executable(&tmp)?;
+    fs::rename(&tmp, to).with_context(|| format!("installing {}", to.display()))
+}
+
+fn set_executable(p: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(p, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("chmod 755 {}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_keeps_mtime_when_unchanged() {
+        let dir = std::env::temp_dir().join(format!("xtask-install-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let (src, dst) = (dir.join("src"), dir.join("out/kata-agent"));
+        fs::write(&src, b"one").unwrap();
+        install_if_changed(&src, &dst).unwrap();
+        let first = fs::metadata(&dst).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        install_if_changed(&src, &dst).unwrap();
+        assert_eq!(fs::metadata(&dst).unwrap().modified().unwrap(), first);
+        fs::write(&src, b"two").unwrap();
+        install_if_changed(&src, &dst).unwrap();
+        assert_eq!(fs::read(&dst).unwrap(), b"two");
+        fs::remove_dir_all(&dir).ok();
+    }
+}

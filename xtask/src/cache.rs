@@ -40,12 +40,6 @@ impl KeyHasher {
         self
     }
 
-    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
-        self.0.update((b.len() as u64).to_le_bytes());
-        self.0.update(b);
-        self
-    }
-
     /// Hash a file's name (relative to nothing: callers pass a label) and content.
     pub fn file(&mut self, label: &str, path: &Path) -> Result<&mut Self> {
         self.str(label);

@@ -123,16 +123,14 @@ pub async fn set_guest_date_time(
             req.Sec, req.Usec
         )));
     }
-    let tv = libc::timeval {
-        tv_sec: req.Sec as libc::time_t,
-        tv_usec: req.Usec as libc::suseconds_t,
-    };
-    // SAFETY: a valid timeval and no timezone.
-    if unsafe { libc::settimeofday(&tv, std::ptr::null()) } != 0 {
-        return Err(internal(
-            anyhow::Error::from(std::io::Error::last_os_error()).context("settimeofday"),
-        ));
-    }
+    // clock_settime through nix: libc's time_t/suseconds_t differ between
+    // glibc and musl.
+    let now = std::time::Duration::new(req.Sec as u64, (req.Usec as u32) * 1000);
+    nix::time::clock_settime(
+        nix::time::ClockId::CLOCK_REALTIME,
+        nix::sys::time::TimeSpec::from_duration(now),
+    )
+    .map_err(|e| internal(anyhow::Error::from(e).context("clock_settime")))?;
     Ok(Empty::new())
 }
 

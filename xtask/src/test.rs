@@ -33,7 +33,7 @@ pub struct Args {
 /// Arches whose cross build is smoke-tested in CI.
 const SMOKE_ARCHES: &[&str] = &["x86_64", "aarch64"];
 /// Arches booted through the end-to-end suite in CI.
-const VM_ARCHES: &[&str] = &["x86_64"];
+const VM_ARCHES: &[&str] = &["x86_64", "aarch64"];
 
 const ALL: [Stage; 4] = [Stage::Cargo, Stage::Smoke, Stage::Image, Stage::Vm];
 

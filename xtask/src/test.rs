@@ -31,7 +31,7 @@ pub struct Args {
 }
 
 /// Arches whose cross build is smoke-tested in CI.
-const SMOKE_ARCHES: &[&str] = &["x86_64", "aarch64"];
+const SMOKE_ARCHES: &[&str] = &["x86_64", "aarch64", "ppc64le"];
 /// Arches booted through the end-to-end suite in CI.
 const VM_ARCHES: &[&str] = &["x86_64", "aarch64"];
 

@@ -296,11 +296,9 @@ mod tests {
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(out.stdout, b"out\n");
         assert_eq!(out.stderr, b"err\n");
-    }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn output_blocking_feeds_stdin_and_waits_through_the_reaper() {
-        start().unwrap();
+        // The blocking variant, from a worker thread, with stdin. Same test:
+        // the reaper task lives on this test's runtime.
         let mut cmd = std::process::Command::new("/bin/sh");
         cmd.args(["-c", "cat; echo err >&2; exit 4"]);
         let out = tokio::task::spawn_blocking(move || output_blocking(cmd, Some(b"in\n".to_vec())))

@@ -166,38 +166,10 @@ pub async fn run_command(mut cmd: std::process::Command) -> Result<i32> {
 /// `Command::output()` for code running inside the agent: std's own wait
 /// would race with the reaper. Signalled commands report 128 + signal as
 /// their exit code.
-pub async fn output(mut cmd: std::process::Command) -> Result<std::process::Output> {
-    use std::io::Read;
-    use std::os::unix::process::ExitStatusExt;
-    use std::process::Stdio;
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let program = cmd.get_program().to_owned();
-    let ((out, err), mut rx) = spawn(|| {
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("running {program:?}"))?;
-        Ok((
-            child.id() as i32,
-            (child.stdout.take(), child.stderr.take()),
-        ))
-    })?;
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        tokio::task::spawn_blocking(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let stdout = drain(out.map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let stderr = drain(err.map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let code = wait(&mut rx).await?;
-    Ok(std::process::Output {
-        status: std::process::ExitStatus::from_raw((code & 0xff) << 8),
-        stdout: stdout.await.context("reading the command's stdout")?,
-        stderr: stderr.await.context("reading the command's stderr")?,
-    })
+pub async fn output(cmd: std::process::Command) -> Result<std::process::Output> {
+    tokio::task::spawn_blocking(move || output_blocking(cmd, None))
+        .await
+        .context("the command's worker thread failed")?
 }
 
 /// [`output`] for synchronous code (worker threads, set-up paths): runs `cmd`

@@ -116,14 +116,7 @@ async fn build(
     rollback.push(Undo::Cgroup(cgroup.clone()));
 
     let process = oci.process().clone().context("the spec has no process")?;
-    let console = process
-        .console_size()
-        .map(|b| (b.height() as u16, b.width() as u16));
-    let (io, stdio) = ProcessIo::new(
-        process.terminal().unwrap_or(false),
-        ctx.config.container_pipe_size,
-        console,
-    )?;
+    let (io, stdio) = ProcessIo::for_process(&process, ctx.config.container_pipe_size)?;
     let config = InitConfig {
         mode: Mode::Create {
             spec: Box::new(oci.clone()),

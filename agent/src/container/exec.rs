@@ -42,14 +42,7 @@ pub async fn exec(ctx: &AgentContext, req: ExecProcessRequest) -> Result<(), Fai
         }
         (c.init.pid, c.cgroup.clone())
     };
-    let console = process
-        .console_size()
-        .map(|b| (b.height() as u16, b.width() as u16));
-    let (io, stdio) = ProcessIo::new(
-        process.terminal().unwrap_or(false),
-        ctx.config.container_pipe_size,
-        console,
-    )?;
+    let (io, stdio) = ProcessIo::for_process(&process, ctx.config.container_pipe_size)?;
     let config = InitConfig {
         mode: Mode::Exec { init_pid },
         process,

@@ -49,6 +49,18 @@ pub enum ReadResult {
 }
 
 impl ProcessIo {
+    /// The I/O an OCI process asks for: a pty of its console size when it
+    /// wants a terminal, pipes (sized `pipe_size` when > 0) otherwise.
+    pub fn for_process(
+        process: &oci_spec::runtime::Process,
+        pipe_size: i32,
+    ) -> Result<(Arc<ProcessIo>, ChildStdio)> {
+        let console = process
+            .console_size()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        Self::new(process.terminal().unwrap_or(false), pipe_size, console)
+    }
+
     /// Pipes (sized `pipe_size` when > 0), or a pty of `size` (rows, cols).
     pub fn new(
         terminal: bool,

@@ -373,23 +373,30 @@ fn print_summary(outcomes: &[ArchOutcome]) {
     }
 }
 
+/// What `vm test` and `vm run` both need before a boot: the machine, the
+/// guest assets (built if needed), the busybox rootfs and the accelerator.
+fn prepare(arch: Arch, opts: &VmOpts) -> Result<(Machine, GuestAssets, PathBuf, Accel)> {
+    let machine = opts.machine.unwrap_or(Machine::default_for(arch));
+    if machine.arch() != arch {
+        bail!("machine {} is not for {arch}", machine.name());
+    }
+    let assets = guest_assets(arch, opts, machine)?;
+    let busybox = busybox::ensure_rootfs(arch)?;
+    let accel = if opts.tcg {
+        Accel::Tcg
+    } else {
+        qemu::choose_accel(arch)
+    };
+    Ok((machine, assets, busybox, accel))
+}
+
 fn test_arch(
     arch: Arch,
     args: &TestArgs,
     e2e: &Path,
     log_out: &mut Option<PathBuf>,
 ) -> Result<bool> {
-    let machine = args.opts.machine.unwrap_or(Machine::default_for(arch));
-    if machine.arch() != arch {
-        bail!("machine {} is not for {arch}", machine.name());
-    }
-    let assets = guest_assets(arch, &args.opts, machine)?;
-    let busybox = busybox::ensure_rootfs(arch)?;
-    let accel = if args.opts.tcg {
-        Accel::Tcg
-    } else {
-        qemu::choose_accel(arch)
-    };
+    let (machine, assets, busybox, accel) = prepare(arch, &args.opts)?;
     let serial_log = serial_log_path(arch, "test")?;
     *log_out = Some(serial_log.clone());
     let mut session = Session::new();
@@ -467,14 +474,7 @@ fn test_arch(
 
 fn run_interactive(args: RunArgs) -> Result<()> {
     let arch = args.arch;
-    let machine = args.opts.machine.unwrap_or(Machine::default_for(arch));
-    let assets = guest_assets(arch, &args.opts, machine)?;
-    let busybox = busybox::ensure_rootfs(arch)?;
-    let accel = if args.opts.tcg {
-        Accel::Tcg
-    } else {
-        qemu::choose_accel(arch)
-    };
+    let (machine, assets, busybox, accel) = prepare(arch, &args.opts)?;
     let serial_log = serial_log_path(arch, "run")?;
     let mut session = Session::new();
     // Print what a developer needs before the console takes the terminal.

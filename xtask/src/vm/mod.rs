@@ -16,7 +16,7 @@ pub mod vsock;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
@@ -314,11 +314,6 @@ pub fn check_qemu_alive(session: &mut Session, vm: &RunningVm) -> Result<()> {
     Ok(())
 }
 
-/// Per-arch base deadlines, scaled by the accelerator.
-pub fn boot_deadline(accel: Accel) -> Duration {
-    Duration::from_secs(15 * u64::from(accel.slowdown()))
-}
-
 fn serial_log_path(arch: Arch, label: &str) -> Result<PathBuf> {
     let dir = crate::paths::work_dir("vm", arch);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -413,9 +408,14 @@ fn test_arch(
         },
     )?;
     eprintln!("{}", vm.command_line);
+    let boot_budget = qemu::boot_budget(arch, accel);
     // On failure the suite still runs: its table says what did not answer.
-    if let Err(e) = wait_vsock_ready(&mut session, &vm, vm.started + boot_deadline(accel)) {
-        eprintln!("warning: {e:#}");
+    match wait_vsock_ready(&mut session, &vm, vm.started + boot_budget) {
+        Ok(()) => eprintln!(
+            "{arch}: the guest started the vsock device {:.1} s after QEMU's start",
+            vm.started.elapsed().as_secs_f64()
+        ),
+        Err(e) => eprintln!("warning: {e:#}"),
     }
     let mut cmd = Command::new(e2e);
     cmd.arg("suite")
@@ -434,11 +434,11 @@ fn test_arch(
         .arg("--arch")
         .arg(arch.name())
         .arg("--boot-timeout-secs")
-        .arg(boot_deadline(accel).as_secs().to_string())
+        .arg(boot_budget.as_secs().to_string())
         .arg("--vm-pid")
         .arg(vm.qemu_pid.to_string())
         .arg("--rpc-timeout-secs")
-        .arg((5 * accel.slowdown()).to_string());
+        .arg(qemu::rpc_budget(arch, accel).as_secs().to_string());
     for p in &args.opts.agent_params {
         cmd.arg("--agent-param").arg(p);
     }

@@ -12,6 +12,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use super::crate_patch;
 use super::sysroot::ensure_gnu_sysroot;
 use super::toolchain::{
     cargo, cargo_home, cross_ar, cross_gcc, musl_gcc, rust_src_dir, source_date_epoch, Libc, Route,
@@ -32,6 +33,9 @@ pub struct Plan {
     pub envs: Vec<(String, OsString)>,
     pub rustflags: Vec<String>,
     pub build_std: bool,
+    /// Where cargo runs: the repo, or a shadow workspace with patched
+    /// dependencies (see crate_patch.rs) for the few targets that need one.
+    pub workspace: PathBuf,
 }
 
 impl Plan {
@@ -47,6 +51,7 @@ impl Plan {
             envs: vec![("SOURCE_DATE_EPOCH".into(), source_date_epoch().into())],
             rustflags: common_rustflags(),
             build_std: route == Route::DebianMusl,
+            workspace: paths::repo_root(),
         };
         let env_target = target.to_uppercase().replace('-', "_");
         let cc_target = target.replace('-', "_");
@@ -66,7 +71,17 @@ impl Plan {
             Route::DebianMusl => plan.debian_musl(arch)?,
             Route::DebianGnu => plan.debian_gnu(arch, host)?,
         }
-        plan.rustflags.extend(remap_flags(route)?);
+        let patches = crate_patch::prepare(arch, libc)?;
+        let shadow = plan.target_dir.join(format!("workspace-{}", plan.target));
+        plan.workspace = crate_patch::workspace(&patches, &shadow)?;
+        let mut extra = vec![(plan.workspace.clone(), "/kata-image".to_string())];
+        for p in &patches {
+            extra.push((
+                p.dir.clone(),
+                format!("/cargo/patched/{}-{}", p.name, p.version),
+            ));
+        }
+        plan.rustflags.extend(remap_flags(route, extra)?);
         Ok(plan)
     }
 
@@ -112,7 +127,7 @@ impl Plan {
 
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(cargo());
-        cmd.current_dir(paths::repo_root())
+        cmd.current_dir(&self.workspace)
             .args([
                 "build",
                 "--release",
@@ -174,11 +189,12 @@ fn common_rustflags() -> Vec<String> {
 /// `--remap-path-prefix` for every absolute path that differs between two
 /// checkouts or machines. rustc applies the last matching rule, so the most
 /// specific (longest) prefixes go last.
-fn remap_flags(route: Route) -> Result<Vec<String>> {
-    let mut rules: Vec<(PathBuf, String)> = vec![
+fn remap_flags(route: Route, extra: Vec<(PathBuf, String)>) -> Result<Vec<String>> {
+    let mut rules: Vec<(PathBuf, String)> = extra;
+    rules.extend([
         (paths::repo_root(), "/kata-image".to_string()),
         (paths::target_dir(), "/kata-image/target".to_string()),
-    ];
+    ]);
     if let Some(home) = cargo_home() {
         rules.push((home, "/cargo".to_string()));
     }
@@ -198,7 +214,7 @@ mod tests {
 
     #[test]
     fn remaps_most_specific_last() {
-        let flags = remap_flags(Route::Rustup).unwrap();
+        let flags = remap_flags(Route::Rustup, Vec::new()).unwrap();
         let root = flags
             .iter()
             .position(|f| f.ends_with("=/kata-image"))

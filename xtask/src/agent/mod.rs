@@ -3,10 +3,12 @@
 //! under qemu-user (see smoke.rs).
 //!
 //! Modules: toolchain (route probing, tool names), unwind (libunwind shim for
-//! Debian's musl route), sysroot (foreign gnu std), compile (the cargo run),
+//! Debian's musl route), sysroot (foreign gnu std), crate_patch (source fixes
+//! for dependencies that do not build for a target), compile (the cargo run),
 //! elf (header checks), smoke (qemu-user tests).
 
 mod compile;
+mod crate_patch;
 pub mod elf;
 mod smoke;
 mod sysroot;

@@ -450,7 +450,7 @@ fn test_arch(
         .arg("--vm-pid")
         .arg(vm.qemu_pid.to_string())
         .arg("--rpc-timeout-secs")
-        .arg(qemu::rpc_budget(arch, accel).as_secs().to_string());
+        .arg(qemu::rpc_budget(accel).as_secs().to_string());
     for p in &args.opts.agent_params {
         cmd.arg("--agent-param").arg(p);
     }

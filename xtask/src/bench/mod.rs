@@ -198,7 +198,7 @@ fn one_boot(
     command_line: &mut String,
 ) -> Result<Duration> {
     let mut session = Session::new();
-    let deadline_len = vm::boot_deadline(plan.accel);
+    let deadline_len = qemu::boot_budget(plan.arch, plan.accel);
     let vm = vm::boot(&mut session, plan)?;
     *command_line = vm.command_line.clone();
     let result = probe_up(&mut session, &vm, probe, e2e, deadline_len);

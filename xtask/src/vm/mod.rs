@@ -16,7 +16,7 @@ pub mod vsock;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
@@ -303,6 +303,24 @@ pub fn wait_vsock_ready(session: &mut Session, vm: &RunningVm, deadline: Instant
     })
 }
 
+/// `wait_vsock_ready` within the boot budget of `arch` on `accel`, saying
+/// how long the guest took. The caller decides what a failure means: the
+/// suite still runs (its table says what did not answer), `vm run` leaves
+/// the console to the developer.
+fn wait_vsock_in_budget(
+    session: &mut Session,
+    vm: &RunningVm,
+    arch: Arch,
+    accel: Accel,
+) -> Result<()> {
+    wait_vsock_ready(session, vm, vm.started + qemu::boot_budget(arch, accel))?;
+    eprintln!(
+        "{arch}: the guest started the vsock device {:.1} s after QEMU's start",
+        vm.started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Error out with QEMU's stderr if QEMU has exited.
 pub fn check_qemu_alive(session: &mut Session, vm: &RunningVm) -> Result<()> {
     if let Some(status) = session.exited("qemu") {
@@ -312,11 +330,6 @@ pub fn check_qemu_alive(session: &mut Session, vm: &RunningVm) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Per-arch base deadlines, scaled by the accelerator.
-pub fn boot_deadline(accel: Accel) -> Duration {
-    Duration::from_secs(15 * u64::from(accel.slowdown()))
 }
 
 fn serial_log_path(arch: Arch, label: &str) -> Result<PathBuf> {
@@ -413,8 +426,7 @@ fn test_arch(
         },
     )?;
     eprintln!("{}", vm.command_line);
-    // On failure the suite still runs: its table says what did not answer.
-    if let Err(e) = wait_vsock_ready(&mut session, &vm, vm.started + boot_deadline(accel)) {
+    if let Err(e) = wait_vsock_in_budget(&mut session, &vm, arch, accel) {
         eprintln!("warning: {e:#}");
     }
     let mut cmd = Command::new(e2e);
@@ -434,11 +446,11 @@ fn test_arch(
         .arg("--arch")
         .arg(arch.name())
         .arg("--boot-timeout-secs")
-        .arg(boot_deadline(accel).as_secs().to_string())
+        .arg(qemu::boot_budget(arch, accel).as_secs().to_string())
         .arg("--vm-pid")
         .arg(vm.qemu_pid.to_string())
         .arg("--rpc-timeout-secs")
-        .arg((5 * accel.slowdown()).to_string());
+        .arg(qemu::rpc_budget(arch, accel).as_secs().to_string());
     for p in &args.opts.agent_params {
         cmd.arg("--agent-param").arg(p);
     }
@@ -477,7 +489,6 @@ fn run_interactive(args: RunArgs) -> Result<()> {
     let (machine, assets, busybox, accel) = prepare(arch, &args.opts)?;
     let serial_log = serial_log_path(arch, "run")?;
     let mut session = Session::new();
-    // Print what a developer needs before the console takes the terminal.
     let vm = boot(
         &mut session,
         BootPlan {
@@ -493,22 +504,29 @@ fn run_interactive(args: RunArgs) -> Result<()> {
         },
     )?;
     eprintln!("{}", vm.command_line);
-    eprintln!(
-        "agent: hybrid vsock {} port {} (agent-ctl address hvsock://{}:{})",
-        vm.vsock_uds.display(),
-        vsock::AGENT_PORT,
-        vm.vsock_uds.display(),
-        vsock::AGENT_PORT
-    );
-    eprintln!(
-        "kataShared: {} (busybox rootfs for containers: {})",
-        vm.shared_dir.display(),
-        busybox.display()
-    );
     eprintln!("serial log: {}; quit with Ctrl-A X", serial_log.display());
+    // The address is printed only once a CONNECT is safe (see `qmp`).
+    match wait_vsock_in_budget(&mut session, &vm, arch, accel) {
+        Ok(()) => eprintln!("{}", connect_hint(&vm.vsock_uds, &vm.shared_dir, &busybox)),
+        Err(e) => eprintln!("warning: {e:#}; the agent is not reachable yet"),
+    }
     let status = session.wait("qemu")?;
     eprintln!("QEMU exited ({status})");
     Ok(())
+}
+
+/// What a developer needs to drive the agent of a `vm run` VM.
+fn connect_hint(uds: &Path, shared_dir: &Path, busybox: &Path) -> String {
+    let address = format!("hvsock://{}:{}", uds.display(), vsock::AGENT_PORT);
+    format!(
+        "agent: hybrid vsock {uds} port {port}; drive it with\n  \
+         cargo run -p agent-ctl -- --server-address {address} Check\n\
+         kataShared: {shared} (busybox rootfs for containers: {busybox})",
+        uds = uds.display(),
+        port = vsock::AGENT_PORT,
+        shared = shared_dir.display(),
+        busybox = busybox.display(),
+    )
 }
 
 #[cfg(test)]
@@ -519,6 +537,19 @@ mod tests {
     fn shell_join_quotes_only_when_needed() {
         let args = vec!["-append".to_string(), "console=ttyS0 quiet".to_string()];
         assert_eq!(shell_join(&args), "-append 'console=ttyS0 quiet'");
+    }
+
+    #[test]
+    fn connect_hint_has_the_agent_ctl_command() {
+        let hint = connect_hint(
+            Path::new("/tmp/kata-vm-x86_64-1/vm.vsock"),
+            Path::new("/tmp/kata-vm-x86_64-1/shared"),
+            Path::new("/c/busybox/rootfs"),
+        );
+        assert!(hint.contains(
+            "\n  cargo run -p agent-ctl -- --server-address hvsock:///tmp/kata-vm-x86_64-1/vm.vsock:1024 Check\n"
+        ));
+        assert!(hint.contains("kataShared: /tmp/kata-vm-x86_64-1/shared"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::arch::Arch;
 use crate::vm::cleanup::Session;
-use crate::vm::qemu::{Accel, Console, Machine};
+use crate::vm::qemu::{self, Accel, Console, Machine};
 use crate::vm::{self as vm, BootPlan, VmOpts};
 
 /// What `e2e lifecycle` prints (its `LifecycleReport`).
@@ -83,7 +83,7 @@ fn measure(
             extra_agent_params: &[],
         },
     )?;
-    let deadline = vm.started + vm::boot_deadline(accel);
+    let deadline = vm.started + qemu::boot_budget(arch, accel);
     vm::wait_vsock_ready(&mut session, &vm, deadline)?;
     let output = Command::new(e2e)
         .arg("lifecycle")
@@ -100,9 +100,9 @@ fn measure(
         .arg("--runs")
         .arg(runs.to_string())
         .arg("--boot-timeout-secs")
-        .arg(vm::boot_deadline(accel).as_secs().to_string())
+        .arg(qemu::boot_budget(arch, accel).as_secs().to_string())
         .arg("--rpc-timeout-secs")
-        .arg((10 * accel.slowdown()).to_string())
+        .arg((2 * qemu::rpc_budget(arch, accel).as_secs()).to_string())
         .arg("--vm-pid")
         .arg(vm.qemu_pid.to_string())
         .output()

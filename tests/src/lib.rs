@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod fixture;
+pub mod lifecycle;
 pub mod report;
 pub mod serial;
 pub mod spec;

@@ -237,7 +237,7 @@ async fn guest_details(ctx: &mut Ctx) -> Result<()> {
 }
 
 /// The kataShared storage as Kata's runtime describes it for each transport.
-fn shared_storage(share: &str) -> Result<Storage> {
+pub fn shared_storage(share: &str) -> Result<Storage> {
     let mut s = Storage::new();
     s.source = "kataShared".into();
     s.mount_point = fixture::GUEST_SHARED_DIR.into();

@@ -26,6 +26,33 @@ enum Cmd {
     Suite(SuiteArgs),
     /// Exit 0 once Health.Check is answered, 1 at the timeout.
     Health(HealthArgs),
+    /// Time create+start+wait of busybox `true`; print one JSON object.
+    Lifecycle(LifecycleArgs),
+}
+
+#[derive(clap::Args)]
+struct LifecycleArgs {
+    #[arg(long)]
+    socket: PathBuf,
+    #[arg(long, default_value_t = 1024)]
+    port: u32,
+    /// Host side of the kataShared directory.
+    #[arg(long)]
+    shared_dir: PathBuf,
+    /// 9p or virtio-fs.
+    #[arg(long, default_value = "9p")]
+    share: String,
+    /// Busybox rootfs for the target arch.
+    #[arg(long)]
+    busybox: PathBuf,
+    #[arg(long, default_value_t = 100)]
+    runs: usize,
+    #[arg(long, default_value_t = 60)]
+    boot_timeout_secs: u64,
+    #[arg(long, default_value_t = 20)]
+    rpc_timeout_secs: u64,
+    #[arg(long)]
+    vm_pid: Option<u32>,
 }
 
 #[derive(clap::Args)]
@@ -91,6 +118,7 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::Suite(a) => rt.block_on(run_suite(a)),
         Cmd::Health(a) => rt.block_on(health(a)),
+        Cmd::Lifecycle(a) => rt.block_on(lifecycle(a)),
     }
 }
 
@@ -136,6 +164,36 @@ async fn health(a: HealthArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("e2e health: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn lifecycle(a: LifecycleArgs) -> ExitCode {
+    let cfg = e2e::lifecycle::LifecycleConfig {
+        socket: a.socket,
+        port: a.port,
+        shared_dir: a.shared_dir,
+        share: a.share,
+        busybox: a.busybox,
+        runs: a.runs,
+        boot_timeout: Duration::from_secs(a.boot_timeout_secs),
+        rpc_timeout: Duration::from_secs(a.rpc_timeout_secs),
+        vm_pid: a.vm_pid,
+    };
+    match e2e::lifecycle::run(cfg).await {
+        Ok(report) => match serde_json::to_string(&report) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("e2e lifecycle: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            eprintln!("e2e lifecycle: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -74,7 +74,10 @@ impl Plan {
         let patches = crate_patch::prepare(arch, libc)?;
         let shadow = plan.target_dir.join(format!("workspace-{}", plan.target));
         plan.workspace = crate_patch::workspace(&patches, &shadow)?;
-        let mut extra = vec![(plan.workspace.clone(), "/kata-image".to_string())];
+        let mut extra = Vec::new();
+        if plan.workspace != paths::repo_root() {
+            extra.push((plan.workspace.clone(), "/kata-image".to_string()));
+        }
         for p in &patches {
             extra.push((
                 p.dir.clone(),

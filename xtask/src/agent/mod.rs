@@ -84,9 +84,19 @@ fn build(arch: Arch, libc: Libc) -> Result<PathBuf> {
     );
     let out = plan.run()?;
     elf::check(&out, arch).with_context(|| format!("cargo built a wrong binary for {arch}"))?;
-    let dest = paths::artifacts_dir(arch).join(compile::BINARY);
+    let dest = artifact_path(arch, libc);
     install_if_changed(&out, &dest)?;
     Ok(dest)
+}
+
+/// The image ships the musl agent at target/artifacts/<arch>/kata-agent; a
+/// gnu build goes next to it, under gnu/, so it never replaces that one.
+fn artifact_path(arch: Arch, libc: Libc) -> PathBuf {
+    let dir = paths::artifacts_dir(arch);
+    match libc {
+        Libc::Musl => dir.join(compile::BINARY),
+        Libc::Gnu => dir.join("gnu").join(compile::BINARY),
+    }
 }
 
 /// Copy `from` to `to` only when the bytes differ, so an unchanged agent keeps
@@ -116,6 +126,14 @@ fn set_executable(p: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gnu_build_does_not_replace_the_shipped_agent() {
+        let musl = artifact_path(Arch::Aarch64, Libc::Musl);
+        let gnu = artifact_path(Arch::Aarch64, Libc::Gnu);
+        assert!(musl.ends_with("aarch64/kata-agent"), "{musl:?}");
+        assert!(gnu.ends_with("aarch64/gnu/kata-agent"), "{gnu:?}");
+    }
 
     #[test]
     fn install_keeps_mtime_when_unchanged() {

@@ -16,6 +16,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::paths::repo_root;
 
+mod relock;
+
 const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/kata-image-backports.sources";
 const FOREIGN_ARCHES: [&str; 3] = ["arm64", "ppc64el", "s390x"];
 
@@ -297,9 +299,16 @@ pub struct Args {
     /// Only these groups (cross, kernel, image, vm); all groups when none is given.
     #[arg(long = "group")]
     groups: Vec<String>,
+    /// Instead of installing: move every pin in xtask/host-packages.lock to
+    /// the newest version apt offers from its suite.
+    #[arg(long)]
+    relock: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.relock {
+        return relock::relock();
+    }
     let groups: Vec<String> = if args.groups.is_empty() {
         let all: BTreeSet<String> = read_lock()?.into_iter().map(|p| p.group).collect();
         all.into_iter().collect()

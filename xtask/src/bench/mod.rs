@@ -1,7 +1,8 @@
 //! Benchmarks that write a table. `bench vm`: time from starting QEMU to the
 //! first answered Health.Check (or, with `--probe vsock`, to the guest
 //! accepting on the agent port), per machine/firmware choice and with and
-//! without `quiet`.
+//! without `quiet`; then, in one more VM, create+start+wait of busybox `true`
+//! repeated (p50/p99), the agent's RSS afterwards, and the asset sizes.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ use crate::arch::{Arch, ArchSelection};
 use crate::vm::cleanup::Session;
 use crate::vm::qemu::{self, Accel, Console, Machine};
 use crate::vm::{self as vm, BootPlan, VmOpts};
+
+mod workload;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,6 +44,9 @@ struct VmBenchArgs {
     /// Measure with and without `quiet` (otherwise as --verbose-kernel says).
     #[arg(long)]
     both_quiet: bool,
+    /// Container life cycles timed inside one VM (0: skip that part).
+    #[arg(long, default_value_t = 100)]
+    lifecycle_runs: usize,
     #[command(flatten)]
     opts: VmOpts,
 }
@@ -90,7 +96,20 @@ fn bench_vm(args: VmBenchArgs) -> Result<()> {
         } else {
             qemu::choose_accel(arch)
         };
-        let table = render(arch, accel, &args, &rows);
+        let mut table = render(arch, accel, &args, &rows);
+        if args.lifecycle_runs > 0 {
+            let e2e = match &e2e {
+                Some(bin) => bin.clone(),
+                None => vm::e2e_binary()?,
+            };
+            table.push_str(&workload::section(
+                arch,
+                accel,
+                &args.opts,
+                args.lifecycle_runs,
+                &e2e,
+            ));
+        }
         let out = crate::paths::target_dir()
             .join("bench")
             .join(format!("vm-{arch}.md"));

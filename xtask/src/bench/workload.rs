@@ -1,0 +1,146 @@
+//! The second half of `bench vm`: one VM, `e2e lifecycle` inside it
+//! (create+start+wait of busybox `true`, N times), the agent's RSS after the
+//! runs, and the sizes of the guest assets. Renders a Markdown section; a
+//! failure becomes a line of that section, so the boot table still lands.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::arch::Arch;
+use crate::vm::cleanup::Session;
+use crate::vm::qemu::{self, Accel, Console, Machine};
+use crate::vm::{self as vm, BootPlan, VmOpts};
+
+/// What `e2e lifecycle` prints (its `LifecycleReport`).
+#[derive(serde::Deserialize)]
+struct Report {
+    runs: usize,
+    min_ms: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    agent_rss_bytes: u64,
+}
+
+pub fn section(arch: Arch, accel: Accel, opts: &VmOpts, runs: usize, e2e: &Path) -> String {
+    let machine = opts.machine.unwrap_or(Machine::default_for(arch));
+    let mut s = format!(
+        "\n## create+start+wait of busybox `true` inside one VM ({}, {}, boot {:?})\n\n",
+        machine.name(),
+        accel.name().to_uppercase(),
+        opts.boot
+    );
+    match measure(arch, accel, opts, machine, runs, e2e) {
+        Ok((r, command_line)) => {
+            let _ = writeln!(s, "| runs | min | p50 | p99 | max | agent RSS after |");
+            let _ = writeln!(s, "|---|---|---|---|---|---|");
+            let _ = writeln!(
+                s,
+                "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {} kB |",
+                r.runs,
+                r.min_ms,
+                r.p50_ms,
+                r.p99_ms,
+                r.max_ms,
+                r.agent_rss_bytes / 1024
+            );
+            let _ = writeln!(s, "\nQEMU: `{command_line}`");
+        }
+        Err(e) => {
+            let _ = writeln!(s, "Not measured: {e:#}");
+        }
+    }
+    s.push_str(&sizes(arch));
+    s
+}
+
+fn measure(
+    arch: Arch,
+    accel: Accel,
+    opts: &VmOpts,
+    machine: Machine,
+    runs: usize,
+    e2e: &Path,
+) -> Result<(Report, String)> {
+    let assets = vm::guest_assets(arch, opts, machine)?;
+    let busybox = vm::busybox::ensure_rootfs(arch)?;
+    let log_dir = crate::paths::work_dir("bench-vm", arch);
+    std::fs::create_dir_all(&log_dir)?;
+    let serial_log = log_dir.join("lifecycle.log");
+    let mut session = Session::new();
+    let vm = vm::boot(
+        &mut session,
+        BootPlan {
+            arch,
+            opts,
+            machine,
+            accel,
+            assets: &assets,
+            console: Console::File(serial_log.clone()),
+            extra_agent_params: &[],
+        },
+    )?;
+    let deadline = vm.started + qemu::boot_budget(arch, accel);
+    vm::wait_vsock_ready(&mut session, &vm, deadline)?;
+    let output = Command::new(e2e)
+        .arg("lifecycle")
+        .arg("--socket")
+        .arg(&vm.vsock_uds)
+        .arg("--port")
+        .arg(vm::vsock::AGENT_PORT.to_string())
+        .arg("--shared-dir")
+        .arg(&vm.shared_dir)
+        .arg("--share")
+        .arg(opts.share.name())
+        .arg("--busybox")
+        .arg(&busybox)
+        .arg("--runs")
+        .arg(runs.to_string())
+        .arg("--boot-timeout-secs")
+        .arg(qemu::boot_budget(arch, accel).as_secs().to_string())
+        .arg("--rpc-timeout-secs")
+        .arg((2 * qemu::rpc_budget(arch, accel).as_secs()).to_string())
+        .arg("--vm-pid")
+        .arg(vm.qemu_pid.to_string())
+        .output()
+        .context("running e2e lifecycle")?;
+    if !output.status.success() {
+        let err = String::from_utf8_lossy(&output.stderr);
+        let kept = serial_log.with_extension("failed.log");
+        let _ = std::fs::copy(&serial_log, &kept);
+        bail!(
+            "e2e lifecycle failed ({}): {} (serial log: {})",
+            output.status,
+            err.trim(),
+            kept.display()
+        );
+    }
+    let report: Report = serde_json::from_slice(&output.stdout).with_context(|| {
+        format!(
+            "e2e lifecycle printed {:?}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })?;
+    Ok((report, vm.command_line.clone()))
+}
+
+/// Sizes of the arch's artifacts that exist (the kernel under its arch name).
+fn sizes(arch: Arch) -> String {
+    let dir = crate::paths::artifacts_dir(arch);
+    let mut s = String::from("\n| asset | bytes |\n|---|---|\n");
+    let mut names = vec![
+        "kata-containers.img",
+        "kata-containers-initrd.img",
+        "kata-agent",
+    ];
+    names.extend(["vmlinuz", "vmlinux", "Image"]);
+    for name in names {
+        if let Ok(meta) = std::fs::metadata(dir.join(name)) {
+            let _ = writeln!(s, "| {name} | {} |", meta.len());
+        }
+    }
+    s
+}

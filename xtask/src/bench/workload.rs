@@ -102,7 +102,7 @@ fn measure(
         .arg("--boot-timeout-secs")
         .arg(qemu::boot_budget(arch, accel).as_secs().to_string())
         .arg("--rpc-timeout-secs")
-        .arg((2 * qemu::rpc_budget(arch, accel).as_secs()).to_string())
+        .arg((2 * qemu::rpc_budget(accel).as_secs()).to_string())
         .arg("--vm-pid")
         .arg(vm.qemu_pid.to_string())
         .output()

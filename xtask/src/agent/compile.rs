@@ -78,12 +78,6 @@ impl Plan {
         if plan.workspace != paths::repo_root() {
             extra.push((plan.workspace.clone(), "/kata-image".to_string()));
         }
-        for p in &patches {
-            extra.push((
-                p.dir.clone(),
-                format!("/cargo/patched/{}-{}", p.name, p.version),
-            ));
-        }
         plan.rustflags.extend(remap_flags(route, extra)?);
         Ok(plan)
     }

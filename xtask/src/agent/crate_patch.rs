@@ -247,8 +247,12 @@ fn apply(src: &Path, edit: &Edit) -> Result<()> {
 /// every top-level entry of the repo is symlinked into `dir`, except
 /// Cargo.toml (the repo's plus a `[patch.crates-io]` table), Cargo.lock (the
 /// repo's with the patched packages turned into path sources, so `--locked`
-/// still holds) and target/. Returns the repo root itself when there is
-/// nothing to patch. The repo's own files are never modified.
+/// still holds) and target/. The patched sources are linked in as
+/// `patched/<name>-<version>`: cargo hashes a path package's location
+/// relative to the workspace root into its `-C metadata`, so a cache path
+/// (which differs between machines) would change symbol hashes, and with
+/// them the code layout of every crate above nix. Returns the repo root itself
+/// when there is nothing to patch. The repo's own files are never modified.
 pub fn workspace(patches: &[Prepared], dir: &Path) -> Result<PathBuf> {
     let repo = paths::repo_root();
     if patches.is_empty() {
@@ -256,6 +260,7 @@ pub fn workspace(patches: &[Prepared], dir: &Path) -> Result<PathBuf> {
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     link_entries(&repo, dir)?;
+    link_patched(patches, &dir.join(PATCHED_DIR))?;
     let manifest = fs::read_to_string(repo.join("Cargo.toml")).context("reading Cargo.toml")?;
     write_if_changed(
         &dir.join("Cargo.toml"),
@@ -264,6 +269,33 @@ pub fn workspace(patches: &[Prepared], dir: &Path) -> Result<PathBuf> {
     let lock = fs::read_to_string(repo.join("Cargo.lock")).context("reading Cargo.lock")?;
     write_if_changed(&dir.join("Cargo.lock"), &patched_lock(&lock, patches)?)?;
     Ok(dir.to_path_buf())
+}
+
+/// Where the shadow workspace links the patched crates (excluded from it).
+const PATCHED_DIR: &str = "patched";
+
+fn patched_rel_path(p: &Prepared) -> String {
+    format!("{PATCHED_DIR}/{}-{}", p.name, p.version)
+}
+
+fn link_patched(patches: &[Prepared], dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for p in patches {
+        let link = dir.join(format!("{}-{}", p.name, p.version));
+        replace_symlink(&p.dir, &link)?;
+    }
+    Ok(())
+}
+
+/// Point `link` at `target` unless it already does.
+fn replace_symlink(target: &Path, link: &Path) -> Result<()> {
+    if fs::read_link(link).ok().as_deref() == Some(target) {
+        return Ok(());
+    }
+    if link.symlink_metadata().is_ok() {
+        fs::remove_file(link).with_context(|| format!("replacing {}", link.display()))?;
+    }
+    std::os::unix::fs::symlink(target, link).with_context(|| format!("linking {}", link.display()))
 }
 
 fn link_entries(repo: &Path, dir: &Path) -> Result<()> {
@@ -275,23 +307,26 @@ fn link_entries(repo: &Path, dir: &Path) -> Result<()> {
         {
             continue;
         }
-        let link = dir.join(&name);
-        let target = repo.join(&name);
-        if fs::read_link(&link).ok().as_deref() == Some(target.as_path()) {
-            continue;
-        }
-        if link.symlink_metadata().is_ok() {
-            fs::remove_file(&link).with_context(|| format!("replacing {}", link.display()))?;
-        }
-        std::os::unix::fs::symlink(&target, &link)
-            .with_context(|| format!("linking {}", link.display()))?;
+        replace_symlink(&repo.join(&name), &dir.join(&name))?;
     }
     Ok(())
 }
 
-/// The repo's manifest with `[patch.crates-io] <name> = { path = <dir> }`.
+/// The repo's manifest with `[patch.crates-io] <name>-<version> = { package =
+/// <name>, path = "patched/<name>-<version>" }`, and `patched` excluded from
+/// the workspace.
 fn patched_manifest(manifest: &str, patches: &[Prepared]) -> Result<String> {
     let mut doc: toml::Table = toml::from_str(manifest).context("parsing Cargo.toml")?;
+    let workspace = doc
+        .get_mut("workspace")
+        .and_then(|w| w.as_table_mut())
+        .context("Cargo.toml has no [workspace] table")?;
+    let exclude = workspace
+        .entry("exclude")
+        .or_insert_with(|| toml::Value::Array(Vec::new()))
+        .as_array_mut()
+        .context("Cargo.toml: workspace.exclude is not a list")?;
+    exclude.push(PATCHED_DIR.into());
     let patch = doc
         .entry("patch")
         .or_insert_with(|| toml::Value::Table(Default::default()))
@@ -304,7 +339,7 @@ fn patched_manifest(manifest: &str, patches: &[Prepared]) -> Result<String> {
     for p in patches {
         let mut spec = toml::Table::new();
         spec.insert("package".into(), p.name.into());
-        spec.insert("path".into(), p.dir.display().to_string().into());
+        spec.insert("path".into(), patched_rel_path(p).into());
         // One key per version: cargo can patch several versions of a crate.
         let key = format!("{}-{}", p.name, p.version.replace('.', "_"));
         patch.insert(key, toml::Value::Table(spec));
@@ -397,8 +432,9 @@ mod tests {
         let doc: toml::Table = toml::from_str(&manifest).unwrap();
         assert_eq!(
             doc["patch"]["crates-io"]["nix-0_26_4"]["path"].as_str(),
-            Some("/cache/nix-0.26.4")
+            Some("patched/nix-0.26.4")
         );
+        assert_eq!(doc["workspace"]["exclude"][0].as_str(), Some("patched"));
         let missing = patched_lock("version = 4\n", &patches).unwrap_err();
         assert!(missing.to_string().contains("nix 0.26.4"));
     }

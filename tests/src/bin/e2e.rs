@@ -30,33 +30,9 @@ enum Cmd {
     Lifecycle(LifecycleArgs),
 }
 
+/// The VM's agent and what the host shares with it (suite and lifecycle).
 #[derive(clap::Args)]
-struct LifecycleArgs {
-    #[arg(long)]
-    socket: PathBuf,
-    #[arg(long, default_value_t = 1024)]
-    port: u32,
-    /// Host side of the kataShared directory.
-    #[arg(long)]
-    shared_dir: PathBuf,
-    /// 9p or virtio-fs.
-    #[arg(long, default_value = "9p")]
-    share: String,
-    /// Busybox rootfs for the target arch.
-    #[arg(long)]
-    busybox: PathBuf,
-    #[arg(long, default_value_t = 100)]
-    runs: usize,
-    #[arg(long, default_value_t = 60)]
-    boot_timeout_secs: u64,
-    #[arg(long, default_value_t = 20)]
-    rpc_timeout_secs: u64,
-    #[arg(long)]
-    vm_pid: Option<u32>,
-}
-
-#[derive(clap::Args)]
-struct SuiteArgs {
+struct GuestArgs {
     /// Hybrid vsock socket of the VM (vhost-device-vsock's --uds-path).
     #[arg(long)]
     socket: PathBuf,
@@ -71,6 +47,26 @@ struct SuiteArgs {
     /// Busybox rootfs for the target arch.
     #[arg(long)]
     busybox: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct LifecycleArgs {
+    #[command(flatten)]
+    guest: GuestArgs,
+    #[arg(long, default_value_t = 100)]
+    runs: usize,
+    #[arg(long, default_value_t = 60)]
+    boot_timeout_secs: u64,
+    #[arg(long, default_value_t = 20)]
+    rpc_timeout_secs: u64,
+    #[arg(long)]
+    vm_pid: Option<u32>,
+}
+
+#[derive(clap::Args)]
+struct SuiteArgs {
+    #[command(flatten)]
+    guest: GuestArgs,
     #[arg(long)]
     serial_log: PathBuf,
     /// Shown in the table title.
@@ -129,11 +125,11 @@ async fn run_suite(a: SuiteArgs) -> ExitCode {
         a.agent_params.join(" ")
     );
     let cfg = SuiteConfig {
-        socket: a.socket,
-        port: a.port,
-        shared_dir: a.shared_dir,
-        share: a.share,
-        busybox: a.busybox,
+        socket: a.guest.socket,
+        port: a.guest.port,
+        shared_dir: a.guest.shared_dir,
+        share: a.guest.share,
+        busybox: a.guest.busybox,
         serial_log: a.serial_log.clone(),
         boot_timeout: Duration::from_secs(a.boot_timeout_secs),
         rpc_timeout: Duration::from_secs(a.rpc_timeout_secs),
@@ -171,11 +167,11 @@ async fn health(a: HealthArgs) -> ExitCode {
 
 async fn lifecycle(a: LifecycleArgs) -> ExitCode {
     let cfg = e2e::lifecycle::LifecycleConfig {
-        socket: a.socket,
-        port: a.port,
-        shared_dir: a.shared_dir,
-        share: a.share,
-        busybox: a.busybox,
+        socket: a.guest.socket,
+        port: a.guest.port,
+        shared_dir: a.guest.shared_dir,
+        share: a.guest.share,
+        busybox: a.guest.busybox,
         runs: a.runs,
         boot_timeout: Duration::from_secs(a.boot_timeout_secs),
         rpc_timeout: Duration::from_secs(a.rpc_timeout_secs),

@@ -85,18 +85,10 @@ fn measure(
     )?;
     let deadline = vm.started + qemu::boot_budget(arch, accel);
     vm::wait_vsock_ready(&mut session, &vm, deadline)?;
-    let output = Command::new(e2e)
-        .arg("lifecycle")
-        .arg("--socket")
-        .arg(&vm.vsock_uds)
-        .arg("--port")
-        .arg(vm::vsock::AGENT_PORT.to_string())
-        .arg("--shared-dir")
-        .arg(&vm.shared_dir)
-        .arg("--share")
-        .arg(opts.share.name())
-        .arg("--busybox")
-        .arg(&busybox)
+    let mut cmd = Command::new(e2e);
+    cmd.arg("lifecycle");
+    vm::guest_args(&mut cmd, &vm, opts.share, &busybox);
+    let output = cmd
         .arg("--runs")
         .arg(runs.to_string())
         .arg("--boot-timeout-secs")

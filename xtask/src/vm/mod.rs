@@ -430,18 +430,9 @@ fn test_arch(
         eprintln!("warning: {e:#}");
     }
     let mut cmd = Command::new(e2e);
-    cmd.arg("suite")
-        .arg("--socket")
-        .arg(&vm.vsock_uds)
-        .arg("--port")
-        .arg(vsock::AGENT_PORT.to_string())
-        .arg("--shared-dir")
-        .arg(&vm.shared_dir)
-        .arg("--share")
-        .arg(args.opts.share.name())
-        .arg("--busybox")
-        .arg(&busybox)
-        .arg("--serial-log")
+    cmd.arg("suite");
+    guest_args(&mut cmd, &vm, args.opts.share, &busybox);
+    cmd.arg("--serial-log")
         .arg(&vm.serial_log)
         .arg("--arch")
         .arg(arch.name())
@@ -482,6 +473,21 @@ fn test_arch(
         }
         Ok(false)
     }
+}
+
+/// The e2e binary's arguments that say where the VM's agent is and what the
+/// host shares with it (its `GuestArgs`), after the subcommand.
+pub fn guest_args(cmd: &mut Command, vm: &RunningVm, share: ShareKind, busybox: &Path) {
+    cmd.arg("--socket")
+        .arg(&vm.vsock_uds)
+        .arg("--port")
+        .arg(vsock::AGENT_PORT.to_string())
+        .arg("--shared-dir")
+        .arg(&vm.shared_dir)
+        .arg("--share")
+        .arg(share.name())
+        .arg("--busybox")
+        .arg(busybox);
 }
 
 fn run_interactive(args: RunArgs) -> Result<()> {

@@ -104,7 +104,6 @@ fn bench_vm(args: VmBenchArgs) -> Result<()> {
             };
             table.push_str(&workload::section(
                 arch,
-                accel,
                 &args.opts,
                 args.lifecycle_runs,
                 &e2e,

@@ -25,16 +25,18 @@ struct Report {
     agent_rss_bytes: u64,
 }
 
-pub fn section(arch: Arch, accel: Accel, opts: &VmOpts, runs: usize, e2e: &Path) -> String {
-    let machine = opts.machine.unwrap_or(Machine::default_for(arch));
-    let mut s = format!(
-        "\n## create+start+wait of busybox `true` inside one VM ({}, {}, boot {:?})\n\n",
-        machine.name(),
-        accel.name().to_uppercase(),
-        opts.boot
-    );
-    match measure(arch, accel, opts, machine, runs, e2e) {
-        Ok((r, command_line)) => {
+pub fn section(arch: Arch, opts: &VmOpts, runs: usize, e2e: &Path) -> String {
+    let mut s = String::from("\n## create+start+wait of busybox `true` inside one VM");
+    match measure(arch, opts, runs, e2e) {
+        Ok(m) => {
+            let _ = writeln!(
+                s,
+                " ({}, {}, boot {:?})\n",
+                m.machine.name(),
+                m.accel.name().to_uppercase(),
+                opts.boot
+            );
+            let r = m.report;
             let _ = writeln!(s, "| runs | min | p50 | p99 | max | agent RSS after |");
             let _ = writeln!(s, "|---|---|---|---|---|---|");
             let _ = writeln!(
@@ -47,26 +49,27 @@ pub fn section(arch: Arch, accel: Accel, opts: &VmOpts, runs: usize, e2e: &Path)
                 r.max_ms,
                 r.agent_rss_bytes / 1024
             );
-            let _ = writeln!(s, "\nQEMU: `{command_line}`");
+            let _ = writeln!(s, "\nQEMU: `{}`", m.command_line);
         }
         Err(e) => {
-            let _ = writeln!(s, "Not measured: {e:#}");
+            let _ = writeln!(s, "\n\nNot measured: {e:#}");
         }
     }
     s.push_str(&sizes(arch));
     s
 }
 
-fn measure(
-    arch: Arch,
-    accel: Accel,
-    opts: &VmOpts,
+/// One measured VM: where it ran and what `e2e lifecycle` reported.
+struct Measured {
     machine: Machine,
-    runs: usize,
-    e2e: &Path,
-) -> Result<(Report, String)> {
-    let assets = vm::guest_assets(arch, opts, machine)?;
-    let busybox = vm::busybox::ensure_rootfs(arch)?;
+    accel: Accel,
+    report: Report,
+    command_line: String,
+}
+
+fn measure(arch: Arch, opts: &VmOpts, runs: usize, e2e: &Path) -> Result<Measured> {
+    // The same preparation as `vm test`: machine, assets, busybox, accelerator.
+    let (machine, assets, busybox, accel) = vm::prepare(arch, opts)?;
     let log_dir = crate::paths::work_dir("bench-vm", arch);
     std::fs::create_dir_all(&log_dir)?;
     let serial_log = log_dir.join("lifecycle.log");
@@ -116,7 +119,12 @@ fn measure(
             String::from_utf8_lossy(&output.stdout)
         )
     })?;
-    Ok((report, vm.command_line.clone()))
+    Ok(Measured {
+        machine,
+        accel,
+        report,
+        command_line: vm.command_line.clone(),
+    })
 }
 
 /// Sizes of the arch's artifacts that exist (the kernel under its arch name).

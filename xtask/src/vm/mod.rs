@@ -386,9 +386,9 @@ fn print_summary(outcomes: &[ArchOutcome]) {
     }
 }
 
-/// What `vm test` and `vm run` both need before a boot: the machine, the
+/// What `vm test`, `vm run` and `bench vm` need before a boot: the machine, the
 /// guest assets (built if needed), the busybox rootfs and the accelerator.
-fn prepare(arch: Arch, opts: &VmOpts) -> Result<(Machine, GuestAssets, PathBuf, Accel)> {
+pub fn prepare(arch: Arch, opts: &VmOpts) -> Result<(Machine, GuestAssets, PathBuf, Accel)> {
     let machine = opts.machine.unwrap_or(Machine::default_for(arch));
     if machine.arch() != arch {
         bail!("machine {} is not for {arch}", machine.name());

@@ -44,19 +44,21 @@ struct CratePatch {
     edits: &'static [Edit],
 }
 
-/// Cargo caps a registry crate's lints, but a patched crate is a path crate
-/// and nix turns its `unused` warnings (here: items s390x-musl never uses)
-/// into errors.
-const NIX_UNUSED_NOT_FATAL: Edit = Edit {
+/// Cargo caps a registry crate's lints (`--cap-lints allow`), but a patched
+/// crate is a path crate, so its lints come back: nix turns its `unused`
+/// warnings (items s390x-musl never uses) into errors, and every build would
+/// print its `deprecated` and `unexpected_cfgs` warnings. Allow them all, as
+/// cargo does for the pristine crate.
+const NIX_LINTS_AS_REGISTRY: Edit = Edit {
     file: "src/lib.rs",
     find: "#![deny(unused)]",
-    replace: "#![allow(unused)]",
+    replace: "#![allow(warnings)]",
     count: 1,
 };
 
 /// nix 0.25 and 0.26 share these lines.
 const NIX_S390X_MUSL_EDITS: &[Edit] = &[
-    NIX_UNUSED_NOT_FATAL,
+    NIX_LINTS_AS_REGISTRY,
     // fs_type_t, optimal_transfer_size, block_size, maximum_name_length,
     // and FsType's `any(..)` list (still right with the narrower term).
     Edit {

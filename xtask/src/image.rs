@@ -76,26 +76,7 @@ fn build(
     initrd::write(&tree, epoch, &out_dir.join(INITRD))?;
     step("initrd", t, &size_of(&out_dir.join(INITRD)));
 
-    let t = Instant::now();
-    let work = paths::work_dir("image", arch);
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let fs_file = work.join(format!("rootfs.{}", fs_kind.name()));
-    let fs_len = fs::make(fs_kind, &tree, &recipe.image, epoch, &fs_file)?;
-    let disk_len = disk::write(
-        &fs_file,
-        &out_dir.join(IMAGE),
-        recipe.image.align_mib << 20,
-        disk::disk_id(&tree.digest),
-    )?;
-    step(
-        fs_kind.name(),
-        t,
-        &format!(
-            "filesystem {} KiB, disk image {} KiB",
-            fs_len / 1024,
-            disk_len / 1024
-        ),
-    );
+    write_disk(arch, recipe, fs_kind, &tree, epoch, &out_dir.join(IMAGE))?;
 
     let packages = rootfs::packages(
         arch,
@@ -237,6 +218,52 @@ fn size_of(p: &Path) -> String {
     std::fs::metadata(p)
         .map(|m| format!("{} KiB", m.len() / 1024))
         .unwrap_or_default()
+}
+
+/// The disk image alone (rootfs on partition 1) with the given filesystem,
+/// at `out`: for comparing filesystems (`bench vm --fs`) without touching
+/// the artifacts. Returns its size in bytes.
+pub fn disk_image(
+    arch: Arch,
+    recipe: &Recipe,
+    fs_kind: recipe::Filesystem,
+    out: &Path,
+) -> Result<u64> {
+    let agent = rootfs::agent_binary(arch)?;
+    let epoch = rootfs::source_date_epoch()?;
+    let tree = rootfs::build(arch, recipe, &agent, false)?;
+    write_disk(arch, recipe, fs_kind, &tree, epoch, out)
+}
+
+fn write_disk(
+    arch: Arch,
+    recipe: &Recipe,
+    fs_kind: recipe::Filesystem,
+    tree: &rootfs::Tree,
+    epoch: i64,
+    out: &Path,
+) -> Result<u64> {
+    let t = Instant::now();
+    let work = paths::work_dir("image", arch);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let fs_file = work.join(format!("rootfs.{}", fs_kind.name()));
+    let fs_len = fs::make(fs_kind, tree, &recipe.image, epoch, &fs_file)?;
+    let disk_len = disk::write(
+        &fs_file,
+        out,
+        recipe.image.align_mib << 20,
+        disk::disk_id(&tree.digest),
+    )?;
+    step(
+        fs_kind.name(),
+        t,
+        &format!(
+            "filesystem {} KiB, disk image {} KiB",
+            fs_len / 1024,
+            disk_len / 1024
+        ),
+    );
+    Ok(disk_len)
 }
 
 fn step(name: &str, start: Instant, detail: &str) {

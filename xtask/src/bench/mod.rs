@@ -13,9 +13,10 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
 use crate::arch::{Arch, ArchSelection};
+use crate::rootfs::recipe::{self, Filesystem};
 use crate::vm::cleanup::Session;
 use crate::vm::qemu::{self, Accel, Console, Machine};
-use crate::vm::{self as vm, BootPlan, VmOpts};
+use crate::vm::{self as vm, BootMode, BootPlan, VmOpts};
 
 mod workload;
 
@@ -47,6 +48,11 @@ struct VmBenchArgs {
     /// Container life cycles timed inside one VM (0: skip that part).
     #[arg(long, default_value_t = 100)]
     lifecycle_runs: usize,
+    /// Compare disk image filesystems (e.g. `ext4,erofs`): one image per
+    /// filesystem is built under the bench's work dir (the artifacts stay
+    /// as they are) and each is booted `--runs` times.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    fs: Vec<Filesystem>,
     #[command(flatten)]
     opts: VmOpts,
 }
@@ -77,6 +83,7 @@ pub fn run(args: Args) -> Result<()> {
 
 /// One measured configuration.
 struct Row {
+    rootfs: RootfsVariant,
     machine: Machine,
     quiet: bool,
     times: Vec<Duration>,
@@ -122,6 +129,47 @@ fn bench_vm(args: VmBenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The root filesystem a row boots: the default assets, or one disk image
+/// per `--fs`.
+#[derive(Clone)]
+struct RootfsVariant {
+    label: String,
+    image: Option<PathBuf>,
+    bytes: Option<u64>,
+}
+
+fn rootfs_variants(arch: Arch, args: &VmBenchArgs) -> Result<Vec<RootfsVariant>> {
+    if args.fs.is_empty() {
+        let label = match args.opts.boot {
+            BootMode::Image => "image",
+            BootMode::Initrd => "initrd",
+        };
+        return Ok(vec![RootfsVariant {
+            label: label.to_string(),
+            image: args.opts.rootfs.clone(),
+            bytes: None,
+        }]);
+    }
+    if args.opts.boot != BootMode::Image || args.opts.rootfs.is_some() {
+        bail!("--fs compares disk images: it needs --boot image and no --rootfs");
+    }
+    let recipe = recipe::Recipe::load(recipe::DEFAULT_RECIPE)?;
+    let dir = crate::paths::work_dir("bench-vm", arch);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut variants = Vec::new();
+    for &fs in &args.fs {
+        let image = dir.join(format!("rootfs-{}.img", fs.name()));
+        let bytes = crate::image::disk_image(arch, &recipe, fs, &image)
+            .with_context(|| format!("building the {} disk image", fs.name()))?;
+        variants.push(RootfsVariant {
+            label: fs.name().to_string(),
+            image: Some(image),
+            bytes: Some(bytes),
+        });
+    }
+    Ok(variants)
+}
+
 fn bench_arch(arch: Arch, args: &VmBenchArgs, e2e: Option<&Path>) -> Result<Vec<Row>> {
     let machines = match args.opts.machine {
         Some(m) => vec![m],
@@ -138,18 +186,49 @@ fn bench_arch(arch: Arch, args: &VmBenchArgs, e2e: Option<&Path>) -> Result<Vec<
         vec![!args.opts.verbose_kernel]
     };
     let mut rows = Vec::new();
-    for &machine in &machines {
-        let assets = match vm::guest_assets(arch, &args.opts, machine) {
+    for variant in rootfs_variants(arch, args)? {
+        let mut opts = args.opts.clone();
+        opts.rootfs = variant.image.clone();
+        rows.extend(bench_rootfs(
+            arch,
+            args,
+            &opts,
+            &variant,
+            e2e,
+            &machines,
+            accel,
+            &quiet_modes,
+        ));
+    }
+    Ok(rows)
+}
+
+/// The rows of one root filesystem: every machine, every quiet mode.
+#[allow(clippy::too_many_arguments)]
+fn bench_rootfs(
+    arch: Arch,
+    args: &VmBenchArgs,
+    opts: &VmOpts,
+    variant: &RootfsVariant,
+    e2e: Option<&Path>,
+    machines: &[Machine],
+    accel: Accel,
+    quiet_modes: &[bool],
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for &machine in machines {
+        let assets = match vm::guest_assets(arch, opts, machine) {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("skipping {}: {e:#}", machine.name());
                 continue;
             }
         };
-        for &quiet in &quiet_modes {
-            let mut opts = args.opts.clone();
+        for &quiet in quiet_modes {
+            let mut opts = opts.clone();
             opts.verbose_kernel = !quiet;
             let mut row = Row {
+                rootfs: variant.clone(),
                 machine,
                 quiet,
                 times: Vec::new(),
@@ -163,16 +242,27 @@ fn bench_arch(arch: Arch, args: &VmBenchArgs, e2e: Option<&Path>) -> Result<Vec<
                     machine,
                     accel,
                     assets: &assets,
-                    console: Console::File(serial_log(arch, machine, quiet)?),
+                    console: match serial_log(arch, &variant.label, machine, quiet) {
+                        Ok(path) => Console::File(path),
+                        Err(e) => {
+                            row.failures.push(format!("{e:#}"));
+                            break;
+                        }
+                    },
                     extra_agent_params: &[],
                 };
+                let what = format!(
+                    "{arch} {} {} quiet={quiet} run {i}",
+                    variant.label,
+                    machine.name()
+                );
                 match one_boot(plan, args.probe, e2e, &mut row.command_line) {
                     Ok(t) => {
-                        eprintln!("{arch} {} quiet={quiet} run {i}: {t:?}", machine.name());
+                        eprintln!("{what}: {t:?}");
                         row.times.push(t);
                     }
                     Err(e) => {
-                        eprintln!("{arch} {} quiet={quiet} run {i}: {e:#}", machine.name());
+                        eprintln!("{what}: {e:#}");
                         row.failures.push(format!("{e:#}"));
                     }
                 }
@@ -180,13 +270,13 @@ fn bench_arch(arch: Arch, args: &VmBenchArgs, e2e: Option<&Path>) -> Result<Vec<
             rows.push(row);
         }
     }
-    Ok(rows)
+    rows
 }
 
-fn serial_log(arch: Arch, machine: Machine, quiet: bool) -> Result<PathBuf> {
+fn serial_log(arch: Arch, rootfs: &str, machine: Machine, quiet: bool) -> Result<PathBuf> {
     let dir = crate::paths::work_dir("bench-vm", arch);
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir.join(format!("{}-quiet-{quiet}.log", machine.name())))
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir.join(format!("{rootfs}-{}-quiet-{quiet}.log", machine.name())))
 }
 
 /// Boot once and time QEMU start to "up"; everything stops when the session drops.
@@ -286,9 +376,9 @@ fn render(arch: Arch, accel: Accel, args: &VmBenchArgs, rows: &[Row]) -> String 
     }
     let _ = writeln!(
         s,
-        "| machine | quiet | runs | min | median | max | failed |"
+        "| rootfs | bytes | machine | quiet | runs | min | median | max | failed |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let mut t = r.times.clone();
         t.sort();
@@ -296,9 +386,11 @@ fn render(arch: Arch, accel: Accel, args: &VmBenchArgs, rows: &[Row]) -> String 
             (Some(a), Some(b), Some(c)) => (millis(*a), millis(*b), millis(*c)),
             _ => ("-".into(), "-".into(), "-".into()),
         };
+        let bytes = r.rootfs.bytes.map_or("-".to_string(), |b| b.to_string());
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {min} | {med} | {max} | {} |",
+            "| {} | {bytes} | {} | {} | {} | {min} | {med} | {max} | {} |",
+            r.rootfs.label,
             r.machine.name(),
             r.quiet,
             t.len(),
@@ -309,17 +401,72 @@ fn render(arch: Arch, accel: Accel, args: &VmBenchArgs, rows: &[Row]) -> String 
     for r in rows {
         let _ = writeln!(
             s,
-            "- {} quiet={}: `{}`",
+            "- {} {} quiet={}: `{}`",
+            r.rootfs.label,
             r.machine.name(),
             r.quiet,
             r.command_line
         );
     }
     for r in rows.iter().filter(|r| !r.failures.is_empty()) {
-        let _ = writeln!(s, "\nFailures of {} quiet={}:", r.machine.name(), r.quiet);
+        let _ = writeln!(
+            s,
+            "\nFailures of {} {} quiet={}:",
+            r.rootfs.label,
+            r.machine.name(),
+            r.quiet
+        );
         for f in &r.failures {
             let _ = writeln!(s, "- {f}");
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: VmBenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> VmBenchArgs {
+        let argv = std::iter::once("bench").chain(args.iter().copied());
+        Cli::try_parse_from(argv).expect("valid arguments").bench
+    }
+
+    #[test]
+    fn fs_takes_a_comma_separated_list() {
+        let args = parse(&["--fs", "ext4,erofs"]);
+        assert_eq!(args.fs, vec![Filesystem::Ext4, Filesystem::Erofs]);
+        assert!(parse(&[]).fs.is_empty());
+    }
+
+    #[test]
+    fn without_fs_the_default_assets_are_one_variant() {
+        let args = parse(&["--boot", "initrd"]);
+        let variants = rootfs_variants(Arch::X86_64, &args).expect("no image is built");
+        assert_eq!(variants.len(), 1);
+        assert_eq!(variants[0].label, "initrd");
+        assert!(variants[0].image.is_none() && variants[0].bytes.is_none());
+    }
+
+    #[test]
+    fn fs_refuses_an_initrd_boot_or_a_given_rootfs() {
+        for extra in [["--boot", "initrd"], ["--rootfs", "/x.img"]] {
+            let mut argv = vec!["--fs", "erofs"];
+            argv.extend(extra);
+            let err = rootfs_variants(Arch::X86_64, &parse(&argv))
+                .err()
+                .expect("refused");
+            assert!(
+                err.to_string().contains("--fs compares disk images"),
+                "{err}"
+            );
+        }
+    }
 }

@@ -47,7 +47,7 @@ enum Command {
     VerifyRepro(repro::Args),
     /// Boot the guest in QEMU (`vm test`, `vm run`).
     Vm(vm::Args),
-    /// Benchmarks that write a table (`bench agent`, `bench vm`).
+    /// Benchmarks that write a table (`bench vm`: boot time, filesystems, container life cycles).
     Bench(bench::Args),
     /// The whole test suite as CI runs it (provisions what it needs).
     Test(test::Args),

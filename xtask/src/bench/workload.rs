@@ -86,8 +86,7 @@ fn measure(arch: Arch, opts: &VmOpts, runs: usize, e2e: &Path) -> Result<Measure
             extra_agent_params: &[],
         },
     )?;
-    let deadline = vm.started + qemu::boot_budget(arch, accel);
-    vm::wait_vsock_ready(&mut session, &vm, deadline)?;
+    vm::wait_vsock_in_budget(&mut session, &vm, arch, accel)?;
     let mut cmd = Command::new(e2e);
     cmd.arg("lifecycle");
     vm::guest_args(&mut cmd, &vm, opts.share, &busybox);

@@ -306,8 +306,8 @@ pub fn wait_vsock_ready(session: &mut Session, vm: &RunningVm, deadline: Instant
 /// `wait_vsock_ready` within the boot budget of `arch` on `accel`, saying
 /// how long the guest took. The caller decides what a failure means: the
 /// suite still runs (its table says what did not answer), `vm run` leaves
-/// the console to the developer.
-fn wait_vsock_in_budget(
+/// the console to the developer, the life-cycle bench stops.
+pub fn wait_vsock_in_budget(
     session: &mut Session,
     vm: &RunningVm,
     arch: Arch,

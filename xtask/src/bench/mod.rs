@@ -170,63 +170,62 @@ fn rootfs_variants(arch: Arch, args: &VmBenchArgs) -> Result<Vec<RootfsVariant>>
     Ok(variants)
 }
 
+/// What every root filesystem of one arch is booted with: decided once (the
+/// accelerator probe boots QEMU).
+struct Sweep {
+    machines: Vec<Machine>,
+    accel: Accel,
+    quiet_modes: Vec<bool>,
+}
+
 fn bench_arch(arch: Arch, args: &VmBenchArgs, e2e: Option<&Path>) -> Result<Vec<Row>> {
-    let machines = match args.opts.machine {
-        Some(m) => vec![m],
-        None => Machine::choices(arch),
-    };
-    let accel = if args.opts.tcg {
-        Accel::Tcg
-    } else {
-        qemu::choose_accel(arch)
-    };
-    let quiet_modes: Vec<bool> = if args.both_quiet {
-        vec![true, false]
-    } else {
-        vec![!args.opts.verbose_kernel]
+    let sweep = Sweep {
+        machines: match args.opts.machine {
+            Some(m) => vec![m],
+            None => Machine::choices(arch),
+        },
+        accel: if args.opts.tcg {
+            Accel::Tcg
+        } else {
+            qemu::choose_accel(arch)
+        },
+        quiet_modes: if args.both_quiet {
+            vec![true, false]
+        } else {
+            vec![!args.opts.verbose_kernel]
+        },
     };
     let mut rows = Vec::new();
     for variant in rootfs_variants(arch, args)? {
-        let mut opts = args.opts.clone();
-        opts.rootfs = variant.image.clone();
-        rows.extend(bench_rootfs(
-            arch,
-            args,
-            &opts,
-            &variant,
-            e2e,
-            &machines,
-            accel,
-            &quiet_modes,
-        ));
+        rows.extend(bench_rootfs(arch, args, &sweep, &variant, e2e)?);
     }
     Ok(rows)
 }
 
 /// The rows of one root filesystem: every machine, every quiet mode.
-#[allow(clippy::too_many_arguments)]
 fn bench_rootfs(
     arch: Arch,
     args: &VmBenchArgs,
-    opts: &VmOpts,
+    sweep: &Sweep,
     variant: &RootfsVariant,
     e2e: Option<&Path>,
-    machines: &[Machine],
-    accel: Accel,
-    quiet_modes: &[bool],
-) -> Vec<Row> {
+) -> Result<Vec<Row>> {
+    let mut base_opts = args.opts.clone();
+    base_opts.rootfs = variant.image.clone();
+    let accel = sweep.accel;
     let mut rows = Vec::new();
-    for &machine in machines {
-        let assets = match vm::guest_assets(arch, opts, machine) {
+    for &machine in &sweep.machines {
+        let assets = match vm::guest_assets(arch, &base_opts, machine) {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("skipping {}: {e:#}", machine.name());
                 continue;
             }
         };
-        for &quiet in quiet_modes {
-            let mut opts = opts.clone();
+        for &quiet in &sweep.quiet_modes {
+            let mut opts = base_opts.clone();
             opts.verbose_kernel = !quiet;
+            let serial_log = serial_log(arch, &variant.label, machine, quiet)?;
             let mut row = Row {
                 rootfs: variant.clone(),
                 machine,
@@ -242,13 +241,7 @@ fn bench_rootfs(
                     machine,
                     accel,
                     assets: &assets,
-                    console: match serial_log(arch, &variant.label, machine, quiet) {
-                        Ok(path) => Console::File(path),
-                        Err(e) => {
-                            row.failures.push(format!("{e:#}"));
-                            break;
-                        }
-                    },
+                    console: Console::File(serial_log.clone()),
                     extra_agent_params: &[],
                 };
                 let what = format!(
@@ -270,7 +263,7 @@ fn bench_rootfs(
             rows.push(row);
         }
     }
-    rows
+    Ok(rows)
 }
 
 fn serial_log(arch: Arch, rootfs: &str, machine: Machine, quiet: bool) -> Result<PathBuf> {

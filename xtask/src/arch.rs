@@ -132,15 +132,32 @@ impl FromStr for Arch {
             "aarch64" | "arm64" => Arch::Aarch64,
             "ppc64le" | "powerpc64le" | "ppc64el" => Arch::Ppc64le,
             "s390x" => Arch::S390x,
-            other => bail!(
-                "unknown architecture {other:?} (expected x86_64, aarch64, ppc64le, s390x or all)"
-            ),
+            other => {
+                bail!("unknown architecture {other:?} (expected x86_64, aarch64, ppc64le or s390x)")
+            }
+        })
+    }
+}
+
+/// `--arch` lists its values in `--help` and rejects others with them.
+impl clap::ValueEnum for Arch {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Arch::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let v = clap::builder::PossibleValue::new(self.name());
+        Some(match self {
+            Arch::X86_64 => v.alias("amd64"),
+            Arch::Aarch64 => v.alias("arm64"),
+            Arch::Ppc64le => v.aliases(["powerpc64le", "ppc64el"]),
+            Arch::S390x => v,
         })
     }
 }
 
 /// What `--arch` accepts: one architecture or `all`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArchSelection {
     One(Arch),
     All,
@@ -162,6 +179,26 @@ impl FromStr for ArchSelection {
             Ok(ArchSelection::All)
         } else {
             s.parse().map(ArchSelection::One)
+        }
+    }
+}
+
+impl clap::ValueEnum for ArchSelection {
+    fn value_variants<'a>() -> &'a [Self] {
+        const ALL: [ArchSelection; 5] = [
+            ArchSelection::One(Arch::X86_64),
+            ArchSelection::One(Arch::Aarch64),
+            ArchSelection::One(Arch::Ppc64le),
+            ArchSelection::One(Arch::S390x),
+            ArchSelection::All,
+        ];
+        &ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        match self {
+            ArchSelection::One(a) => a.to_possible_value(),
+            ArchSelection::All => Some(clap::builder::PossibleValue::new("all")),
         }
     }
 }

@@ -1,69 +1,371 @@
-//! `cargo xtask doctor`: per arch, which agent build routes this machine can
-//! use and which tools exist; for anything missing, the exact package (and
-//! pinned version from host-packages.lock) that provides it.
+//! `cargo xtask doctor`: every host requirement of every step, per arch,
+//! as a table of ok / missing / how to fix (or `--json`). Exits 1 when the
+//! main job (`cargo xtask vm test --arch x86_64`) cannot run here: something
+//! it needs is missing and the xtask cannot provide it by itself (it installs
+//! pinned packages on demand only as root, and never installs a C linker,
+//! git or apt).
+
+use std::path::Path;
+use std::process::Command;
 
 use anyhow::Result;
+use serde::Serialize;
 
 use crate::agent::toolchain::{
     cross_gcc, debian_rustc_version, musl_gcc, rust_src_dir, rustup_has_target, which, Libc,
     DEBIAN_RUSTC,
 };
 use crate::arch::{Arch, ArchSelection};
-use crate::setup;
+use crate::{cmd, setup, ui};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// x86_64, aarch64, ppc64le, s390x or all.
-    #[arg(long, default_value = "all")]
+    /// The arches whose requirements to check.
+    #[arg(long, value_enum, default_value = "all")]
     arch: ArchSelection,
+    /// Print the checks as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
-/// One thing a route needs and the package that provides it.
-struct Need {
+/// Free space the main job needs on the target dir's and the cache's
+/// filesystem (measured: ~8 GiB of target/ plus ~2 GiB of cache after a
+/// full run; the kernel build dir alone takes ~1 GiB per arch).
+const MAIN_JOB_FREE_GIB: u64 = 12;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Ok,
+    /// Missing, and the xtask installs it on demand (as root).
+    Auto,
+    Missing,
+    /// Not a requirement: how this host behaves (e.g. KVM unusable: TCG).
+    Info,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    /// The step that needs it (`all` for every step).
+    step: &'static str,
+    /// The arch it is for, when it is arch-specific.
+    arch: Option<&'static str>,
     what: String,
-    present: bool,
-    package: String,
+    status: Status,
+    /// What was found, or why it is missing.
+    detail: String,
+    /// How to fix it (empty when ok).
+    fix: String,
+    /// A requirement of `cargo xtask vm test --arch x86_64`.
+    main_job: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let lock = setup::read_lock()?;
-    let rustc = debian_rustc_version();
-    println!(
-        "Debian rustc-web ({DEBIAN_RUSTC}): {}",
-        rustc.as_deref().unwrap_or("missing")
-    );
-    for arch in args.arch.arches() {
-        println!("\n{arch}:");
-        for libc in [Libc::Musl, Libc::Gnu] {
-            let target = arch.rust_target(libc.name());
-            let rustup = rustup_has_target(&target);
-            let needs = debian_needs(arch, libc, rustc.is_some());
-            let debian_ok = needs.iter().all(|n| n.present);
-            let route = match (rustup, debian_ok) {
-                (true, _) => "rustup target (preferred)",
-                (false, true) if libc == Libc::Musl => "Debian rustc-web + build-std musl",
-                (false, true) => "Debian rustc-web + downloaded gnu std",
-                (false, false) => "NONE available",
-            };
-            println!("  {:<5} {target}: {route}", libc.name());
-            let installed = if rustup { "installed" } else { "not installed" };
-            println!("      rustup target {installed}");
-            for n in needs {
-                print_need(&n, &lock);
-            }
-        }
-        let qemu = Need {
-            what: arch.qemu_user().to_string(),
-            present: which(arch.qemu_user()).is_some(),
-            package: "qemu-user-static".to_string(),
-        };
-        print_need(&qemu, &lock);
+    let arches = args.arch.arches();
+    let mut checks = host_checks();
+    checks.extend(package_checks(&arches)?);
+    for &arch in &arches {
+        checks.extend(agent_checks(arch)?);
+        checks.extend(vm_checks(arch));
     }
+    let blocking: Vec<&Check> = checks
+        .iter()
+        .filter(|c| c.main_job && c.status == Status::Missing)
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        print_table(&checks);
+    }
+    if !blocking.is_empty() {
+        let names: Vec<&str> = blocking.iter().map(|c| c.what.as_str()).collect();
+        anyhow::bail!(
+            "the main job (cargo xtask vm test --arch x86_64) cannot run here: missing {}",
+            names.join(", ")
+        );
+    }
+    ui::info("doctor: the main job's requirements are met (or installed on demand)");
     Ok(())
 }
 
-/// What the Debian routes need for `arch`/`libc`.
-fn debian_needs(arch: Arch, libc: Libc, have_rustc: bool) -> Vec<Need> {
+fn check(step: &'static str, arch: Option<Arch>, what: impl Into<String>) -> Check {
+    Check {
+        step,
+        arch: arch.map(Arch::name),
+        what: what.into(),
+        status: Status::Ok,
+        detail: String::new(),
+        fix: String::new(),
+        main_job: false,
+    }
+}
+
+impl Check {
+    fn main(mut self) -> Check {
+        self.main_job = true;
+        self
+    }
+
+    /// `ok` with `detail`, or `missing` with `why` and `fix`.
+    fn result(mut self, ok: bool, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        self.detail = detail.into();
+        if !ok {
+            self.status = Status::Missing;
+            self.fix = fix.into();
+        }
+        self
+    }
+
+    fn status(mut self, status: Status) -> Check {
+        self.status = status;
+        self
+    }
+}
+
+/// What every step needs from the host, and what the host can do.
+fn host_checks() -> Vec<Check> {
+    let mut v = Vec::new();
+    let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let bookworm = os.lines().any(|l| l.trim() == "VERSION_CODENAME=bookworm");
+    v.push(
+        check("all", None, "Debian bookworm")
+            .main()
+            .result(
+                bookworm,
+                os_name(&os),
+                "the package pins (xtask/host-packages.lock) are bookworm's: use a bookworm host or container",
+            ),
+    );
+    let root = setup::is_root();
+    v.push(
+        check("setup", None, "root (to install pinned packages)").result(
+            root,
+            if root { "euid 0" } else { "not root" },
+            "run as root, or install the packages `cargo xtask setup --dry-run` lists yourself",
+        ),
+    );
+    for (tool, what, fix) in [
+        ("cc", "C linker (cc)", "apt-get install gcc"),
+        (
+            "git",
+            "git (the image's SOURCE_DATE_EPOCH)",
+            "apt-get install git",
+        ),
+        ("apt-get", "apt-get", "a Debian host"),
+        ("dpkg", "dpkg", "a Debian host"),
+    ] {
+        let found = which(tool);
+        v.push(
+            check("all", None, what).main().result(
+                found.is_some(),
+                found
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "not in PATH".into()),
+                fix,
+            ),
+        );
+    }
+    v.push(free_disk());
+    v.push(user_namespaces());
+    let cgroup2 = Path::new("/sys/fs/cgroup/cgroup.controllers").is_file();
+    v.push(
+        check("test", None, "cgroup v2 (the agent's cgroup tests)")
+            .result(
+                cgroup2,
+                if cgroup2 { "/sys/fs/cgroup is cgroup2" } else { "no cgroup2 at /sys/fs/cgroup" },
+                "the v2 tests skip with their reason; boot the host with systemd.unified_cgroup_hierarchy=1",
+            )
+            .status(if cgroup2 { Status::Ok } else { Status::Info }),
+    );
+    v
+}
+
+fn os_name(os_release: &str) -> String {
+    os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|s| s.trim_matches('"').to_string())
+        .unwrap_or_else(|| "no /etc/os-release".into())
+}
+
+fn free_disk() -> Check {
+    let dir = crate::paths::target_dir();
+    let probe = dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
+    let free = free_bytes(&probe).map(|b| b >> 30);
+    let ok = free.is_some_and(|g| g >= MAIN_JOB_FREE_GIB);
+    check(
+        "all",
+        None,
+        format!("{MAIN_JOB_FREE_GIB} GiB free for target/ and the cache"),
+    )
+    .main()
+    .result(
+        ok,
+        match free {
+            Some(g) => format!("{g} GiB free at {}", probe.display()),
+            None => format!("cannot statvfs {}", probe.display()),
+        },
+        "free disk space, or point CARGO_TARGET_DIR and KATA_IMAGE_CACHE at a larger disk",
+    )
+}
+
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes only into the struct we pass; `c` is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+fn user_namespaces() -> Check {
+    let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let works = which("unshare").is_some()
+        && cmd::succeeds(Command::new("unshare").args(["--user", "--pid", "--fork", "true"]));
+    check(
+        "test",
+        None,
+        "user and PID namespaces (the agent's container tests)",
+    )
+    .result(
+        works,
+        format!(
+            "unshare --user --pid {}; max_user_namespaces {}",
+            if works { "works" } else { "fails" },
+            max.map(|m| m.to_string())
+                .unwrap_or_else(|| "unknown".into())
+        ),
+        "allow namespaces (sysctl user.max_user_namespaces=15000; in a container: --privileged)",
+    )
+}
+
+/// The pinned packages of each group, for these arches.
+fn package_checks(arches: &[Arch]) -> Result<Vec<Check>> {
+    let lock = setup::read_lock()?;
+    let mut groups: Vec<String> = lock.iter().map(|p| p.group.clone()).collect();
+    groups.sort();
+    groups.dedup();
+    let root = setup::is_root();
+    let mut v = Vec::new();
+    for g in groups {
+        let step = step_of(&g);
+        let missing = setup::missing(&[g.as_str()], arches)?;
+        // The main job's groups, for its arch: blocking only if x86_64's part is missing.
+        let main_group = ["cross", "kernel", "image", "vm"].contains(&g.as_str());
+        let main = main_group
+            && (missing.is_empty() || !setup::missing(&[g.as_str()], &[Arch::X86_64])?.is_empty());
+        let names: Vec<String> = missing
+            .iter()
+            .map(|p| format!("{}={}", p.package, p.version))
+            .collect();
+        let mut c = check(step, None, format!("pinned packages, group {g}")).result(
+            missing.is_empty(),
+            if missing.is_empty() {
+                "at their pinned versions".to_string()
+            } else {
+                format!("{} not at the pin: {}", missing.len(), names.join(" "))
+            },
+            format!(
+                "cargo xtask setup --group {g} --arch {}",
+                arches
+                    .iter()
+                    .map(|a| a.name())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        );
+        if main {
+            c = c.main();
+        }
+        // As root the step installs them itself: not blocking.
+        if c.status == Status::Missing && root {
+            c = c.status(Status::Auto);
+        }
+        v.push(c);
+    }
+    Ok(v)
+}
+
+/// The step a package group serves.
+fn step_of(group: &str) -> &'static str {
+    match group {
+        "cross" => "agent",
+        "kernel" => "kernel",
+        "image" => "image",
+        "vm" => "vm",
+        "test" => "test",
+        _ => "setup",
+    }
+}
+
+/// The agent's build routes for `arch`: a rustup target, or Debian's.
+fn agent_checks(arch: Arch) -> Result<Vec<Check>> {
+    let rustc = debian_rustc_version();
+    let root = setup::is_root();
+    let mut v = Vec::new();
+    for libc in [Libc::Musl, Libc::Gnu] {
+        let target = arch.rust_target(libc.name());
+        let rustup = rustup_has_target(&target);
+        let needs = debian_needs(arch, libc, rustc.is_some());
+        let debian_ok = needs.iter().all(|(_, ok, _)| *ok);
+        let route = match (rustup, debian_ok) {
+            (true, _) => "rustup target",
+            (false, true) if libc == Libc::Musl => "Debian rustc-web + build-std musl",
+            (false, true) => "Debian rustc-web + Debian's gnu std",
+            (false, false) => "none yet",
+        };
+        let main = arch == Arch::X86_64 && libc == Libc::Musl;
+        let mut c = check(
+            "agent",
+            Some(arch),
+            format!("agent build route ({})", libc.name()),
+        )
+        .result(
+            rustup || debian_ok,
+            format!("{target}: {route}"),
+            format!(
+                "cargo xtask setup --group cross --arch {arch} (or rustup target add {target})"
+            ),
+        );
+        if c.status == Status::Missing {
+            let absent: Vec<&str> = needs
+                .iter()
+                .filter(|(_, ok, _)| !ok)
+                .map(|(what, _, _)| what.as_str())
+                .collect();
+            c.detail = format!("{target}: missing {}", absent.join(", "));
+            if root {
+                c = c.status(Status::Auto);
+            }
+        }
+        if main {
+            c = c.main();
+        }
+        v.push(c);
+    }
+    let qemu_user = which(arch.qemu_user());
+    let mut c = check("agent --smoke", Some(arch), arch.qemu_user()).result(
+        qemu_user.is_some(),
+        qemu_user
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "not in PATH".into()),
+        "cargo xtask setup --group cross (qemu-user-static)",
+    );
+    if c.status == Status::Missing && root {
+        c = c.status(Status::Auto);
+    }
+    v.push(c);
+    Ok(v)
+}
+
+/// What the Debian routes need for `arch`/`libc`: (what, present, package).
+fn debian_needs(arch: Arch, libc: Libc, have_rustc: bool) -> Vec<(String, bool, String)> {
     let gcc = cross_gcc(arch);
     let gcc_package = if Arch::host().ok() == Some(arch) {
         "gcc".to_string()
@@ -71,77 +373,131 @@ fn debian_needs(arch: Arch, libc: Libc, have_rustc: bool) -> Vec<Need> {
         format!("gcc-{}", arch.gnu_triple())
     };
     let mut needs = vec![
-        Need {
-            what: "rustc-web".into(),
-            present: have_rustc,
-            package: "rustc-web".into(),
-        },
-        Need {
-            present: which(&gcc).is_some(),
-            what: gcc,
-            package: gcc_package,
-        },
+        (
+            format!("rustc-web ({DEBIAN_RUSTC})"),
+            have_rustc,
+            "rustc-web".to_string(),
+        ),
+        (gcc.clone(), which(&gcc).is_some(), gcc_package),
     ];
     match libc {
         Libc::Musl => {
             let src = rust_src_dir(DEBIAN_RUSTC).map(|d| d.join("library"));
-            needs.push(Need {
-                what: "std sources (build-std)".into(),
-                present: src.map(|d| d.is_dir()).unwrap_or(false),
-                package: "rust-web-src".into(),
-            });
-            needs.push(Need {
-                present: which(&musl_gcc(arch)).is_some(),
-                what: musl_gcc(arch),
-                package: format!("musl-dev:{}", arch.debian()),
-            });
+            needs.push((
+                "std sources (build-std)".into(),
+                src.map(|d| d.is_dir()).unwrap_or(false),
+                "rust-web-src".into(),
+            ));
+            needs.push((
+                musl_gcc(arch),
+                which(&musl_gcc(arch)).is_some(),
+                format!("musl-dev:{}", arch.debian()),
+            ));
         }
-        Libc::Gnu if Arch::host().ok() != Some(arch) => needs.push(Need {
-            what: format!("libc6-dev for {arch}"),
-            present: std::path::Path::new("/usr")
+        Libc::Gnu if Arch::host().ok() != Some(arch) => needs.push((
+            format!("libc6-dev for {arch}"),
+            Path::new("/usr")
                 .join(arch.gnu_triple())
                 .join("lib/libc.a")
                 .is_file(),
-            package: format!("libc6-dev-{}-cross", arch.debian()),
-        }),
+            format!("libc6-dev-{}-cross", arch.debian()),
+        )),
         Libc::Gnu => {}
     }
     needs
 }
 
-fn print_need(n: &Need, lock: &[setup::PinnedPackage]) {
-    if n.present {
-        println!("      ok       {}", n.what);
-    } else {
-        println!(
-            "      MISSING  {}: {}",
-            n.what,
-            install_hint(&n.package, lock)
-        );
+/// QEMU for `arch`, and for the host arch whether KVM works.
+fn vm_checks(arch: Arch) -> Vec<Check> {
+    let root = setup::is_root();
+    let mut v = Vec::new();
+    let qemu = which(arch.qemu_system());
+    let version = qemu.as_ref().and_then(|_| {
+        crate::agent::toolchain::tool_output(arch.qemu_system(), &["--version"]).ok()
+    });
+    let mut c = check("vm", Some(arch), arch.qemu_system()).result(
+        qemu.is_some(),
+        version.unwrap_or_else(|| "not in PATH".into()),
+        format!("cargo xtask setup --group vm --arch {arch}"),
+    );
+    if c.status == Status::Missing && root {
+        c = c.status(Status::Auto);
     }
+    if arch == Arch::X86_64 {
+        c = c.main();
+    }
+    v.push(c);
+    if Arch::host().ok() == Some(arch) {
+        v.push(kvm_check(arch, qemu.is_some()));
+    }
+    v
 }
 
-/// The exact apt-get command for `package`, with the lock's version and suite.
-fn install_hint(package: &str, lock: &[setup::PinnedPackage]) -> String {
-    // The host's own musl-dev is pinned without `:amd64`.
-    let base = package.split(':').next().unwrap_or(package);
-    let pinned = lock
-        .iter()
-        .find(|p| p.package == package)
-        .or_else(|| lock.iter().find(|p| p.package == base));
-    match pinned {
-        Some(p) => {
-            let suite = p
-                .suite
-                .as_ref()
-                .map(|s| format!("-t {s} "))
-                .unwrap_or_default();
+/// /dev/kvm: usable or not, and why (never blocking: TCG is the fallback).
+fn kvm_check(arch: Arch, have_qemu: bool) -> Check {
+    let dev = Path::new("/dev/kvm");
+    let (usable, why) = if !dev.exists() {
+        (
+            false,
+            "no /dev/kvm (no KVM module, or not passed into this container)".to_string(),
+        )
+    } else if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dev)
+        .is_err()
+    {
+        (
+            false,
+            "/dev/kvm exists but cannot be opened read-write (add the user to group kvm)".into(),
+        )
+    } else if !have_qemu {
+        (
+            false,
             format!(
-                "apt-get install --no-install-recommends {suite}{}={}",
-                p.package, p.version
-            )
+                "/dev/kvm opens; {} is missing to probe it",
+                arch.qemu_system()
+            ),
+        )
+    } else {
+        match crate::vm::accel::probe_kvm(arch) {
+            Ok(()) => (true, "a probe VM ran under KVM".into()),
+            Err(e) => (
+                false,
+                format!("/dev/kvm opens but a KVM guest fails: {e:#}"),
+            ),
         }
-        None => format!("apt-get install {package} (not pinned in host-packages.lock)"),
+    };
+    let mut c = check("vm", Some(arch), "KVM (/dev/kvm)").result(
+        usable,
+        why,
+        "none needed: VMs run under TCG (about 4x slower deadlines)",
+    );
+    if !usable {
+        c = c.status(Status::Info);
+    }
+    c
+}
+
+fn print_table(checks: &[Check]) {
+    println!("| step | arch | requirement | status | found | how to fix |");
+    println!("|---|---|---|---|---|---|");
+    for c in checks {
+        let status = match c.status {
+            Status::Ok => ui::styled("ok", 32),
+            Status::Auto => ui::styled("missing (installed on demand)", 33),
+            Status::Missing if c.main_job => ui::styled("MISSING (main job)", 31),
+            Status::Missing => ui::styled("MISSING", 31),
+            Status::Info => ui::styled("info", 36),
+        };
+        println!(
+            "| {} | {} | {} | {status} | {} | {} |",
+            c.step,
+            c.arch.unwrap_or("-"),
+            c.what,
+            c.detail.replace('|', "\\|"),
+            c.fix
+        );
     }
 }
 
@@ -150,18 +506,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hint_uses_the_pinned_version_and_suite() {
-        let lock = setup::parse_lock(
-            "cross musl-dev:arm64 1.2.3-1\n\
-             cross qemu-user-static 1:10.0.2+ds-2+deb13u1~bpo12+1 bookworm-backports\n",
-        )
-        .unwrap();
+    fn a_missing_main_job_requirement_is_blocking_an_info_is_not() {
+        let c =
+            check("all", None, "git")
+                .main()
+                .result(false, "not in PATH", "apt-get install git");
+        assert_eq!(c.status, Status::Missing);
+        assert_eq!(c.fix, "apt-get install git");
+        let kvm = check("vm", None, "KVM")
+            .result(false, "no /dev/kvm", "none")
+            .status(Status::Info);
+        assert_eq!(kvm.status, Status::Info);
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["status"], "missing");
+        assert_eq!(json["main_job"], true);
+    }
+
+    #[test]
+    fn os_name_reads_pretty_name() {
         assert_eq!(
-            install_hint("musl-dev:arm64", &lock),
-            "apt-get install --no-install-recommends musl-dev:arm64=1.2.3-1"
+            os_name("ID=debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n"),
+            "Debian GNU/Linux 12 (bookworm)"
         );
-        assert!(install_hint("qemu-user-static", &lock)
-            .contains("-t bookworm-backports qemu-user-static=1:10.0.2"));
-        assert!(install_hint("gcc", &lock).contains("not pinned"));
+        assert_eq!(os_name(""), "no /etc/os-release");
     }
 }

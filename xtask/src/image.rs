@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use crate::arch::{Arch, ArchSelection};
 use crate::cache::sha256_file;
 use crate::rootfs::{self, lock, recipe, Recipe};
-use crate::{kernel, paths};
+use crate::{kernel, paths, ui};
 use manifest::{Hashed, KernelInfo, Manifest, Output, Package, RecipeInfo, RootfsInfo};
 
 pub const IMAGE: &str = "kata-containers.img";
@@ -40,20 +40,33 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    crate::setup::ensure_host_packages(&["image"])?;
+    // The recipe and its lock first: a bad name costs nothing.
     let recipe = Recipe::load(&args.recipe)?;
+    lock::Lock::load(&recipe.name)?;
+    crate::setup::ensure_host_packages(&["image"], &[])?;
     for arch in args.arch.arches() {
         let start = Instant::now();
         let fs_kind = args.fs.unwrap_or(recipe.image.filesystem);
-        build(arch, &recipe, fs_kind, args.debug_console)
+        // The agent first: a compile error shows before the kernel build.
+        let agent = rootfs::agent_binary(arch)?;
+        let kernel = kernel::ensure_built(arch)?;
+        build(arch, &recipe, fs_kind, args.debug_console, &agent, &kernel)
             .with_context(|| format!("building the {arch} image"))?;
-        eprintln!(
+        ui::info(format!(
             "xtask image: {arch} done in {:.1} s -> {}",
             start.elapsed().as_secs_f64(),
             paths::artifacts_dir(arch).display()
-        );
+        ));
     }
     Ok(())
+}
+
+/// The image and initrd `vm test` boots (the shipped names in
+/// `target/artifacts/<arch>/`).
+#[derive(Clone, Debug)]
+pub struct ImageArtifacts {
+    pub image: PathBuf,
+    pub initrd: PathBuf,
 }
 
 fn build(
@@ -61,15 +74,16 @@ fn build(
     recipe: &Recipe,
     fs_kind: recipe::Filesystem,
     debug_console: bool,
-) -> Result<()> {
-    let agent = rootfs::agent_binary(arch)?;
-    let kernel = kernel::ensure_built(arch)?;
-    let epoch = rootfs::source_date_epoch()?;
+    agent: &Path,
+    kernel: &kernel::KernelArtifacts,
+) -> Result<ImageArtifacts> {
+    let phase = ui::Phase::start(format!("image {arch}: rootfs, initrd, disk image"));
+    let epoch = crate::epoch::image()?;
     let out_dir = paths::artifacts_dir(arch);
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
     let t = Instant::now();
-    let tree = rootfs::build(arch, recipe, &agent, debug_console)?;
+    let tree = rootfs::build(arch, recipe, agent, debug_console)?;
     step("rootfs", t, &format!("{} entries", tree.nodes.len()));
 
     let t = Instant::now();
@@ -107,9 +121,9 @@ fn build(
             })
             .collect(),
         agent: Hashed {
-            sha256: sha256_file(&agent)?,
+            sha256: sha256_file(agent)?,
         },
-        kernel: kernel_info(&kernel)?,
+        kernel: kernel_info(kernel)?,
         rootfs: RootfsInfo {
             digest: tree.digest.clone(),
             entries: tree.nodes.len(),
@@ -119,7 +133,12 @@ fn build(
         outputs: outputs(&out_dir)?,
     };
     write_file(&out_dir.join(MANIFEST), &m.to_json()?)?;
-    write_sums(&out_dir, &kernel_files(&kernel), &agent)
+    write_sums(&out_dir, &kernel_files(kernel), agent)?;
+    phase.done("");
+    Ok(ImageArtifacts {
+        image: out_dir.join(IMAGE),
+        initrd: out_dir.join(INITRD),
+    })
 }
 
 /// The kernel's files that exist: image, PVH vmlinux, .config.
@@ -227,11 +246,11 @@ pub fn disk_image(
     arch: Arch,
     recipe: &Recipe,
     fs_kind: recipe::Filesystem,
+    agent: &Path,
     out: &Path,
 ) -> Result<u64> {
-    let agent = rootfs::agent_binary(arch)?;
-    let epoch = rootfs::source_date_epoch()?;
-    let tree = rootfs::build(arch, recipe, &agent, false)?;
+    let epoch = crate::epoch::image()?;
+    let tree = rootfs::build(arch, recipe, agent, false)?;
     write_disk(arch, recipe, fs_kind, &tree, epoch, out)
 }
 
@@ -267,16 +286,21 @@ fn write_disk(
 }
 
 fn step(name: &str, start: Instant, detail: &str) {
-    eprintln!(
+    ui::detail(format!(
         "xtask image:   {name:<7} {:>6.2} s  {detail}",
         start.elapsed().as_secs_f64()
-    );
+    ));
 }
 
 /// What `vm test` boots: the image and initrd of the default recipe, built
-/// from the current inputs (the rootfs packages come from their cache).
-pub fn ensure_built(arch: Arch) -> Result<()> {
+/// from the given agent and kernel (the rootfs packages come from their cache).
+pub fn ensure_built(
+    arch: Arch,
+    agent: &Path,
+    kernel: &kernel::KernelArtifacts,
+) -> Result<ImageArtifacts> {
     let recipe = Recipe::load(recipe::DEFAULT_RECIPE)?;
     let fs_kind = recipe.image.filesystem;
-    build(arch, &recipe, fs_kind, false).with_context(|| format!("building the {arch} image"))
+    build(arch, &recipe, fs_kind, false, agent, kernel)
+        .with_context(|| format!("building the {arch} image"))
 }

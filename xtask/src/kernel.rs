@@ -12,12 +12,11 @@ mod source;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
 use crate::arch::{Arch, ArchSelection};
-use crate::{cache, paths, setup};
+use crate::{cache, cmd, paths, setup, ui};
 
 use build::Toolchain;
 use fragments::Fragment;
@@ -46,9 +45,10 @@ pub struct Args {
     /// The sha256 the --source tarball must have.
     #[arg(long, requires = "source", value_name = "HEX")]
     sha256: Option<String>,
-    /// Parallel make jobs (does not change the output, so not part of the cache key).
-    #[arg(long, default_value_t = 2)]
-    jobs: usize,
+    /// Parallel make jobs (default: the number of CPUs; does not change the
+    /// output, so not part of the cache key).
+    #[arg(long)]
+    jobs: Option<usize>,
 }
 
 /// A built kernel, copied into `target/artifacts/<arch>/`.
@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<()> {
     let opts = Options {
         source,
         no_cache: args.no_cache,
-        jobs: args.jobs.max(1),
+        jobs: args.jobs.unwrap_or_else(default_jobs).max(1),
     };
     for arch in args.arch.arches() {
         let k = build_kernel(arch, &opts).with_context(|| format!("kernel for {arch}"))?;
@@ -100,14 +100,20 @@ fn print_summary(k: &KernelArtifacts) {
 
 /// The pinned kernel for `arch`, built if the cache does not have it yet.
 /// This is what the image and VM steps call.
-#[allow(dead_code)] // the image/vm steps call it once they land
 pub fn ensure_built(arch: Arch) -> Result<KernelArtifacts> {
     let opts = Options {
         source: Source::from_pin(&source::read_pin()?),
         no_cache: false,
-        jobs: 2,
+        jobs: default_jobs(),
     };
     build_kernel(arch, &opts).with_context(|| format!("kernel for {arch}"))
+}
+
+/// `make -j` default: every CPU this process may use.
+fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 struct Options {
@@ -117,16 +123,16 @@ struct Options {
 }
 
 fn build_kernel(arch: Arch, opts: &Options) -> Result<KernelArtifacts> {
-    setup::ensure_host_packages(&["kernel", "cross"])?;
+    setup::ensure_host_packages(&["kernel", "cross"], &[arch])?;
     opts.source.verify()?;
     let tree = source::unpack(&opts.source)?;
-    let tc = Toolchain::new(arch, tree.source_date_epoch)?;
+    let tc = Toolchain::new(arch, crate::epoch::kernel(tree.source_date_epoch)?)?;
     let frags = fragments::for_arch(&fragments::fragments_root(), arch)?;
     let key = cache_key(arch, &opts.source, &frags, &tc)?;
 
     let entry = match cache::lookup(CACHE_KIND, &key) {
         Some(dir) if !opts.no_cache => {
-            eprintln!("kernel {arch}: cached ({})", dir.display());
+            ui::detail(format!("kernel {arch}: cached ({})", dir.display()));
             dir
         }
         stale => refill(stale, &key, |out| {
@@ -189,14 +195,7 @@ fn cache_key(arch: Arch, src: &Source, frags: &[Fragment], tc: &Toolchain) -> Re
 
 /// `<tool> --version` (the compiler and make versions go into the cache key).
 fn tool_version(tool: &str) -> Result<String> {
-    let out = Command::new(tool)
-        .arg("--version")
-        .output()
-        .with_context(|| format!("running {tool} --version (is it installed?)"))?;
-    if !out.status.success() {
-        bail!("{tool} --version failed: {}", out.status);
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    cmd::read(Command::new(tool).arg("--version"))
 }
 
 /// Configure, check and compile in a fresh build dir; store the results in `out`.
@@ -216,16 +215,15 @@ fn build_into(
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let log = work.join("build.log");
     fs::write(&log, "").with_context(|| format!("creating {}", log.display()))?;
-    eprintln!(
-        "kernel {arch}: building with make -j{jobs} in {} (log: {})",
+    ui::info(format!(
+        "kernel {arch}: not cached, building with make -j{jobs} in {} (log: {})",
         dir.display(),
         log.display()
-    );
-    let start = Instant::now();
+    ));
+    let phase = ui::Phase::with_log(format!("kernel {arch}: make -j{jobs}"), &log);
     build::configure(arch, tc, src, &dir, frags, &log)?;
     build::compile(arch, tc, src, &dir, jobs, &log)?;
-    let secs = start.elapsed().as_secs();
-    eprintln!("kernel {arch}: built in {}m{:02}s", secs / 60, secs % 60);
+    phase.done("");
 
     let leaks = build::leaked_paths(&dir.join("vmlinux"), &[&dir, src, &work])?;
     if !leaks.is_empty() {

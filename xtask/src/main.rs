@@ -6,7 +6,9 @@ mod agent;
 mod arch;
 mod bench;
 mod cache;
+mod cmd;
 mod doctor;
+mod epoch;
 mod image;
 mod kernel;
 mod paths;
@@ -14,17 +16,38 @@ mod repro;
 mod rootfs;
 mod setup;
 mod test;
+mod ui;
 mod vm;
+
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// Exit codes: 0 success, 1 a step failed, 2 bad usage (arguments, names,
+/// recipes: rejected before any work).
+const EXIT_FAILURE: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Build, test and ship kata-image guest assets"
+    bin_name = "cargo xtask",
+    version,
+    about = "Build, test and ship kata-image guest assets",
+    after_help = "Exit status: 0 success, 1 a step failed, 2 bad usage \
+                  (rejected before any download, install or build)."
 )]
 struct Cli {
+    /// Only warnings and errors (no progress, no phase lines).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also show every command line and log path.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Coloring: auto, always, never (default: CARGO_TERM_COLOR, else auto).
+    #[arg(long, global = true, value_enum, value_name = "WHEN")]
+    color: Option<ui::ColorChoice>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,8 +76,45 @@ enum Command {
     Test(test::Args),
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ui::init(cli.quiet, cli.verbose, cli.color);
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{} {e:#}", ui::styled("error:", 31));
+            if e.chain().any(|c| c.is::<Usage>()) {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+    }
+}
+
+/// A usage error found by our own validation (after clap's): exit code 2.
+/// Its message names the thing, the valid values and what to do.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Return a [`Usage`] error.
+#[macro_export]
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err(anyhow::Error::new($crate::Usage(format!($($arg)*))))
+    };
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
         Command::Setup(args) => setup::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Agent(args) => agent::run(args),

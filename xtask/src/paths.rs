@@ -26,3 +26,12 @@ pub fn artifacts_dir(arch: Arch) -> PathBuf {
 pub fn work_dir(step: &str, arch: Arch) -> PathBuf {
     target_dir().join("xtask").join(step).join(arch.name())
 }
+
+/// `target/xtask/<step>/<name>.log`: the log of a host-wide part of a step
+/// (apt, host tool builds); per-arch logs live in the step's work dir.
+pub fn host_log(step: &str, name: &str) -> PathBuf {
+    target_dir()
+        .join("xtask")
+        .join(step)
+        .join(format!("{name}.log"))
+}

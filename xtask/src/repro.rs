@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::arch::{Arch, ArchSelection};
-use crate::paths;
+use crate::{cmd, paths};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -175,7 +175,7 @@ fn git(args: &[&str], path: Option<&Path>) -> Result<()> {
     if let Some(p) = path {
         cmd.arg(p);
     }
-    run_checked(&mut cmd)
+    cmd::output(&mut cmd).map(|_| ())
 }
 
 fn artifacts(tree: &Path, arch: Arch) -> PathBuf {
@@ -186,8 +186,8 @@ fn artifacts(tree: &Path, arch: Arch) -> PathBuf {
 /// two trees and across runs) and run its steps with the tree's own target dir.
 fn build_in(tree: &Path, base: &Path, arch: Arch, args: &Args, seed: &Seed) -> Result<()> {
     let shared_target = base.join("cargo-target");
-    run_checked(
-        Command::new("cargo")
+    cmd::run_attached(
+        Command::new(cmd::cargo())
             .current_dir(tree)
             .env("CARGO_TARGET_DIR", &shared_target)
             .args(["build", "--quiet", "-p", "xtask"]),
@@ -219,7 +219,7 @@ fn build_in(tree: &Path, base: &Path, arch: Arch, args: &Args, seed: &Seed) -> R
                 tree.join("target").join("private-cache"),
             );
         }
-        run_checked(&mut cmd)
+        cmd::run_attached(&mut cmd)
             .with_context(|| format!("`cargo xtask {}` in {}", words.join(" "), tree.display()))
     };
     if args.rebuild_agent {
@@ -233,14 +233,6 @@ fn build_in(tree: &Path, base: &Path, arch: Arch, args: &Args, seed: &Seed) -> R
         words.extend(["--fs", fs.name()]);
     }
     step(&words)
-}
-
-fn run_checked(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("spawning {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed: {status}");
-    }
-    Ok(())
 }
 
 /// One artifact that is not the same in both builds.

@@ -9,7 +9,6 @@ pub mod scan;
 pub mod tree;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
@@ -55,6 +54,7 @@ pub fn run(args: Args) -> Result<()> {
     match args.command {
         Sub::Build(a) => {
             let recipe = Recipe::load(&a.recipe)?;
+            Lock::load(&recipe.name)?;
             for arch in a.arch.arches() {
                 let agent = agent_binary(arch)?;
                 let t = build(arch, &recipe, &agent, a.debug_console)?;
@@ -71,8 +71,11 @@ pub fn run(args: Args) -> Result<()> {
         }
         Sub::Lock(a) => {
             let names = match a.recipe {
-                Some(r) => vec![r],
-                None => recipe_names()?,
+                Some(r) => {
+                    recipe::check_name(&r)?;
+                    vec![r]
+                }
+                None => recipe::names()?,
             };
             names.iter().try_for_each(|n| relock(n))
         }
@@ -124,7 +127,7 @@ pub fn build(
         packages: &entries,
         agent,
         debug_console,
-        epoch: source_date_epoch()?,
+        epoch: crate::epoch::image()?,
     };
     tree::build(&root, &inputs)
         .with_context(|| format!("building the {} rootfs for {arch}", recipe.name))
@@ -160,21 +163,6 @@ fn relock(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn recipe_names() -> Result<Vec<String>> {
-    let dir = paths::repo_root().join("osbuilder-configs");
-    let mut names = Vec::new();
-    for e in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-        let p = e?.path();
-        if p.extension().is_some_and(|x| x == "toml") {
-            if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
-                names.push(stem.to_string());
-            }
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
 /// The agent binary to install: `KATA_IMAGE_AGENT` when set (verify-repro
 /// hands both builds the same one), else the agent step's artifact.
 pub fn agent_binary(arch: Arch) -> Result<PathBuf> {
@@ -186,32 +174,6 @@ pub fn agent_binary(arch: Arch) -> Result<PathBuf> {
         return Ok(p);
     }
     crate::agent::ensure_built(arch)
-}
-
-/// SOURCE_DATE_EPOCH when set, else the commit time of HEAD: every timestamp
-/// in the outputs is this one.
-pub fn source_date_epoch() -> Result<i64> {
-    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
-        return v
-            .trim()
-            .parse()
-            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"));
-    }
-    let out = Command::new("git")
-        .current_dir(paths::repo_root())
-        .args(["log", "-1", "--format=%ct", "HEAD"])
-        .output()
-        .context("running git log for SOURCE_DATE_EPOCH")?;
-    if !out.status.success() {
-        bail!(
-            "cannot read HEAD's commit time (set SOURCE_DATE_EPOCH): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim()
-        .parse()
-        .with_context(|| format!("git log printed {text:?}, not a time"))
 }
 
 #[cfg(test)]
@@ -238,17 +200,5 @@ mod tests {
         let closure = packages(Arch::X86_64, &r, &lock(), false).unwrap();
         assert_eq!(names(closure), ["ca-certificates", "libc6"]);
         assert!(packages(Arch::S390x, &r, &lock(), true).is_err());
-    }
-
-    #[test]
-    fn epoch_comes_from_env_or_git() {
-        // One test touches the variable, so no other test races on it.
-        std::env::set_var("SOURCE_DATE_EPOCH", "1700000000");
-        assert_eq!(source_date_epoch().unwrap(), 1_700_000_000);
-        std::env::set_var("SOURCE_DATE_EPOCH", "yesterday");
-        let err = source_date_epoch().unwrap_err().to_string();
-        assert!(err.contains("yesterday"), "{err}");
-        std::env::remove_var("SOURCE_DATE_EPOCH");
-        assert!(source_date_epoch().unwrap() > 1_600_000_000);
     }
 }

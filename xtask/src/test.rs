@@ -4,22 +4,24 @@
 //! end-to-end suite. Each stage runs as its own `cargo xtask` step, so a
 //! developer can rerun exactly the one that failed.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::setup;
+use crate::{cmd, setup, ui};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Stage {
     /// cargo test --workspace (unit and integration tests; root-only tests run as root).
     Cargo,
-    /// Cross-build the agent and smoke-test it under qemu-user (SMOKE_ARCHES).
+    /// Cross-build the agent for x86_64, aarch64, ppc64le and s390x and
+    /// smoke-test each under qemu-user.
     Smoke,
     /// Build the x86_64 guest image and check it is reproducible.
     Image,
-    /// Boot guests (VM_ARCHES) and run the end-to-end suite.
+    /// Boot x86_64 and aarch64 guests and run the end-to-end suite.
     Vm,
 }
 
@@ -28,6 +30,21 @@ pub struct Args {
     /// Run only these stages (default: all, in order).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Stage>,
+    /// Write the table of steps as JUnit XML here (one test case per step).
+    #[arg(long, value_name = "PATH")]
+    junit: Option<PathBuf>,
+    /// Write the table of steps as JSON here.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+}
+
+/// One row of the table: a step, its time, whether it passed.
+#[derive(Debug, Clone, serde::Serialize)]
+struct StepResult {
+    stage: &'static str,
+    name: String,
+    seconds: f64,
+    passed: bool,
 }
 
 /// Arches whose cross build is smoke-tested in CI.
@@ -62,30 +79,51 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         args.only
     };
-    setup::ensure_host_packages(&["test"])?;
-    let mut results: Vec<(String, Duration, bool)> = Vec::new();
+    // The report files' directories exist before an hour of work.
+    for p in args.junit.iter().chain(args.json.iter()) {
+        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                crate::usage!(
+                    "{}: directory {} does not exist",
+                    p.display(),
+                    dir.display()
+                );
+            }
+        }
+    }
+    setup::ensure_host_packages(&["test"], &[])?;
+    let mut results: Vec<StepResult> = Vec::new();
     for stage in stages {
+        let stage_name = stage_name(stage);
         if stage == Stage::Cargo {
             let start = Instant::now();
             let ok = run_cargo_tests().is_ok();
-            results.push(("cargo test --workspace".into(), start.elapsed(), ok));
+            results.push(step_result(
+                stage_name,
+                "cargo test --workspace".into(),
+                start.elapsed(),
+                ok,
+            ));
             continue;
         }
         for step in stage_steps(stage) {
             let start = Instant::now();
             let ok = run_xtask(&step).is_ok();
-            results.push((
-                format!("cargo xtask {}", step.join(" ")),
-                start.elapsed(),
-                ok,
-            ));
+            let name = format!("cargo xtask {}", step.join(" "));
+            results.push(step_result(stage_name, name, start.elapsed(), ok));
         }
     }
     print_table(&results);
+    if let Some(p) = &args.junit {
+        write_report(p, &junit(&results))?;
+    }
+    if let Some(p) = &args.json {
+        write_report(p, &json(&results)?)?;
+    }
     let failed: Vec<&str> = results
         .iter()
-        .filter(|r| !r.2)
-        .map(|r| r.0.as_str())
+        .filter(|r| !r.passed)
+        .map(|r| r.name.as_str())
         .collect();
     if !failed.is_empty() {
         bail!("failed: {}", failed.join("; "));
@@ -94,43 +132,167 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn run_cargo_tests() -> Result<()> {
-    let status = Command::new(env!("CARGO"))
-        .args(["test", "--workspace", "--locked"])
-        .current_dir(crate::paths::repo_root())
-        .status()
-        .context("running cargo test")?;
-    if !status.success() {
-        bail!("cargo test failed: {status}");
-    }
-    Ok(())
+    cmd::run_attached(
+        Command::new(cmd::cargo())
+            .args(["test", "--workspace", "--locked"])
+            .current_dir(crate::paths::repo_root()),
+    )
 }
 
 fn run_xtask(step: &[&str]) -> Result<()> {
-    eprintln!("==> cargo xtask {}", step.join(" "));
+    ui::info(format!("==> cargo xtask {}", step.join(" ")));
     let exe = std::env::current_exe().context("locating the xtask binary")?;
-    let status = Command::new(exe)
-        .args(step)
-        .current_dir(crate::paths::repo_root())
-        .status()
-        .with_context(|| format!("running cargo xtask {}", step.join(" ")))?;
-    if !status.success() {
-        bail!("cargo xtask {} failed: {status}", step.join(" "));
-    }
-    Ok(())
+    cmd::run_attached(
+        Command::new(exe)
+            .args(step)
+            .env(ui::VERBOSITY_ENV, ui::verbosity().name())
+            .current_dir(crate::paths::repo_root()),
+    )
 }
 
-fn print_table(results: &[(String, Duration, bool)]) {
+fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Cargo => "cargo",
+        Stage::Smoke => "smoke",
+        Stage::Image => "image",
+        Stage::Vm => "vm",
+    }
+}
+
+fn step_result(stage: &'static str, name: String, time: Duration, passed: bool) -> StepResult {
+    StepResult {
+        stage,
+        name,
+        seconds: time.as_secs_f64(),
+        passed,
+    }
+}
+
+fn print_table(results: &[StepResult]) {
     println!("\n| step | time | result |\n|---|---|---|");
-    for (name, time, ok) in results {
+    for r in results {
         println!(
-            "| {name} | {:.1} s | {} |",
-            time.as_secs_f64(),
-            if *ok { "pass" } else { "FAIL" }
+            "| {} | {:.1} s | {} |",
+            r.name,
+            r.seconds,
+            if r.passed { "pass" } else { "FAIL" }
         );
     }
-    let passed = results.iter().filter(|r| r.2).count();
+    let passed = results.iter().filter(|r| r.passed).count();
     println!(
         "\nxtask: {passed} passed, {} failed",
         results.len() - passed
     );
+}
+
+/// The table as JUnit XML: one `<testsuite>` per stage, one `<testcase>` per step.
+fn junit(results: &[StepResult]) -> String {
+    let total: f64 = results.iter().map(|r| r.seconds).sum();
+    let failures = results.iter().filter(|r| !r.passed).count();
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    x.push_str(&format!(
+        "<testsuites name=\"cargo xtask test\" tests=\"{}\" failures=\"{failures}\" time=\"{total:.3}\">\n",
+        results.len()
+    ));
+    let mut stages: Vec<&str> = results.iter().map(|r| r.stage).collect();
+    stages.dedup();
+    for stage in stages {
+        let rows: Vec<&StepResult> = results.iter().filter(|r| r.stage == stage).collect();
+        let time: f64 = rows.iter().map(|r| r.seconds).sum();
+        let failed = rows.iter().filter(|r| !r.passed).count();
+        x.push_str(&format!(
+            "  <testsuite name=\"{stage}\" tests=\"{}\" failures=\"{failed}\" time=\"{time:.3}\">\n",
+            rows.len()
+        ));
+        for r in rows {
+            let name = xml_escape(&r.name);
+            if r.passed {
+                x.push_str(&format!(
+                    "    <testcase classname=\"xtask.{stage}\" name=\"{name}\" time=\"{:.3}\"/>\n",
+                    r.seconds
+                ));
+            } else {
+                x.push_str(&format!(
+                    "    <testcase classname=\"xtask.{stage}\" name=\"{name}\" time=\"{:.3}\">\n      \
+                     <failure message=\"{name} failed\">rerun it alone: {name}</failure>\n    </testcase>\n",
+                    r.seconds
+                ));
+            }
+        }
+        x.push_str("  </testsuite>\n");
+    }
+    x.push_str("</testsuites>\n");
+    x
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn json(results: &[StepResult]) -> Result<String> {
+    let passed = results.iter().filter(|r| r.passed).count();
+    let doc = serde_json::json!({
+        "steps": results,
+        "passed": passed,
+        "failed": results.len() - passed,
+    });
+    Ok(serde_json::to_string_pretty(&doc)? + "\n")
+}
+
+fn write_report(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    ui::info(format!("report written to {}", path.display()));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<StepResult> {
+        vec![
+            step_result(
+                "cargo",
+                "cargo test --workspace".into(),
+                Duration::from_secs(3),
+                true,
+            ),
+            step_result(
+                "vm",
+                "cargo xtask vm test --arch x86_64".into(),
+                Duration::from_millis(1500),
+                false,
+            ),
+        ]
+    }
+
+    #[test]
+    fn junit_has_one_case_per_step_and_marks_failures() {
+        let x = junit(&rows());
+        assert!(
+            x.contains(
+                "<testsuites name=\"cargo xtask test\" tests=\"2\" failures=\"1\" time=\"4.500\">"
+            ),
+            "{x}"
+        );
+        assert!(x.contains("<testcase classname=\"xtask.cargo\" name=\"cargo test --workspace\" time=\"3.000\"/>"), "{x}");
+        assert!(
+            x.contains("<failure message=\"cargo xtask vm test --arch x86_64 failed\">"),
+            "{x}"
+        );
+        assert_eq!(x.matches("<testsuite ").count(), 2);
+    }
+
+    #[test]
+    fn json_lists_the_steps_and_counts() {
+        let v: serde_json::Value = serde_json::from_str(&json(&rows()).unwrap()).unwrap();
+        assert_eq!(v["passed"], 1);
+        assert_eq!(v["failed"], 1);
+        assert_eq!(v["steps"][1]["name"], "cargo xtask vm test --arch x86_64");
+        assert_eq!(v["steps"][1]["passed"], false);
+        assert_eq!(v["steps"][0]["seconds"], 3.0);
+    }
 }

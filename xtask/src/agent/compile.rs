@@ -7,20 +7,19 @@
 //! cache dirs they name are content-addressed, so cargo finds all units fresh.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::crate_patch;
 use super::sysroot::ensure_gnu_sysroot;
 use super::toolchain::{
-    cargo, cargo_home, cross_ar, cross_gcc, musl_gcc, rust_src_dir, source_date_epoch, Libc, Route,
-    DEBIAN_RUSTC,
+    cargo_home, cross_ar, cross_gcc, musl_gcc, rust_src_dir, Libc, Route, DEBIAN_RUSTC,
 };
 use super::unwind::ensure_libunwind;
 use crate::arch::Arch;
-use crate::paths;
+use crate::{cmd, paths, ui};
 
 pub const PACKAGE: &str = "kata-agent";
 pub const BINARY: &str = "kata-agent";
@@ -48,7 +47,10 @@ impl Plan {
             // One dir per route: per-triple outputs live apart inside it and the
             // host-side units (build scripts, proc macros) are shared by arches.
             target_dir: paths::target_dir().join("xtask/agent").join(route.name()),
-            envs: vec![("SOURCE_DATE_EPOCH".into(), source_date_epoch().into())],
+            envs: vec![(
+                crate::epoch::VAR.into(),
+                crate::epoch::agent()?.to_string().into(),
+            )],
             rustflags: common_rustflags(),
             build_std: route == Route::DebianMusl,
             workspace: paths::repo_root(),
@@ -123,7 +125,7 @@ impl Plan {
     }
 
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(cargo());
+        let mut cmd = Command::new(cmd::cargo());
         cmd.current_dir(&self.workspace)
             .args([
                 "build",
@@ -155,18 +157,18 @@ impl Plan {
         cmd
     }
 
-    pub fn run(&self) -> Result<PathBuf> {
-        let mut cmd = self.command();
-        let status = cmd
-            .status()
-            .with_context(|| format!("spawning {:?}", cmd.get_program()))?;
-        if !status.success() {
-            bail!(
-                "cargo build of {PACKAGE} for {} ({}) failed: {status}",
-                self.target,
-                self.route.name()
-            );
+    /// Run cargo with its output in `log` (a fresh one per build).
+    pub fn run(&self, log: &Path) -> Result<PathBuf> {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
+        std::fs::write(log, "").with_context(|| format!("creating {}", log.display()))?;
+        let phase = ui::Phase::with_log(
+            format!("agent {}: cargo build ({})", self.target, self.route.name()),
+            log,
+        );
+        cmd::run(&mut self.command(), log)?;
+        phase.done("");
         Ok(self.output())
     }
 }

@@ -22,9 +22,9 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use super::toolchain::{cargo, cargo_home, Libc};
+use super::toolchain::{cargo_home, Libc};
 use crate::arch::Arch;
-use crate::{cache, paths};
+use crate::{cache, cmd, paths, ui};
 
 /// One text edit in one file of a crate.
 #[derive(Clone, Copy)]
@@ -193,14 +193,14 @@ fn find_crate_file(name: &str, version: &str) -> Result<PathBuf> {
     if let Some(found) = search_registry_cache(&file) {
         return Ok(found);
     }
-    let status = Command::new(cargo())
-        .current_dir(paths::repo_root())
-        .args(["fetch", "--locked"])
-        .status()
-        .context("running cargo fetch")?;
-    if !status.success() {
-        bail!("cargo fetch --locked failed: {status}");
-    }
+    let phase = ui::Phase::start("cargo fetch --locked");
+    cmd::run(
+        Command::new(cmd::cargo())
+            .current_dir(paths::repo_root())
+            .args(["fetch", "--locked"]),
+        &paths::host_log("agent", "fetch"),
+    )?;
+    phase.done("");
     search_registry_cache(&file)
         .with_context(|| format!("{file} is not in cargo's registry cache after cargo fetch"))
 }
@@ -216,17 +216,14 @@ fn search_registry_cache(file: &str) -> Option<PathBuf> {
 }
 
 fn unpack(crate_file: &Path, into: &Path) -> Result<()> {
-    let status = Command::new("tar")
-        .arg("-xzf")
-        .arg(crate_file)
-        .arg("-C")
-        .arg(into)
-        .status()
-        .context("running tar")?;
-    if !status.success() {
-        bail!("unpacking {} failed: {status}", crate_file.display());
-    }
-    Ok(())
+    cmd::output(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(crate_file)
+            .arg("-C")
+            .arg(into),
+    )
+    .map(|_| ())
 }
 
 fn apply(src: &Path, edit: &Edit) -> Result<()> {

@@ -23,7 +23,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::arch::{Arch, ArchSelection};
-use crate::{paths, setup};
+use crate::{paths, setup, ui};
 use compile::Plan;
 use toolchain::{probe, Libc};
 
@@ -48,12 +48,12 @@ pub fn run(args: Args) -> Result<()> {
         let started = Instant::now();
         let path = build(arch, args.libc)?;
         let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        eprintln!(
+        ui::info(format!(
             "xtask agent: {arch} {}: {} ({size} bytes, {:.1} s)",
             args.libc.name(),
             path.display(),
             started.elapsed().as_secs_f64()
-        );
+        ));
         built.push((arch, path));
     }
     if args.smoke {
@@ -73,16 +73,12 @@ pub fn ensure_built(arch: Arch) -> Result<PathBuf> {
 
 /// Provision, plan, run cargo, check the ELF, install the artifact.
 fn build(arch: Arch, libc: Libc) -> Result<PathBuf> {
-    setup::ensure_host_packages(&["cross"])?;
+    setup::ensure_host_packages(&["cross"], &[arch])?;
     let route = probe(arch, libc);
     let plan = Plan::new(arch, libc, route)
         .with_context(|| format!("preparing the {} build for {arch}", libc.name()))?;
-    eprintln!(
-        "xtask agent: {arch}: route {} ({})",
-        route.name(),
-        plan.target
-    );
-    let out = plan.run()?;
+    let log = paths::work_dir("agent", arch).join(format!("cargo-{}.log", libc.name()));
+    let out = plan.run(&log)?;
     elf::check(&out, arch).with_context(|| format!("cargo built a wrong binary for {arch}"))?;
     let dest = artifact_path(arch, libc);
     install_if_changed(&out, &dest)?;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::toolchain::{cargo, which};
+use super::toolchain::which;
 use crate::arch::Arch;
 use crate::paths;
 
@@ -41,22 +41,11 @@ pub fn reports_arch(version_output: &str, arch: Arch) -> bool {
 
 /// Build the host's control tool (debug) and return its path.
 pub fn build_agent_ctl() -> Result<PathBuf> {
-    let status = Command::new(cargo())
-        .current_dir(paths::repo_root())
-        .args(["build", "-p", "agent-ctl"])
-        .status()
-        .context("spawning cargo build -p agent-ctl")?;
-    if !status.success() {
-        bail!("cargo build -p agent-ctl failed: {status}");
-    }
-    let bin = paths::target_dir().join("debug/agent-ctl");
-    if !bin.is_file() {
-        bail!(
-            "{} does not exist: the agent-ctl crate has no binary yet",
-            bin.display()
-        );
-    }
-    Ok(bin)
+    crate::cmd::cargo_build_bin(
+        "agent-ctl",
+        "agent-ctl",
+        &paths::host_log("agent", "agent-ctl"),
+    )
 }
 
 pub fn run(arch: Arch, agent: &Path, agent_ctl: &Path) -> Result<()> {

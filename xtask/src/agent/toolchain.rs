@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 
 use crate::arch::Arch;
 
@@ -105,18 +105,8 @@ pub fn which(tool: &str) -> Option<PathBuf> {
 
 /// First line of `<tool> <args>` stdout, e.g. a version.
 pub fn tool_output(tool: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {tool} {}", args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "{tool} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = crate::cmd::read(Command::new(tool).args(args))?;
+    Ok(out.lines().next().unwrap_or("").to_string())
 }
 
 /// The version line of Debian's rustc (`rustc 1.85.0 (...)`), if installed.
@@ -134,25 +124,11 @@ pub fn rust_src_dir(rustc: &str) -> Result<PathBuf> {
     Ok(rustc_sysroot(rustc)?.join("lib/rustlib/src/rust"))
 }
 
-/// The cargo that runs us (`cargo xtask` sets CARGO), else `cargo` in PATH.
-pub fn cargo() -> PathBuf {
-    std::env::var_os("CARGO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("cargo"))
-}
-
 /// `$CARGO_HOME`, where registry sources live (remapped for reproducibility).
 pub fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-}
-
-/// `$SOURCE_DATE_EPOCH` when the caller fixed one, else a constant: the build
-/// must not depend on the clock, and must not change between runs (that would
-/// defeat cargo's freshness for anything that tracks it).
-pub fn source_date_epoch() -> String {
-    std::env::var("SOURCE_DATE_EPOCH").unwrap_or_else(|_| "1700000000".to_string())
 }
 
 #[cfg(test)]

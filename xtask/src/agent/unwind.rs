@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use super::toolchain::{cross_ar, cross_gcc, musl_gcc, tool_output};
 use crate::arch::Arch;
 use crate::cache::{self, KeyHasher};
+use crate::cmd;
 
 const SHIM_SOURCE: &str = include_str!("dl_find_object.c");
 const SHIM_CFLAGS: [&str; 4] = ["-O2", "-fPIC", "-ffile-prefix-map=.=.", "-c"];
@@ -58,14 +59,6 @@ fn build(arch: Arch, libgcc_eh: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd.output().with_context(|| format!("spawning {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+fn run(c: &mut Command) -> Result<()> {
+    cmd::output(c).map(|_| ())
 }

@@ -14,9 +14,12 @@ use clap::Subcommand;
 
 use crate::arch::{Arch, ArchSelection};
 use crate::rootfs::recipe::{self, Filesystem};
+use crate::ui;
+use crate::vm::accel::{self, Accel};
 use crate::vm::cleanup::Session;
-use crate::vm::qemu::{self, Accel, Console, Machine};
-use crate::vm::{self as vm, BootMode, BootPlan, VmOpts};
+use crate::vm::qemu::{Console, Machine};
+use crate::vm::start::{self, VmResources};
+use crate::vm::{self as vm, BootMode, VmOpts};
 
 mod workload;
 
@@ -34,13 +37,13 @@ enum BenchCommand {
 
 #[derive(clap::Args)]
 struct VmBenchArgs {
-    #[arg(long, default_value = "x86_64")]
+    #[arg(long, value_enum, default_value = "x86_64")]
     arch: ArchSelection,
     /// Boots per configuration.
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// What counts as "up": an answered Health.Check, or an accepted vsock connection.
-    #[arg(long, default_value = "health")]
+    #[arg(long, value_enum, default_value = "health")]
     probe: Probe,
     /// Measure with and without `quiet` (otherwise as --verbose-kernel says).
     #[arg(long)]
@@ -57,27 +60,36 @@ struct VmBenchArgs {
     opts: VmOpts,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Probe {
+    /// An answered Health.Check.
     Health,
+    /// An accepted vsock connection on the agent port.
     Vsock,
 }
 
-impl std::str::FromStr for Probe {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Probe> {
-        match s {
-            "health" => Ok(Probe::Health),
-            "vsock" => Ok(Probe::Vsock),
-            other => bail!("unknown probe {other:?} (expected health or vsock)"),
+pub fn run(args: Args) -> Result<()> {
+    match args.command {
+        BenchCommand::Vm(a) => {
+            a.validate()?;
+            crate::setup::ensure_host_packages(&["vm"], &a.arch.arches())?;
+            bench_vm(a)
         }
     }
 }
 
-pub fn run(args: Args) -> Result<()> {
-    crate::setup::ensure_host_packages(&["vm"])?;
-    match args.command {
-        BenchCommand::Vm(a) => bench_vm(a),
+impl VmBenchArgs {
+    /// Everything that can be wrong with the arguments, before any build.
+    fn validate(&self) -> Result<()> {
+        self.opts.validate(&self.arch.arches())?;
+        if !self.fs.is_empty() && (self.opts.boot != BootMode::Image || self.opts.rootfs.is_some())
+        {
+            crate::usage!("--fs compares disk images: it needs --boot image and no --rootfs");
+        }
+        if self.runs == 0 {
+            crate::usage!("--runs 0 measures nothing: give 1 or more");
+        }
+        Ok(())
     }
 }
 
@@ -97,20 +109,17 @@ fn bench_vm(args: VmBenchArgs) -> Result<()> {
         Probe::Vsock => None,
     };
     for arch in args.arch.arches() {
-        let rows = bench_arch(arch, &args, e2e.as_deref())?;
-        let accel = if args.opts.tcg {
-            Accel::Tcg
-        } else {
-            qemu::choose_accel(arch)
-        };
-        let mut table = render(arch, accel, &args, &rows);
+        // Built and probed once per arch: every row boots these.
+        let res = start::resources(arch, &args.opts)?;
+        let rows = bench_arch(&res, &args, e2e.as_deref())?;
+        let mut table = render(arch, res.accel, &args, &rows);
         if args.lifecycle_runs > 0 {
             let e2e = match &e2e {
                 Some(bin) => bin.clone(),
                 None => vm::e2e_binary()?,
             };
             table.push_str(&workload::section(
-                arch,
+                &res,
                 &args.opts,
                 args.lifecycle_runs,
                 &e2e,
@@ -138,7 +147,8 @@ struct RootfsVariant {
     bytes: Option<u64>,
 }
 
-fn rootfs_variants(arch: Arch, args: &VmBenchArgs) -> Result<Vec<RootfsVariant>> {
+fn rootfs_variants(res: &VmResources, args: &VmBenchArgs) -> Result<Vec<RootfsVariant>> {
+    let arch = res.arch;
     if args.fs.is_empty() {
         let label = match args.opts.boot {
             BootMode::Image => "image",
@@ -146,20 +156,21 @@ fn rootfs_variants(arch: Arch, args: &VmBenchArgs) -> Result<Vec<RootfsVariant>>
         };
         return Ok(vec![RootfsVariant {
             label: label.to_string(),
-            image: args.opts.rootfs.clone(),
+            image: None,
             bytes: None,
         }]);
     }
-    if args.opts.boot != BootMode::Image || args.opts.rootfs.is_some() {
-        bail!("--fs compares disk images: it needs --boot image and no --rootfs");
-    }
+    let agent = res
+        .agent
+        .as_deref()
+        .context("--fs builds disk images around the agent this run built, and it built none")?;
     let recipe = recipe::Recipe::load(recipe::DEFAULT_RECIPE)?;
     let dir = crate::paths::work_dir("bench-vm", arch);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut variants = Vec::new();
     for &fs in &args.fs {
         let image = dir.join(format!("rootfs-{}.img", fs.name()));
-        let bytes = crate::image::disk_image(arch, &recipe, fs, &image)
+        let bytes = crate::image::disk_image(arch, &recipe, fs, agent, &image)
             .with_context(|| format!("building the {} disk image", fs.name()))?;
         variants.push(RootfsVariant {
             label: fs.name().to_string(),
@@ -170,24 +181,17 @@ fn rootfs_variants(arch: Arch, args: &VmBenchArgs) -> Result<Vec<RootfsVariant>>
     Ok(variants)
 }
 
-/// What every root filesystem of one arch is booted with: decided once (the
-/// accelerator probe boots QEMU).
+/// What every root filesystem of one arch is booted with: decided once.
 struct Sweep {
     machines: Vec<Machine>,
-    accel: Accel,
     quiet_modes: Vec<bool>,
 }
 
-fn bench_arch(arch: Arch, args: &VmBenchArgs, e2e: Option<&Path>) -> Result<Vec<Row>> {
+fn bench_arch(res: &VmResources, args: &VmBenchArgs, e2e: Option<&Path>) -> Result<Vec<Row>> {
     let sweep = Sweep {
         machines: match args.opts.machine {
             Some(m) => vec![m],
-            None => Machine::choices(arch),
-        },
-        accel: if args.opts.tcg {
-            Accel::Tcg
-        } else {
-            qemu::choose_accel(arch)
+            None => Machine::choices(res.arch),
         },
         quiet_modes: if args.both_quiet {
             vec![true, false]
@@ -196,34 +200,34 @@ fn bench_arch(arch: Arch, args: &VmBenchArgs, e2e: Option<&Path>) -> Result<Vec<
         },
     };
     let mut rows = Vec::new();
-    for variant in rootfs_variants(arch, args)? {
-        rows.extend(bench_rootfs(arch, args, &sweep, &variant, e2e)?);
+    for variant in rootfs_variants(res, args)? {
+        let mut res = res.clone();
+        if let Some(image) = &variant.image {
+            res.assets = res.assets.with_rootfs(image.clone());
+        }
+        rows.extend(bench_rootfs(&res, args, &sweep, &variant, e2e)?);
     }
     Ok(rows)
 }
 
 /// The rows of one root filesystem: every machine, every quiet mode.
 fn bench_rootfs(
-    arch: Arch,
+    res: &VmResources,
     args: &VmBenchArgs,
     sweep: &Sweep,
     variant: &RootfsVariant,
     e2e: Option<&Path>,
 ) -> Result<Vec<Row>> {
-    let mut base_opts = args.opts.clone();
-    base_opts.rootfs = variant.image.clone();
-    let accel = sweep.accel;
+    let arch = res.arch;
     let mut rows = Vec::new();
     for &machine in &sweep.machines {
-        let assets = match vm::guest_assets(arch, &base_opts, machine) {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("skipping {}: {e:#}", machine.name());
-                continue;
-            }
-        };
+        let res = res.on(machine);
+        if let Err(e) = res.assets.kernel_for(machine) {
+            ui::warn(format!("skipping {}: {e:#}", machine.name()));
+            continue;
+        }
         for &quiet in &sweep.quiet_modes {
-            let mut opts = base_opts.clone();
+            let mut opts = args.opts.clone();
             opts.verbose_kernel = !quiet;
             let serial_log = serial_log(arch, &variant.label, machine, quiet)?;
             let mut row = Row {
@@ -235,21 +239,13 @@ fn bench_rootfs(
                 command_line: String::new(),
             };
             for i in 0..args.runs {
-                let plan = BootPlan {
-                    arch,
-                    opts: &opts,
-                    machine,
-                    accel,
-                    assets: &assets,
-                    console: Console::File(serial_log.clone()),
-                    extra_agent_params: &[],
-                };
+                let console = Console::File(serial_log.clone());
                 let what = format!(
                     "{arch} {} {} quiet={quiet} run {i}",
                     variant.label,
                     machine.name()
                 );
-                match one_boot(plan, args.probe, e2e, &mut row.command_line) {
+                match one_boot(&res, &opts, console, args.probe, e2e, &mut row.command_line) {
                     Ok(t) => {
                         eprintln!("{what}: {t:?}");
                         row.times.push(t);
@@ -274,14 +270,16 @@ fn serial_log(arch: Arch, rootfs: &str, machine: Machine, quiet: bool) -> Result
 
 /// Boot once and time QEMU start to "up"; everything stops when the session drops.
 fn one_boot(
-    plan: BootPlan<'_>,
+    res: &VmResources,
+    opts: &VmOpts,
+    console: Console,
     probe: Probe,
     e2e: Option<&Path>,
     command_line: &mut String,
 ) -> Result<Duration> {
     let mut session = Session::new();
-    let deadline_len = qemu::boot_budget(plan.arch, plan.accel);
-    let vm = vm::boot(&mut session, plan)?;
+    let deadline_len = accel::boot_budget(res.arch, res.accel);
+    let vm = start::start(&mut session, res, opts, console, &[])?;
     *command_line = vm.command_line.clone();
     let result = probe_up(&mut session, &vm, probe, e2e, deadline_len);
     if result.is_err() {
@@ -442,20 +440,33 @@ mod tests {
     #[test]
     fn without_fs_the_default_assets_are_one_variant() {
         let args = parse(&["--boot", "initrd"]);
-        let variants = rootfs_variants(Arch::X86_64, &args).expect("no image is built");
+        let res = VmResources {
+            arch: Arch::X86_64,
+            machine: Machine::Q35,
+            assets: crate::vm::assets::GuestAssets {
+                kernel: "/k".into(),
+                pvh_vmlinux: None,
+                boot: crate::vm::qemu::Boot::Initrd("/i".into()),
+            },
+            agent: None,
+            busybox: "/b".into(),
+            accel: Accel::Tcg,
+        };
+        let variants = rootfs_variants(&res, &args).expect("no image is built");
         assert_eq!(variants.len(), 1);
         assert_eq!(variants[0].label, "initrd");
         assert!(variants[0].image.is_none() && variants[0].bytes.is_none());
     }
 
     #[test]
-    fn fs_refuses_an_initrd_boot_or_a_given_rootfs() {
-        for extra in [["--boot", "initrd"], ["--rootfs", "/x.img"]] {
+    fn fs_refuses_an_initrd_boot_or_a_given_rootfs_before_any_build() {
+        let img = tempfile::NamedTempFile::new().unwrap();
+        let img = img.path().to_str().unwrap().to_string();
+        for extra in [["--boot", "initrd"], ["--rootfs", img.as_str()]] {
             let mut argv = vec!["--fs", "erofs"];
             argv.extend(extra);
-            let err = rootfs_variants(Arch::X86_64, &parse(&argv))
-                .err()
-                .expect("refused");
+            let err = parse(&argv).validate().expect_err("refused");
+            assert!(err.is::<crate::Usage>(), "{err:#}");
             assert!(
                 err.to_string().contains("--fs compares disk images"),
                 "{err}"

@@ -10,9 +10,11 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::arch::Arch;
+use crate::vm::accel::{self, Accel};
 use crate::vm::cleanup::Session;
-use crate::vm::qemu::{self, Accel, Console, Machine};
-use crate::vm::{self as vm, BootPlan, VmOpts};
+use crate::vm::qemu::{Console, Machine};
+use crate::vm::start::{self, VmResources};
+use crate::vm::{self as vm, VmOpts};
 
 /// What `e2e lifecycle` prints (its `LifecycleReport`).
 #[derive(serde::Deserialize)]
@@ -25,9 +27,9 @@ struct Report {
     agent_rss_bytes: u64,
 }
 
-pub fn section(arch: Arch, opts: &VmOpts, runs: usize, e2e: &Path) -> String {
+pub fn section(res: &VmResources, opts: &VmOpts, runs: usize, e2e: &Path) -> String {
     let mut s = String::from("\n## create+start+wait of busybox `true` inside one VM");
-    match measure(arch, opts, runs, e2e) {
+    match measure(res, opts, runs, e2e) {
         Ok(m) => {
             let _ = writeln!(
                 s,
@@ -55,7 +57,7 @@ pub fn section(arch: Arch, opts: &VmOpts, runs: usize, e2e: &Path) -> String {
             let _ = writeln!(s, "\n\nNot measured: {e:#}");
         }
     }
-    s.push_str(&sizes(arch));
+    s.push_str(&sizes(res.arch));
     s
 }
 
@@ -67,36 +69,31 @@ struct Measured {
     command_line: String,
 }
 
-fn measure(arch: Arch, opts: &VmOpts, runs: usize, e2e: &Path) -> Result<Measured> {
-    // The same preparation as `vm test`: machine, assets, busybox, accelerator.
-    let (machine, assets, busybox, accel) = vm::prepare(arch, opts)?;
+fn measure(res: &VmResources, opts: &VmOpts, runs: usize, e2e: &Path) -> Result<Measured> {
+    // The resources the boot rows used: nothing is built or probed again.
+    let (arch, machine, accel) = (res.arch, res.machine, res.accel);
     let log_dir = crate::paths::work_dir("bench-vm", arch);
     std::fs::create_dir_all(&log_dir)?;
     let serial_log = log_dir.join("lifecycle.log");
     let mut session = Session::new();
-    let vm = vm::boot(
+    let vm = start::start(
         &mut session,
-        BootPlan {
-            arch,
-            opts,
-            machine,
-            accel,
-            assets: &assets,
-            console: Console::File(serial_log.clone()),
-            extra_agent_params: &[],
-        },
+        res,
+        opts,
+        Console::File(serial_log.clone()),
+        &[],
     )?;
-    vm::wait_vsock_in_budget(&mut session, &vm, arch, accel)?;
+    start::wait_vsock_in_budget(&mut session, &vm, arch, accel)?;
     let mut cmd = Command::new(e2e);
     cmd.arg("lifecycle");
-    vm::guest_args(&mut cmd, &vm, opts.share, &busybox);
+    vm::guest_args(&mut cmd, &vm, opts.share, &res.busybox);
     let output = cmd
         .arg("--runs")
         .arg(runs.to_string())
         .arg("--boot-timeout-secs")
-        .arg(qemu::boot_budget(arch, accel).as_secs().to_string())
+        .arg(accel::boot_budget(arch, accel).as_secs().to_string())
         .arg("--rpc-timeout-secs")
-        .arg((2 * qemu::rpc_budget(accel).as_secs()).to_string())
+        .arg((2 * accel::rpc_budget(accel).as_secs()).to_string())
         .arg("--vm-pid")
         .arg(vm.qemu_pid.to_string())
         .output()

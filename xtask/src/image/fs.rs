@@ -255,17 +255,8 @@ fn erofs(tree: &Tree, cfg: &ImageConfig, ids: &Ids, epoch: i64, out: &Path) -> R
     Ok(())
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+fn run(c: &mut Command) -> Result<()> {
+    crate::cmd::output(c).map(|_| ())
 }
 
 #[cfg(test)]

@@ -3,11 +3,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 
 use crate::arch::Arch;
+use crate::cmd;
 
 use super::fragments::{self, Fragment};
 
@@ -115,33 +116,6 @@ fn make(arch: Arch, tc: &Toolchain, src: &Path, build: &Path) -> Command {
     cmd
 }
 
-/// Run `cmd`, appending its output to `log`; on failure show the log's tail.
-fn run_logged(cmd: &mut Command, what: &str, log: &Path) -> Result<()> {
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    let err = file.try_clone()?;
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(file)
-        .stderr(err)
-        .status()
-        .with_context(|| format!("running {what}"))?;
-    if !status.success() {
-        let text = fs::read_to_string(log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!(
-            "{what} failed ({status}); last lines of {}:\n{}",
-            log.display(),
-            tail.join("\n")
-        );
-    }
-    Ok(())
-}
-
 /// Configure `build` from tinyconfig plus `frags`, then check the result.
 pub fn configure(
     arch: Arch,
@@ -151,11 +125,7 @@ pub fn configure(
     frags: &[Fragment],
     log: &Path,
 ) -> Result<()> {
-    run_logged(
-        make(arch, tc, src, build).arg("tinyconfig"),
-        "make tinyconfig",
-        log,
-    )?;
+    cmd::run(make(arch, tc, src, build).arg("tinyconfig"), log)?;
     // merge_config.sh -m only merges (no make run); it keeps temp files in the cwd.
     let mut merge = Command::new(src.join("scripts/kconfig/merge_config.sh"));
     merge
@@ -166,12 +136,8 @@ pub fn configure(
         .arg(build)
         .arg(build.join(".config"))
         .args(frags.iter().map(|f| &f.path));
-    run_logged(&mut merge, "merge_config.sh", log)?;
-    run_logged(
-        make(arch, tc, src, build).arg("olddefconfig"),
-        "make olddefconfig",
-        log,
-    )?;
+    cmd::run(&mut merge, log)?;
+    cmd::run(make(arch, tc, src, build).arg("olddefconfig"), log)?;
     fragments::verify(frags, &build.join(".config"))
 }
 
@@ -185,23 +151,14 @@ pub fn compile(
     log: &Path,
 ) -> Result<()> {
     let (targets, _) = outputs(arch);
-    let mut cmd = make(arch, tc, src, build);
-    cmd.arg(format!("-j{jobs}")).args(targets);
-    run_logged(&mut cmd, &format!("make {}", targets.join(" ")), log)
+    let mut make = make(arch, tc, src, build);
+    make.arg(format!("-j{jobs}")).args(targets);
+    cmd::run(&mut make, log)
 }
 
 /// `make -s kernelrelease` (e.g. "6.12.95").
 pub fn kernel_release(arch: Arch, tc: &Toolchain, src: &Path, build: &Path) -> Result<String> {
-    let out = make(arch, tc, src, build)
-        .args(["-s", "kernelrelease"])
-        .output()
-        .context("running make kernelrelease")?;
-    ensure!(
-        out.status.success(),
-        "make kernelrelease failed: {}",
-        out.status
-    );
-    let release = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let release = cmd::read(make(arch, tc, src, build).args(["-s", "kernelrelease"]))?;
     ensure!(!release.is_empty(), "make kernelrelease printed nothing");
     Ok(release)
 }

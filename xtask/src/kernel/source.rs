@@ -9,8 +9,8 @@ use std::process::Command;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Deserialize;
 
-use crate::cache;
 use crate::paths::repo_root;
+use crate::{cache, cmd, ui};
 
 /// Cache kind of unpacked source trees, keyed by the tarball's sha256.
 const SOURCE_CACHE_KIND: &str = "kernel-source";
@@ -111,22 +111,20 @@ pub struct SourceTree {
 
 pub fn unpack(source: &Source) -> Result<SourceTree> {
     let entry = cache::fill(SOURCE_CACHE_KIND, &source.sha256, |tmp| {
-        eprintln!(
+        let phase = ui::Phase::start(format!(
             "kernel: unpacking {} into the cache (once per tarball)",
             source.tarball.display()
-        );
-        let status = Command::new("tar")
-            .arg("-xf")
-            .arg(&source.tarball)
-            .arg("-C")
-            .arg(tmp)
-            .status()
-            .context("running tar")?;
-        ensure!(
-            status.success(),
-            "tar -xf {} failed: {status}",
-            source.tarball.display()
-        );
+        ));
+        let log = crate::paths::host_log("kernel", "unpack");
+        cmd::run(
+            Command::new("tar")
+                .arg("-xf")
+                .arg(&source.tarball)
+                .arg("-C")
+                .arg(tmp),
+            &log,
+        )?;
+        phase.done("");
         Ok(())
     })?;
     let dir = top_dir(&entry)?;

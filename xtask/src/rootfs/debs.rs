@@ -87,20 +87,19 @@ fn download(entries: &[&LockEntry]) -> Result<()> {
 
 fn download_into(tmp: &Path, entries: &[&LockEntry]) -> Result<()> {
     let specs: Vec<String> = entries.iter().map(|e| e.apt_spec()).collect();
-    eprintln!("xtask rootfs: apt-get download {}", specs.join(" "));
-    let out = Command::new("apt-get")
-        .current_dir(tmp)
-        .args(["download", "-q"])
-        .args(&specs)
-        .output()
-        .context("running apt-get download")?;
-    if !out.status.success() {
-        bail!(
-            "apt-get download {} failed: {}",
-            specs.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let log = crate::paths::host_log("rootfs", "download");
+    let phase = crate::ui::Phase::with_log(
+        format!("rootfs: apt-get download ({} packages)", specs.len()),
+        &log,
+    );
+    crate::cmd::run(
+        Command::new("apt-get")
+            .current_dir(tmp)
+            .args(["download", "-q"])
+            .args(&specs),
+        &log,
+    )?;
+    phase.done("");
     for entry in entries {
         let file = tmp.join(apt_file_name(entry));
         if !file.exists() {
@@ -120,20 +119,7 @@ fn download_into(tmp: &Path, entries: &[&LockEntry]) -> Result<()> {
 
 /// Unpack a .deb's data (no maintainer scripts are run) into `dest`.
 pub fn unpack(deb: &Path, dest: &Path) -> Result<()> {
-    let out = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(deb)
-        .arg(dest)
-        .output()
-        .context("running dpkg-deb -x")?;
-    if !out.status.success() {
-        bail!(
-            "dpkg-deb -x {} failed: {}",
-            deb.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    crate::cmd::output(Command::new("dpkg-deb").arg("-x").arg(deb).arg(dest)).map(|_| ())
 }
 
 #[cfg(test)]

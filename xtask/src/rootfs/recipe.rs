@@ -169,9 +169,32 @@ pub fn check_name(name: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !ok {
-        bail!("recipe name {name:?}: use letters, digits, '-' and '_' only");
+        crate::usage!("recipe name {name:?}: use letters, digits, '-' and '_' only");
+    }
+    if !Recipe::path(name).is_file() {
+        let known = names().unwrap_or_default();
+        crate::usage!(
+            "unknown recipe {name:?}: osbuilder-configs/ has {} (add osbuilder-configs/{name}.toml to make a new one)",
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        );
     }
     Ok(())
+}
+
+/// The recipes that exist: `osbuilder-configs/<name>.toml`.
+pub fn names() -> Result<Vec<String>> {
+    let dir = repo_root().join("osbuilder-configs");
+    let mut names = Vec::new();
+    for e in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
+                names.push(stem.to_string());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// Debian package names: lower-case letters, digits, `+ - .` (Policy 5.6.1).

@@ -9,12 +9,14 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::arch::Arch;
 use crate::paths::repo_root;
+use crate::{cmd, ui};
 
 mod relock;
 
@@ -33,6 +35,35 @@ pub struct PinnedPackage {
 impl PinnedPackage {
     fn spec(&self) -> String {
         format!("{}={}", self.package, self.version)
+    }
+
+    /// The guest arch a package serves, when it serves one: `musl-dev:arm64`,
+    /// `gcc-aarch64-linux-gnu`, `libc6-dev-arm64-cross`, `qemu-system-arm`.
+    /// Host-wide packages (no arch) are always installed; the others only
+    /// for the arches a step asks for, so an x86_64 build installs no cross
+    /// tool chain.
+    pub fn arch(&self) -> Option<Arch> {
+        let (name, deb_arch) = match self.package.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (self.package.as_str(), None),
+        };
+        let by_name = match name {
+            "qemu-system-x86" => Some(Arch::X86_64),
+            "qemu-system-arm" => Some(Arch::Aarch64),
+            "qemu-system-ppc" => Some(Arch::Ppc64le),
+            "qemu-system-misc" => Some(Arch::S390x),
+            _ => None,
+        };
+        let host = Arch::host().ok();
+        by_name
+            .or_else(|| deb_arch.and_then(|a| a.parse().ok()))
+            .or_else(|| {
+                Arch::ALL.into_iter().find(|a| {
+                    name.contains(a.gnu_triple())
+                        || name.contains(&format!("-{}-cross", a.debian()))
+                })
+            })
+            .filter(|a| by_name.is_some() || Some(*a) != host)
     }
 }
 
@@ -108,55 +139,123 @@ fn native_arch() -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Packages of `groups` that are missing or at another version than the lock's.
-pub fn missing(groups: &[&str]) -> Result<Vec<PinnedPackage>> {
+/// Packages of `groups` for `arches` (see [`PinnedPackage::arch`]) that are
+/// missing or at another version than the lock's.
+pub fn missing(groups: &[&str], arches: &[Arch]) -> Result<Vec<PinnedPackage>> {
     Ok(read_lock()?
         .into_iter()
         .filter(|p| groups.contains(&p.group.as_str()))
+        .filter(|p| p.arch().is_none_or(|a| arches.contains(&a)))
         .filter(|p| installed_version(&p.package).as_deref() != Some(p.version.as_str()))
         .collect())
 }
 
-/// Make sure every package of `groups` is installed at its pinned version.
-/// Installs what is missing when running as root; otherwise says what to run.
-pub fn ensure_host_packages(groups: &[&str]) -> Result<()> {
-    let todo = missing(groups)?;
+/// What bringing the host to the pins changes, before anything changes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The apt source file to write (bookworm-backports), if missing.
+    pub backports_source: Option<&'static str>,
+    /// `dpkg --add-architecture` for these Debian arches.
+    pub foreign_arches: Vec<String>,
+    /// Packages to install or move to their pin: (package, installed, pinned).
+    pub packages: Vec<(PinnedPackage, Option<String>)>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.backports_source.is_none()
+            && self.foreign_arches.is_empty()
+            && self.packages.is_empty()
+    }
+
+    /// Human-readable: one line per change.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Some(f) = self.backports_source {
+            out.push_str(&format!(
+                "  write apt source {f} (suite bookworm-backports)\n"
+            ));
+        }
+        for a in &self.foreign_arches {
+            out.push_str(&format!("  dpkg --add-architecture {a}\n"));
+        }
+        if !out.is_empty() || !self.packages.is_empty() {
+            out.push_str("  apt-get update\n");
+        }
+        for (p, have) in &self.packages {
+            let verb = match have {
+                Some(v) => format!("change {v} ->"),
+                None => "install".to_string(),
+            };
+            let suite = p
+                .suite
+                .as_deref()
+                .map(|s| format!(" (from {s})"))
+                .unwrap_or_default();
+            out.push_str(&format!("  {verb} {} {}{suite}\n", p.package, p.version));
+        }
+        out
+    }
+}
+
+/// The changes `ensure_host_packages(groups, arches)` would make.
+pub fn plan(groups: &[&str], arches: &[Arch]) -> Result<Plan> {
+    let todo = missing(groups, arches)?;
     if todo.is_empty() {
+        return Ok(Plan::default());
+    }
+    let backports = todo
+        .iter()
+        .any(|p| p.suite.as_deref() == Some("bookworm-backports"))
+        && !backports_configured();
+    let have = foreign_arches()?;
+    let foreign_arches = needed_foreign_arches(&todo)
+        .into_iter()
+        .filter(|a| !have.contains(a))
+        .collect();
+    Ok(Plan {
+        backports_source: backports.then_some(BACKPORTS_SOURCE),
+        foreign_arches,
+        packages: todo
+            .into_iter()
+            .map(|p| {
+                let have = installed_version(&p.package);
+                (p, have)
+            })
+            .collect(),
+    })
+}
+
+/// The Debian arches of `name:arch` packages other than the host's.
+fn needed_foreign_arches(todo: &[PinnedPackage]) -> BTreeSet<String> {
+    let native = native_arch().unwrap_or_default();
+    todo.iter()
+        .filter_map(|p| p.package.split_once(':').map(|(_, a)| a.to_string()))
+        .filter(|a| *a != native)
+        .collect()
+}
+
+/// Make sure every package of `groups` (for `arches`) is installed at its
+/// pinned version. Says what it changes on the host first; installs as
+/// root, otherwise says what to run.
+pub fn ensure_host_packages(groups: &[&str], arches: &[Arch]) -> Result<()> {
+    let plan = plan(groups, arches)?;
+    if plan.is_empty() {
         return Ok(());
     }
-    let specs: Vec<String> = todo.iter().map(PinnedPackage::spec).collect();
     if !is_root() {
+        let specs: Vec<String> = plan.packages.iter().map(|(p, _)| p.spec()).collect();
         bail!(
             "missing host packages for {groups:?}; run `sudo cargo xtask setup` or install: apt-get install {}",
             specs.join(" ")
         );
     }
-    eprintln!("xtask setup: installing {}", specs.join(" "));
-    prepare_apt(&todo)?;
-    // Backports packages go in their own transaction so apt resolves their
-    // dependencies from the same suite.
-    let suites: BTreeSet<Option<String>> = todo.iter().map(|p| p.suite.clone()).collect();
-    for suite in suites {
-        let batch: Vec<String> = todo
-            .iter()
-            .filter(|p| p.suite == suite)
-            .map(PinnedPackage::spec)
-            .collect();
-        let mut cmd = Command::new("apt-get");
-        cmd.env("DEBIAN_FRONTEND", "noninteractive").args([
-            "-o",
-            "DPkg::Lock::Timeout=900",
-            "install",
-            "-y",
-            "--no-install-recommends",
-        ]);
-        if let Some(s) = &suite {
-            cmd.args(["-t", s]);
-        }
-        cmd.args(&batch);
-        run_checked(&mut cmd).with_context(|| format!("apt-get install {}", batch.join(" ")))?;
-    }
-    let still = missing(groups)?;
+    ui::info(format!(
+        "xtask setup: changing the host for {groups:?}:\n{}",
+        plan.render().trim_end()
+    ));
+    apply(&plan)?;
+    let still = missing(groups, arches)?;
     if !still.is_empty() {
         let specs: Vec<String> = still.iter().map(PinnedPackage::spec).collect();
         bail!(
@@ -167,23 +266,60 @@ pub fn ensure_host_packages(groups: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Add the backports suite and foreign architectures when the packages need
-/// them, then refresh the package lists once.
-fn prepare_apt(todo: &[PinnedPackage]) -> Result<()> {
-    if todo
-        .iter()
-        .any(|p| p.suite.as_deref() == Some("bookworm-backports"))
-        && !backports_configured()
-    {
+/// Carry out a plan: sources, architectures, one `apt-get update`, then
+/// the packages (apt's output goes to `target/xtask/setup/apt.log`).
+fn apply(plan: &Plan) -> Result<()> {
+    if let Some(file) = plan.backports_source {
         fs::write(
-            BACKPORTS_SOURCE,
+            file,
             "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\n\
              Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
         )
-        .with_context(|| format!("writing {BACKPORTS_SOURCE}"))?;
+        .with_context(|| format!("writing {file}"))?;
     }
-    ensure_foreign_arches()?;
-    apt_update()
+    for a in &plan.foreign_arches {
+        cmd::run(
+            Command::new("dpkg").args(["--add-architecture", a]),
+            &apt_log(),
+        )?;
+    }
+    apt_update()?;
+    // Backports packages go in their own transaction so apt resolves their
+    // dependencies from the same suite.
+    let suites: BTreeSet<Option<String>> =
+        plan.packages.iter().map(|(p, _)| p.suite.clone()).collect();
+    for suite in suites {
+        let batch: Vec<String> = plan
+            .packages
+            .iter()
+            .filter(|(p, _)| p.suite == suite)
+            .map(|(p, _)| p.spec())
+            .collect();
+        let mut c = Command::new("apt-get");
+        c.env("DEBIAN_FRONTEND", "noninteractive").args([
+            "-o",
+            "DPkg::Lock::Timeout=900",
+            "install",
+            "-y",
+            "--no-install-recommends",
+        ]);
+        if let Some(s) = &suite {
+            c.args(["-t", s]);
+        }
+        c.args(&batch);
+        let phase = ui::Phase::with_log(
+            format!("apt-get install ({} packages)", batch.len()),
+            &apt_log(),
+        );
+        cmd::run(&mut c, &apt_log())?;
+        phase.done("");
+    }
+    Ok(())
+}
+
+/// Where apt's and dpkg's output goes.
+fn apt_log() -> PathBuf {
+    crate::paths::host_log("setup", "apt")
 }
 
 fn backports_configured() -> bool {
@@ -197,32 +333,49 @@ fn backports_configured() -> bool {
     })
 }
 
-/// `dpkg --add-architecture` for the three foreign guest arches (idempotent).
+fn foreign_arches() -> Result<BTreeSet<String>> {
+    let out = cmd::read(Command::new("dpkg").arg("--print-foreign-architectures"))?;
+    Ok(out.lines().map(|l| l.trim().to_string()).collect())
+}
+
+/// `dpkg --add-architecture` for the three foreign guest arches (idempotent);
+/// `setup --relock` needs all of them to see every pin.
 pub fn ensure_foreign_arches() -> Result<()> {
-    let out = Command::new("dpkg")
-        .arg("--print-foreign-architectures")
-        .output()
-        .context("running dpkg --print-foreign-architectures")?;
-    let have = String::from_utf8_lossy(&out.stdout).to_string();
+    let have = foreign_arches()?;
     for a in FOREIGN_ARCHES {
-        if !have.lines().any(|l| l.trim() == a) {
-            run_checked(Command::new("dpkg").args(["--add-architecture", a]))?;
+        if !have.contains(a) {
+            cmd::run(
+                Command::new("dpkg").args(["--add-architecture", a]),
+                &apt_log(),
+            )?;
         }
     }
     Ok(())
 }
 
 /// `apt-get update`, tolerating exit 100: a mirror's foreign-arch security
-/// index can be inconsistent (seen for ppc64el) while everything we need is fine.
+/// index can be inconsistent (seen for ppc64el) while everything we need is
+/// fine. The errors it ignores are shown as a warning, not hidden.
 pub fn apt_update() -> Result<()> {
-    let status = Command::new("apt-get")
-        .args(["-o", "DPkg::Lock::Timeout=900", "update"])
-        .status()
-        .context("running apt-get update")?;
-    match status.code() {
-        Some(0) | Some(100) => Ok(()),
-        _ => bail!("apt-get update failed: {status}"),
+    let log = apt_log();
+    let start = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let phase = ui::Phase::with_log("apt-get update", &log);
+    let mut c = Command::new("apt-get");
+    c.args(["-o", "DPkg::Lock::Timeout=900", "update"]);
+    cmd::run_accepting(&mut c, &log, &[0, 100])?;
+    phase.done("");
+    let text = fs::read(&log).unwrap_or_default();
+    let new = String::from_utf8_lossy(&text[(start as usize).min(text.len())..]).to_string();
+    let errors: Vec<&str> = new.lines().filter(|l| l.starts_with("E:")).collect();
+    if !errors.is_empty() {
+        ui::warn(format!(
+            "apt-get update reported {} index error(s), ignored because the pinned packages \
+             do not come from those indexes (a later install says so if they do):\n  {}",
+            errors.len(),
+            errors.join("\n  ")
+        ));
     }
+    Ok(())
 }
 
 /// Fetch one Debian package (`name:arch=version`) with `apt-get download` and
@@ -231,10 +384,11 @@ pub fn apt_update() -> Result<()> {
 pub fn download_and_extract(spec: &str, dest: &Path) -> Result<()> {
     let debs = dest.join(".debs");
     fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
-    run_checked(
+    cmd::run(
         Command::new("apt-get")
             .current_dir(&debs)
             .args(["download", spec]),
+        &apt_log(),
     )
     .with_context(|| {
         format!("apt-get download {spec} (is the package list current? try `apt-get update`)")
@@ -242,8 +396,11 @@ pub fn download_and_extract(spec: &str, dest: &Path) -> Result<()> {
     for entry in fs::read_dir(&debs).with_context(|| format!("listing {}", debs.display()))? {
         let deb = entry?.path();
         if deb.extension().is_some_and(|e| e == "deb") {
-            run_checked(Command::new("dpkg").arg("-x").arg(&deb).arg(dest))
-                .with_context(|| format!("unpacking {}", deb.display()))?;
+            cmd::run(
+                Command::new("dpkg").arg("-x").arg(&deb).arg(dest),
+                &apt_log(),
+            )
+            .with_context(|| format!("unpacking {}", deb.display()))?;
         }
     }
     fs::remove_dir_all(&debs).with_context(|| format!("removing {}", debs.display()))?;
@@ -257,14 +414,6 @@ pub fn pinned_version(package: &str) -> Result<String> {
         .find(|p| p.package == package)
         .map(|p| p.version)
         .with_context(|| format!("{package} is not pinned in {}", lock_path().display()))
-}
-
-fn run_checked(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("spawning {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed: {status}");
-    }
-    Ok(())
 }
 
 pub fn is_root() -> bool {
@@ -296,9 +445,17 @@ mod tests {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Only these groups (cross, kernel, image, vm); all groups when none is given.
-    #[arg(long = "group")]
+    /// Only these groups (as in xtask/host-packages.lock: cross, kernel,
+    /// image, vm, test); all groups when none is given.
+    #[arg(long = "group", value_delimiter = ',')]
     groups: Vec<String>,
+    /// Only the arch-specific packages (cross tool chains, qemu-system-*) of
+    /// these arches; all four when none is given.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    arch: Vec<Arch>,
+    /// Print what would change on the host and change nothing.
+    #[arg(long, conflicts_with = "relock")]
+    dry_run: bool,
     /// Instead of installing: move every pin in xtask/host-packages.lock to
     /// the newest version apt offers from its suite.
     #[arg(long)]
@@ -309,14 +466,51 @@ pub fn run(args: Args) -> Result<()> {
     if args.relock {
         return relock::relock();
     }
+    let known: BTreeSet<String> = read_lock()?.into_iter().map(|p| p.group).collect();
     let groups: Vec<String> = if args.groups.is_empty() {
-        let all: BTreeSet<String> = read_lock()?.into_iter().map(|p| p.group).collect();
-        all.into_iter().collect()
+        known.iter().cloned().collect()
     } else {
+        check_groups(&args.groups, &known)?;
         args.groups
     };
+    let arches = if args.arch.is_empty() {
+        Arch::ALL.to_vec()
+    } else {
+        args.arch
+    };
     let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
-    ensure_host_packages(&refs)?;
-    eprintln!("xtask setup: host packages for {refs:?} are at their pinned versions");
+    let plan = plan(&refs, &arches)?;
+    if plan.is_empty() {
+        ui::info(format!(
+            "xtask setup: host packages for {refs:?} are at their pinned versions; nothing to change"
+        ));
+        return Ok(());
+    }
+    if args.dry_run {
+        println!(
+            "xtask setup --dry-run: would change the host for {refs:?}:\n{}",
+            plan.render().trim_end()
+        );
+        return Ok(());
+    }
+    ensure_host_packages(&refs, &arches)?;
+    ui::info(format!(
+        "xtask setup: host packages for {refs:?} are at their pinned versions"
+    ));
+    Ok(())
+}
+
+/// Every `--group` must be a group of the lock.
+fn check_groups(given: &[String], known: &BTreeSet<String>) -> Result<()> {
+    for g in given {
+        if !known.contains(g) {
+            let valid: Vec<&str> = known.iter().map(String::as_str).collect();
+            crate::usage!(
+                "unknown --group {g:?}: the groups of {} are {}; run `cargo xtask setup` for all",
+                lock_path().display(),
+                valid.join(", ")
+            );
+        }
+    }
     Ok(())
 }

@@ -44,14 +44,19 @@ fn build(arch: Arch, out: &Path) -> Result<()> {
     let dl = out.join("download");
     std::fs::create_dir_all(&dl)?;
     let spec = format!("busybox-static:{}={VERSION}", arch.debian());
-    let status = Command::new("apt-get")
-        .args(["download", &spec])
-        .current_dir(&dl)
-        .status()
-        .context("running apt-get download")?;
-    if !status.success() {
-        bail!("apt-get download {spec} failed ({status}); is the {} architecture added (cargo xtask setup)?", arch.debian());
-    }
+    let log = crate::paths::host_log("vm", "busybox");
+    crate::cmd::run(
+        Command::new("apt-get")
+            .args(["download", &spec])
+            .current_dir(&dl),
+        &log,
+    )
+    .with_context(|| {
+        format!(
+            "downloading {spec}: is the {} architecture added (cargo xtask setup --arch {arch})?",
+            arch.debian()
+        )
+    })?;
     let deb = single_deb(&dl)?;
     let got = crate::cache::sha256_file(&deb)?;
     let want = pinned_sha256(arch);
@@ -62,15 +67,10 @@ fn build(arch: Arch, out: &Path) -> Result<()> {
         );
     }
     let unpacked = out.join("deb");
-    let status = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(&unpacked)
-        .status()
-        .context("running dpkg-deb -x")?;
-    if !status.success() {
-        bail!("dpkg-deb -x {} failed ({status})", deb.display());
-    }
+    crate::cmd::run(
+        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked),
+        &log,
+    )?;
     lay_out(&unpacked.join("bin/busybox"), &out.join("rootfs"))?;
     std::fs::remove_dir_all(&dl)?;
     std::fs::remove_dir_all(&unpacked)?;

@@ -1,30 +1,36 @@
-//! Boot the guest in QEMU: `vm test` runs the end-to-end suite (crate `e2e`)
-//! against the agent inside the VM over virtio-vsock; `vm run` leaves the VM
-//! up with the serial console attached.
+//! Boot the guest in QEMU. One file per verb: `test` (the e2e suite against
+//! the agent inside the VM over virtio-vsock) and `run` (the VM left up with
+//! the serial console attached); both, and the benches, boot through
+//! `start` (resources resolved once per arch, then `start::start`).
 //!
-//! Pieces: `qemu` (command lines, accelerator), `vsock` (backend + hybrid
-//! vsock), `share` (kataShared over 9p or virtio-fs), `busybox` (container
-//! rootfs), `cleanup` (every child and temp dir goes away, also on Ctrl-C).
+//! Pieces: `assets` (kernel and rootfs, each step built once), `qemu`
+//! (command lines, values only), `accel` (KVM probe, deadlines), `vsock`
+//! (backend + hybrid vsock), `share` (kataShared over 9p or virtio-fs),
+//! `busybox` (container rootfs), `qmp`, `cleanup` (every child and temp dir
+//! goes away, also on Ctrl-C).
 
+pub mod accel;
+pub mod assets;
 pub mod busybox;
 pub mod cleanup;
 pub mod qemu;
 pub mod qmp;
+mod run;
 pub mod share;
+pub mod start;
+mod test;
 pub mod vsock;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::str::FromStr;
-use std::time::Instant;
+use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Subcommand;
 
 use crate::arch::{Arch, ArchSelection};
-use cleanup::Session;
-use qemu::{Accel, Boot, Console, Machine, VmConfig};
+use qemu::Machine;
 use share::ShareKind;
+pub use start::{check_qemu_alive, keep_host_logs, wait_vsock_ready, RunningVm};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -42,18 +48,26 @@ enum VmCommand {
 
 #[derive(clap::Args)]
 struct TestArgs {
-    #[arg(long, default_value = "x86_64")]
+    #[arg(long, value_enum, default_value = "x86_64")]
     arch: ArchSelection,
     #[command(flatten)]
     opts: VmOpts,
     /// Run only the e2e tests whose names contain one of these (comma-separated).
     #[arg(long)]
     only: Option<String>,
+    /// Write the suite's results as JUnit XML here (`-<arch>` is added
+    /// before the extension when several arches run).
+    #[arg(long, value_name = "PATH")]
+    junit: Option<PathBuf>,
+    /// Write the suite's results as JSON here (named as for --junit).
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    #[arg(long, default_value = "x86_64")]
+    /// One arch: the console of one VM is attached to this terminal.
+    #[arg(long, value_enum, default_value = "x86_64")]
     arch: Arch,
     #[command(flatten)]
     opts: VmOpts,
@@ -62,17 +76,19 @@ struct RunArgs {
 /// Options shared by `vm test`, `vm run` and `bench vm`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct VmOpts {
-    /// Root filesystem from the disk image (root=/dev/vda1) or the initrd.
-    #[arg(long, default_value = "image")]
+    /// Root filesystem from the disk image or the initrd.
+    #[arg(long, value_enum, default_value = "image")]
     pub boot: BootMode,
-    /// Machine: q35, q35-qboot, microvm (x86_64), virt, pseries, s390-ccw-virtio.
-    #[arg(long)]
+    /// Machine (default per arch: q35-qboot, virt, pseries, s390-ccw-virtio).
+    #[arg(long, value_enum)]
     pub machine: Option<Machine>,
     /// Transport of the kataShared directory.
-    #[arg(long, default_value = "9p")]
+    #[arg(long, value_enum, default_value = "9p")]
     pub share: ShareKind,
+    /// Guest memory in MiB.
     #[arg(long, default_value_t = 512)]
     pub memory: u32,
+    /// Guest vCPUs.
     #[arg(long, default_value_t = 1)]
     pub smp: u32,
     /// Use this kernel instead of building one.
@@ -96,383 +112,70 @@ pub struct VmOpts {
     pub agent_params: Vec<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+impl VmOpts {
+    /// Reject what cannot boot before anything is built: a machine of
+    /// another arch, a given file that does not exist.
+    pub fn validate(&self, arches: &[Arch]) -> Result<()> {
+        if let Some(m) = self.machine {
+            if let Some(other) = arches.iter().find(|a| **a != m.arch()) {
+                crate::usage!(
+                    "--machine {} is for {}, not {other}; {other} has {} (or leave --machine out)",
+                    m.name(),
+                    m.arch(),
+                    Machine::choices(*other)
+                        .iter()
+                        .map(|m| m.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        for (flag, path) in [
+            ("--kernel", &self.kernel),
+            ("--vmlinux", &self.vmlinux),
+            ("--rootfs", &self.rootfs),
+        ] {
+            if let Some(p) = path {
+                if !p.is_file() {
+                    crate::usage!("{flag} {}: no such file", p.display());
+                }
+            }
+        }
+        if self.memory < 64 {
+            crate::usage!("--memory {}: the guest needs at least 64 MiB", self.memory);
+        }
+        if self.smp == 0 {
+            crate::usage!("--smp 0: a guest needs at least one vCPU");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BootMode {
+    /// The disk image (root=/dev/vda1).
     Image,
+    /// The initrd (rootfs in RAM).
     Initrd,
 }
 
-impl FromStr for BootMode {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<BootMode> {
-        match s {
-            "image" => Ok(BootMode::Image),
-            "initrd" => Ok(BootMode::Initrd),
-            other => bail!("unknown boot mode {other:?} (expected image or initrd)"),
-        }
-    }
-}
-
 pub fn run(args: Args) -> Result<()> {
+    let (arches, opts) = match &args.command {
+        VmCommand::Test(t) => (t.arch.arches(), &t.opts),
+        VmCommand::Run(r) => (vec![r.arch], &r.opts),
+    };
+    opts.validate(&arches)?;
     // QEMU (and virtiofsd's build dependencies), pinned.
-    crate::setup::ensure_host_packages(&["vm"])?;
+    crate::setup::ensure_host_packages(&["vm"], &arches)?;
     match args.command {
-        VmCommand::Test(t) => test(t),
-        VmCommand::Run(r) => run_interactive(r),
+        VmCommand::Test(t) => test::run(t),
+        VmCommand::Run(r) => run::run(r),
     }
-}
-
-/// What the guest boots: kernel plus root filesystem.
-pub struct GuestAssets {
-    pub kernel: PathBuf,
-    pub boot: Boot,
-}
-
-/// Build (or take from the caches) what changed: agent, rootfs, image; the
-/// kernel comes from its content-hash cache. Paths given on the command line win.
-pub fn guest_assets(arch: Arch, opts: &VmOpts, machine: Machine) -> Result<GuestAssets> {
-    let given = match (&opts.vmlinux, &opts.kernel) {
-        (Some(v), _) if machine.wants_vmlinux() => Some(v),
-        (_, k) => k.as_ref(),
-    };
-    let kernel = match given {
-        Some(k) => k.clone(),
-        None => {
-            let built = crate::kernel::ensure_built(arch).context("building the guest kernel")?;
-            if machine.wants_vmlinux() {
-                built.pvh_vmlinux.with_context(|| {
-                    format!(
-                        "machine {} needs the PVH vmlinux, and the {arch} kernel step exports none",
-                        machine.name()
-                    )
-                })?
-            } else {
-                built.image
-            }
-        }
-    };
-    let rootfs = match &opts.rootfs {
-        Some(r) => r.clone(),
-        None => {
-            crate::agent::ensure_built(arch).context("building the agent")?;
-            crate::image::ensure_built(arch).context("building the guest image")?;
-            let name = match opts.boot {
-                BootMode::Image => "kata-containers.img",
-                BootMode::Initrd => "kata-containers-initrd.img",
-            };
-            crate::paths::artifacts_dir(arch).join(name)
-        }
-    };
-    for path in [&kernel, &rootfs] {
-        if !path.is_file() {
-            bail!("guest asset {} does not exist", path.display());
-        }
-    }
-    let boot = match opts.boot {
-        BootMode::Image => Boot::Image(rootfs),
-        BootMode::Initrd => Boot::Initrd(rootfs),
-    };
-    Ok(GuestAssets { kernel, boot })
-}
-
-/// A booted VM: where to reach the agent and what the host shares with it.
-pub struct RunningVm {
-    pub qemu_pid: u32,
-    /// The run's temp dir (sockets, backend logs); removed with the session.
-    pub dir: PathBuf,
-    pub qmp_socket: PathBuf,
-    pub vsock_uds: PathBuf,
-    pub shared_dir: PathBuf,
-    pub serial_log: PathBuf,
-    pub command_line: String,
-    pub started: Instant,
-}
-
-/// Everything `boot` needs besides the session.
-pub struct BootPlan<'a> {
-    pub arch: Arch,
-    pub opts: &'a VmOpts,
-    pub machine: Machine,
-    pub accel: Accel,
-    pub assets: &'a GuestAssets,
-    pub console: Console,
-    pub extra_agent_params: &'a [&'a str],
-}
-
-/// Start the vsock backend, the share and QEMU, all owned by `session`.
-pub fn boot(session: &mut Session, plan: BootPlan<'_>) -> Result<RunningVm> {
-    let arch = plan.arch;
-    let dir = session.temp_dir(&format!("vm-{arch}"))?;
-    let backend = vsock::start(session, &dir)?;
-    let shared_dir = dir.join("shared");
-    let share = share::start(session, plan.opts.share, &shared_dir, &dir)?;
-    let serial_log = match &plan.console {
-        Console::File(p) | Console::Stdio { log: p } => p.clone(),
-    };
-    let mut agent_params = plan.opts.agent_params.clone();
-    agent_params.extend(plan.extra_agent_params.iter().map(|s| s.to_string()));
-    let cfg = VmConfig {
-        arch,
-        machine: plan.machine,
-        accel: plan.accel,
-        memory_mib: plan.opts.memory,
-        smp: plan.opts.smp,
-        kernel: plan.assets.kernel.clone(),
-        boot: plan.assets.boot.clone(),
-        vhost_vsock_socket: backend.vhost_socket.clone(),
-        qmp_socket: dir.join("qmp.sock"),
-        share_args: share.args(plan.machine.transport()),
-        console: plan.console,
-        quiet: !plan.opts.verbose_kernel,
-        agent_params,
-        tsc_khz: qemu::host_tsc_khz(),
-    };
-    let args = qemu::args(&cfg);
-    let command_line = format!("{} {}", arch.qemu_system(), shell_join(&args));
-    let mut cmd = Command::new(arch.qemu_system());
-    cmd.args(&args);
-    let interactive = matches!(cfg.console, Console::Stdio { .. });
-    if !interactive {
-        cmd.stdin(Stdio::null());
-        cmd.stdout(Stdio::null());
-        cmd.stderr(std::fs::File::create(dir.join("qemu.stderr"))?);
-    }
-    let started = Instant::now();
-    let qemu_pid = session.spawn("qemu", cmd)?;
-    Ok(RunningVm {
-        qemu_pid,
-        dir: dir.clone(),
-        qmp_socket: dir.join("qmp.sock"),
-        vsock_uds: backend.uds,
-        shared_dir: share.host_dir,
-        serial_log,
-        command_line,
-        started,
-    })
-}
-
-/// Copy the host-side logs of a failed run (vsock backend, QEMU's stderr,
-/// virtiofsd) next to `serial_log` before the temp dir goes away.
-pub fn keep_host_logs(vm: &RunningVm, serial_log: &Path) -> Vec<PathBuf> {
-    let mut kept = Vec::new();
-    for name in ["vhost-device-vsock.log", "qemu.stderr", "virtiofsd.log"] {
-        let src = vm.dir.join(name);
-        let dest = serial_log.with_extension(name.replace('.', "-") + ".log");
-        if src.exists() && std::fs::copy(&src, &dest).is_ok() {
-            kept.push(dest);
-        }
-    }
-    kept
-}
-
-/// Quote arguments for a copy-pasteable command line.
-fn shell_join(args: &[String]) -> String {
-    args.iter()
-        .map(|a| {
-            if a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_=,./:+@".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Build the e2e runner (crate `e2e`) and return its path.
 pub fn e2e_binary() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "e2e", "--bin", "e2e"])
-        .current_dir(crate::paths::repo_root())
-        .status()
-        .context("running cargo build -p e2e")?;
-    if !status.success() {
-        bail!("cargo build -p e2e failed ({status})");
-    }
-    Ok(crate::paths::target_dir().join("debug").join("e2e"))
-}
-
-/// Wait until the guest has started the vsock device: a CONNECT before that
-/// wedges vhost-device-vsock 0.3.0 for the rest of the boot (see `qmp`).
-pub fn wait_vsock_ready(session: &mut Session, vm: &RunningVm, deadline: Instant) -> Result<()> {
-    qmp::wait_driver_ok(&vm.qmp_socket, &qmp::VSOCK_PATHS, deadline, || {
-        check_qemu_alive(session, vm)
-    })
-}
-
-/// `wait_vsock_ready` within the boot budget of `arch` on `accel`, saying
-/// how long the guest took. The caller decides what a failure means: the
-/// suite still runs (its table says what did not answer), `vm run` leaves
-/// the console to the developer, the life-cycle bench stops.
-pub fn wait_vsock_in_budget(
-    session: &mut Session,
-    vm: &RunningVm,
-    arch: Arch,
-    accel: Accel,
-) -> Result<()> {
-    wait_vsock_ready(session, vm, vm.started + qemu::boot_budget(arch, accel))?;
-    eprintln!(
-        "{arch}: the guest started the vsock device {:.1} s after QEMU's start",
-        vm.started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-/// Error out with QEMU's stderr if QEMU has exited.
-pub fn check_qemu_alive(session: &mut Session, vm: &RunningVm) -> Result<()> {
-    if let Some(status) = session.exited("qemu") {
-        bail!(
-            "QEMU exited ({status}); serial log: {}",
-            vm.serial_log.display()
-        );
-    }
-    Ok(())
-}
-
-fn serial_log_path(arch: Arch, label: &str) -> Result<PathBuf> {
-    let dir = crate::paths::work_dir("vm", arch);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir.join(format!("{label}-serial.log")))
-}
-
-struct ArchOutcome {
-    arch: Arch,
-    result: Result<bool>,
-    serial_log: Option<PathBuf>,
-}
-
-fn test(args: TestArgs) -> Result<()> {
-    let e2e = e2e_binary()?;
-    let mut outcomes = Vec::new();
-    for arch in args.arch.arches() {
-        eprintln!("== vm test --arch {arch}");
-        let mut log = None;
-        let result = test_arch(arch, &args, &e2e, &mut log);
-        if let Err(e) = &result {
-            eprintln!("vm test {arch}: {e:#}");
-        }
-        outcomes.push(ArchOutcome {
-            arch,
-            result,
-            serial_log: log,
-        });
-    }
-    print_summary(&outcomes);
-    if outcomes.iter().all(|o| matches!(o.result, Ok(true))) {
-        Ok(())
-    } else {
-        bail!("vm test failed")
-    }
-}
-
-fn print_summary(outcomes: &[ArchOutcome]) {
-    println!("\n| arch | e2e suite | serial log |");
-    println!("|---|---|---|");
-    for o in outcomes {
-        let verdict = match &o.result {
-            Ok(true) => "PASS".to_string(),
-            Ok(false) => "FAIL".to_string(),
-            Err(e) => format!("ERROR: {e:#}"),
-        };
-        let log = o
-            .serial_log
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        println!("| {} | {verdict} | {log} |", o.arch);
-    }
-}
-
-/// What `vm test`, `vm run` and `bench vm` need before a boot: the machine, the
-/// guest assets (built if needed), the busybox rootfs and the accelerator.
-pub fn prepare(arch: Arch, opts: &VmOpts) -> Result<(Machine, GuestAssets, PathBuf, Accel)> {
-    let machine = opts.machine.unwrap_or(Machine::default_for(arch));
-    if machine.arch() != arch {
-        bail!("machine {} is not for {arch}", machine.name());
-    }
-    let assets = guest_assets(arch, opts, machine)?;
-    let busybox = busybox::ensure_rootfs(arch)?;
-    let accel = if opts.tcg {
-        Accel::Tcg
-    } else {
-        qemu::choose_accel(arch)
-    };
-    Ok((machine, assets, busybox, accel))
-}
-
-fn test_arch(
-    arch: Arch,
-    args: &TestArgs,
-    e2e: &Path,
-    log_out: &mut Option<PathBuf>,
-) -> Result<bool> {
-    let (machine, assets, busybox, accel) = prepare(arch, &args.opts)?;
-    let serial_log = serial_log_path(arch, "test")?;
-    *log_out = Some(serial_log.clone());
-    let mut session = Session::new();
-    let vm = boot(
-        &mut session,
-        BootPlan {
-            arch,
-            opts: &args.opts,
-            machine,
-            accel,
-            assets: &assets,
-            console: Console::File(serial_log.clone()),
-            extra_agent_params: &[],
-        },
-    )?;
-    eprintln!("{}", vm.command_line);
-    if let Err(e) = wait_vsock_in_budget(&mut session, &vm, arch, accel) {
-        eprintln!("warning: {e:#}");
-    }
-    let mut cmd = Command::new(e2e);
-    cmd.arg("suite");
-    guest_args(&mut cmd, &vm, args.opts.share, &busybox);
-    cmd.arg("--serial-log")
-        .arg(&vm.serial_log)
-        .arg("--arch")
-        .arg(arch.name())
-        .arg("--boot-timeout-secs")
-        .arg(qemu::boot_budget(arch, accel).as_secs().to_string())
-        .arg("--vm-pid")
-        .arg(vm.qemu_pid.to_string())
-        .arg("--rpc-timeout-secs")
-        .arg(qemu::rpc_budget(accel).as_secs().to_string());
-    for p in &args.opts.agent_params {
-        cmd.arg("--agent-param").arg(p);
-    }
-    if let Some(only) = &args.only {
-        cmd.arg("--only").arg(only);
-    }
-    // Through the session: Ctrl-C and errors stop the suite with the VM.
-    session.spawn("e2e", cmd)?;
-    let status = session.wait("e2e")?;
-    let qemu_state = session.exited("qemu");
-    let host_logs = if status.success() {
-        Vec::new()
-    } else {
-        keep_host_logs(&vm, &serial_log)
-    };
-    drop(session);
-    if status.success() {
-        Ok(true)
-    } else {
-        if let Some(s) = qemu_state {
-            eprintln!("QEMU had exited during the suite ({s})");
-        }
-        eprintln!(
-            "{arch}: e2e suite failed; serial log kept at {}",
-            serial_log.display()
-        );
-        for log in host_logs {
-            eprintln!("host log kept at {}", log.display());
-        }
-        Ok(false)
-    }
+    crate::cmd::cargo_build_bin("e2e", "e2e", &crate::paths::host_log("vm", "e2e-build"))
 }
 
 /// The e2e binary's arguments that say where the VM's agent is and what the
@@ -490,77 +193,74 @@ pub fn guest_args(cmd: &mut Command, vm: &RunningVm, share: ShareKind, busybox: 
         .arg(busybox);
 }
 
-fn run_interactive(args: RunArgs) -> Result<()> {
-    let arch = args.arch;
-    let (machine, assets, busybox, accel) = prepare(arch, &args.opts)?;
-    let serial_log = serial_log_path(arch, "run")?;
-    let mut session = Session::new();
-    let vm = boot(
-        &mut session,
-        BootPlan {
-            arch,
-            opts: &args.opts,
-            machine,
-            accel,
-            assets: &assets,
-            console: Console::Stdio {
-                log: serial_log.clone(),
-            },
-            extra_agent_params: &["agent.debug_console"],
-        },
-    )?;
-    eprintln!("{}", vm.command_line);
-    eprintln!("serial log: {}; quit with Ctrl-A X", serial_log.display());
-    // The address is printed only once a CONNECT is safe (see `qmp`).
-    match wait_vsock_in_budget(&mut session, &vm, arch, accel) {
-        Ok(()) => eprintln!("{}", connect_hint(&vm.vsock_uds, &vm.shared_dir, &busybox)),
-        Err(e) => eprintln!("warning: {e:#}; the agent is not reachable yet"),
-    }
-    let status = session.wait("qemu")?;
-    eprintln!("QEMU exited ({status})");
-    Ok(())
-}
-
-/// What a developer needs to drive the agent of a `vm run` VM.
-fn connect_hint(uds: &Path, shared_dir: &Path, busybox: &Path) -> String {
-    let address = format!("hvsock://{}:{}", uds.display(), vsock::AGENT_PORT);
-    format!(
-        "agent: hybrid vsock {uds} port {port}; drive it with\n  \
-         cargo run -p agent-ctl -- --server-address {address} Check\n\
-         kataShared: {shared} (busybox rootfs for containers: {busybox})",
-        uds = uds.display(),
-        port = vsock::AGENT_PORT,
-        shared = shared_dir.display(),
-        busybox = busybox.display(),
-    )
+fn serial_log_path(arch: Arch, label: &str) -> Result<PathBuf> {
+    let dir = crate::paths::work_dir("vm", arch);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir.join(format!("{label}-serial.log")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    #[test]
-    fn shell_join_quotes_only_when_needed() {
-        let args = vec!["-append".to_string(), "console=ttyS0 quiet".to_string()];
-        assert_eq!(shell_join(&args), "-append 'console=ttyS0 quiet'");
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        vm: VmCommand,
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        let cli = Cli::try_parse_from(std::iter::once("vm").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())
+            .unwrap();
+        let (arches, opts) = match &cli.vm {
+            VmCommand::Test(t) => (t.arch.arches(), &t.opts),
+            VmCommand::Run(r) => (vec![r.arch], &r.opts),
+        };
+        let err = opts.validate(&arches).unwrap_err();
+        assert!(err.is::<crate::Usage>(), "{err:#}");
+        err.to_string()
     }
 
     #[test]
-    fn connect_hint_has_the_agent_ctl_command() {
-        let hint = connect_hint(
-            Path::new("/tmp/kata-vm-x86_64-1/vm.vsock"),
-            Path::new("/tmp/kata-vm-x86_64-1/shared"),
-            Path::new("/c/busybox/rootfs"),
+    fn a_machine_of_another_arch_is_rejected_with_the_valid_ones() {
+        let err = usage_error(&["test", "--arch", "aarch64", "--machine", "microvm"]);
+        assert_eq!(
+            err,
+            "--machine microvm is for x86_64, not aarch64; aarch64 has virt (or leave --machine out)"
         );
-        assert!(hint.contains(
-            "\n  cargo run -p agent-ctl -- --server-address hvsock:///tmp/kata-vm-x86_64-1/vm.vsock:1024 Check\n"
-        ));
-        assert!(hint.contains("kataShared: /tmp/kata-vm-x86_64-1/shared"));
     }
 
     #[test]
-    fn boot_mode_parses() {
-        assert_eq!("initrd".parse::<BootMode>().unwrap(), BootMode::Initrd);
-        assert!("floppy".parse::<BootMode>().is_err());
+    fn a_missing_kernel_file_is_rejected() {
+        let err = usage_error(&["run", "--kernel", "/no/such/bzImage"]);
+        assert_eq!(err, "--kernel /no/such/bzImage: no such file");
+    }
+
+    #[test]
+    fn values_are_listed_when_wrong() {
+        for (args, listed) in [
+            (
+                vec!["run", "--arch", "all"],
+                "x86_64, aarch64, ppc64le, s390x",
+            ),
+            (
+                vec!["test", "--arch", "mips"],
+                "x86_64, aarch64, ppc64le, s390x, all",
+            ),
+            (vec!["test", "--share", "nfs"], "9p, virtio-fs"),
+            (vec!["test", "--boot", "floppy"], "image, initrd"),
+            (
+                vec!["test", "--machine", "pc"],
+                "q35, q35-qboot, microvm, virt",
+            ),
+        ] {
+            let err = Cli::try_parse_from(std::iter::once("vm").chain(args.iter().copied()))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(listed), "{args:?}: {err}");
+        }
     }
 }

@@ -18,9 +18,13 @@ use super::cleanup::{wait_for_path, Session};
 pub const MOUNT_TAG: &str = "kataShared";
 const VIRTIOFSD_VERSION: &str = "1.13.2";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ShareKind {
+    /// 9p over virtio (no host daemon).
+    #[value(name = "9p")]
     NineP,
+    /// virtio-fs through virtiofsd.
+    #[value(name = "virtio-fs", alias = "virtiofs")]
     VirtioFs,
 }
 
@@ -106,41 +110,11 @@ fn virtio_fs_args(sock: &str) -> Vec<String> {
     ]
 }
 
-fn virtiofsd_root() -> PathBuf {
-    crate::cache::cache_root()
-        .join("tools")
-        .join(format!("virtiofsd-{VIRTIOFSD_VERSION}"))
-}
-
 /// virtiofsd, installed pinned on first use (needs libseccomp and libcap-ng
 /// headers: the `vm` group of host-packages.lock).
 pub fn ensure_virtiofsd() -> Result<PathBuf> {
-    let root = virtiofsd_root();
-    let bin = root.join("bin").join("virtiofsd");
-    if bin.exists() {
-        return Ok(bin);
-    }
-    crate::setup::ensure_host_packages(&["vm"])?;
-    eprintln!(
-        "installing virtiofsd {VIRTIOFSD_VERSION} into {}",
-        root.display()
-    );
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "install",
-            "virtiofsd",
-            "--locked",
-            "--version",
-            VIRTIOFSD_VERSION,
-        ])
-        .arg("--root")
-        .arg(&root)
-        .status()
-        .context("running cargo install virtiofsd")?;
-    if !status.success() || !bin.exists() {
-        bail!("cargo install virtiofsd {VIRTIOFSD_VERSION} failed ({status})");
-    }
-    Ok(bin)
+    crate::setup::ensure_host_packages(&["vm"], &[])?;
+    crate::cmd::cargo_install("virtiofsd", VIRTIOFSD_VERSION)
 }
 
 fn start_virtiofsd(session: &mut Session, host_dir: &Path, sock_dir: &Path) -> Result<PathBuf> {

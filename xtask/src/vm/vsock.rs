@@ -20,40 +20,9 @@ pub const GUEST_CID: u32 = 3;
 /// Kata's agent port (`agent.server_addr` default `vsock://-1:1024`).
 pub const AGENT_PORT: u32 = 1024;
 
-/// Where the pinned backend is installed (outside the work tree, kept across runs).
-fn install_root() -> PathBuf {
-    crate::cache::cache_root()
-        .join("tools")
-        .join(format!("vhost-device-vsock-{VERSION}"))
-}
-
 /// The backend binary, installed with `cargo install --locked` when missing.
 pub fn ensure_installed() -> Result<PathBuf> {
-    let root = install_root();
-    let bin = root.join("bin").join("vhost-device-vsock");
-    if bin.exists() {
-        return Ok(bin);
-    }
-    eprintln!(
-        "installing vhost-device-vsock {VERSION} into {} (about 90 s)",
-        root.display()
-    );
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "install",
-            "vhost-device-vsock",
-            "--locked",
-            "--version",
-            VERSION,
-        ])
-        .arg("--root")
-        .arg(&root)
-        .status()
-        .context("running cargo install vhost-device-vsock")?;
-    if !status.success() || !bin.exists() {
-        bail!("cargo install vhost-device-vsock {VERSION} failed ({status})");
-    }
-    Ok(bin)
+    crate::cmd::cargo_install("vhost-device-vsock", VERSION)
 }
 
 /// A running backend: QEMU connects to `vhost_socket`; the host reaches guest

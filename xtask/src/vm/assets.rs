@@ -1,0 +1,113 @@
+//! What a guest boots, resolved once per arch before the first boot: the
+//! agent first (its compile errors show in seconds), then the kernel, then
+//! the image built from exactly those two. Paths given on the command line
+//! win and skip the step they replace.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::qemu::{Boot, Machine};
+use super::{BootMode, VmOpts};
+use crate::arch::Arch;
+
+/// Kernel and root filesystem of one arch, for any of its machines.
+#[derive(Clone, Debug)]
+pub struct GuestAssets {
+    /// The image `-kernel` takes (bzImage, Image, vmlinux).
+    pub kernel: PathBuf,
+    /// The PVH ELF vmlinux (x86_64), for machines that boot it.
+    pub pvh_vmlinux: Option<PathBuf>,
+    pub boot: Boot,
+}
+
+impl GuestAssets {
+    /// The kernel file `machine` boots.
+    pub fn kernel_for(&self, machine: Machine) -> Result<&Path> {
+        if !machine.wants_vmlinux() {
+            return Ok(&self.kernel);
+        }
+        self.pvh_vmlinux.as_deref().with_context(|| {
+            format!(
+                "machine {} needs the PVH vmlinux, and there is none for {} \
+                 (give one with --vmlinux)",
+                machine.name(),
+                machine.arch()
+            )
+        })
+    }
+
+    /// The same kernel with another root filesystem (`bench vm --fs`).
+    pub fn with_rootfs(&self, rootfs: PathBuf) -> GuestAssets {
+        let boot = match self.boot {
+            Boot::Image(_) => Boot::Image(rootfs),
+            Boot::Initrd(_) => Boot::Initrd(rootfs),
+        };
+        GuestAssets {
+            boot,
+            ..self.clone()
+        }
+    }
+
+    /// Every file exists (a given path may be wrong).
+    fn check(&self) -> Result<()> {
+        let rootfs = match &self.boot {
+            Boot::Image(p) | Boot::Initrd(p) => p,
+        };
+        for path in std::iter::once(&self.kernel)
+            .chain(self.pvh_vmlinux.iter())
+            .chain(std::iter::once(rootfs))
+        {
+            if !path.is_file() {
+                bail!("guest asset {} does not exist", path.display());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Build (or take from the caches) what changed, each step once. Returns
+/// the assets and the agent they contain (None when `--rootfs` was given).
+pub fn resolve(arch: Arch, opts: &VmOpts) -> Result<(GuestAssets, Option<PathBuf>)> {
+    let agent = match &opts.rootfs {
+        Some(_) => None,
+        None => Some(crate::rootfs::agent_binary(arch).context("building the agent")?),
+    };
+    let built = if opts.kernel.is_none() || agent.is_some() {
+        Some(crate::kernel::ensure_built(arch).context("building the guest kernel")?)
+    } else {
+        None
+    };
+    let kernel = opts
+        .kernel
+        .clone()
+        .or_else(|| built.as_ref().map(|b| b.image.clone()))
+        .context("no guest kernel: give one with --kernel")?;
+    let pvh_vmlinux = opts
+        .vmlinux
+        .clone()
+        .or_else(|| built.as_ref().and_then(|b| b.pvh_vmlinux.clone()))
+        .filter(|p| p.is_file());
+    let rootfs = match (&opts.rootfs, agent.as_deref().zip(built.as_ref())) {
+        (Some(r), _) => r.clone(),
+        (None, Some((agent, kernel))) => {
+            let image = crate::image::ensure_built(arch, agent, kernel)?;
+            match opts.boot {
+                BootMode::Image => image.image,
+                BootMode::Initrd => image.initrd,
+            }
+        }
+        (None, None) => bail!("no root filesystem: give one with --rootfs"),
+    };
+    let boot = match opts.boot {
+        BootMode::Image => Boot::Image(rootfs),
+        BootMode::Initrd => Boot::Initrd(rootfs),
+    };
+    let assets = GuestAssets {
+        kernel,
+        pvh_vmlinux,
+        boot,
+    };
+    assets.check()?;
+    Ok((assets, agent))
+}

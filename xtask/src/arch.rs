@@ -1,5 +1,5 @@
 //! The four guest architectures and every name each one goes by
-//! (see ../shared/design.md, "Architecture names").
+//! (ours, Rust's, Debian's, the kernel's, QEMU's).
 
 use std::fmt;
 use std::str::FromStr;

@@ -26,10 +26,10 @@ pub const SUMS: &str = "SHA256SUMS";
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, default_value = "x86_64")]
+    #[arg(long, value_enum, default_value = "x86_64")]
     arch: ArchSelection,
     /// The recipe in osbuilder-configs/.
-    #[arg(long, default_value = recipe::DEFAULT_RECIPE)]
+    #[arg(long, default_value = recipe::DEFAULT_RECIPE, value_parser = recipe::arg_parser())]
     recipe: String,
     /// The disk image's filesystem (default: the recipe's [image] filesystem).
     #[arg(long, value_enum)]

@@ -33,8 +33,7 @@ const CONFIG_NAME: &str = "kernel.config";
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// x86_64, aarch64, ppc64le, s390x or all.
-    #[arg(long, default_value = "x86_64")]
+    #[arg(long, value_enum, default_value = "x86_64")]
     arch: ArchSelection,
     /// Rebuild even when the cache has this kernel (the entry is replaced).
     #[arg(long)]

@@ -20,9 +20,11 @@ use crate::{cmd, paths};
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, default_value = "x86_64")]
+    #[arg(long, value_enum, default_value = "x86_64")]
     arch: ArchSelection,
-    #[arg(long, default_value = crate::rootfs::recipe::DEFAULT_RECIPE)]
+    /// The recipe in osbuilder-configs/.
+    #[arg(long, default_value = crate::rootfs::recipe::DEFAULT_RECIPE,
+          value_parser = crate::rootfs::recipe::arg_parser())]
     recipe: String,
     /// The disk image's filesystem (default: the recipe's).
     #[arg(long, value_enum)]

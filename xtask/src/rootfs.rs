@@ -34,9 +34,10 @@ enum Sub {
 
 #[derive(clap::Args)]
 pub struct BuildArgs {
-    #[arg(long, default_value = "x86_64")]
+    #[arg(long, value_enum, default_value = "x86_64")]
     arch: ArchSelection,
-    #[arg(long, default_value = recipe::DEFAULT_RECIPE)]
+    /// The recipe in osbuilder-configs/.
+    #[arg(long, default_value = recipe::DEFAULT_RECIPE, value_parser = recipe::arg_parser())]
     recipe: String,
     /// Add the recipe's debug_console packages and /bin/sh.
     #[arg(long)]
@@ -46,7 +47,7 @@ pub struct BuildArgs {
 #[derive(clap::Args)]
 pub struct LockArgs {
     /// The recipe to lock; every recipe in osbuilder-configs/ when omitted.
-    #[arg(long)]
+    #[arg(long, value_parser = recipe::arg_parser())]
     recipe: Option<String>,
 }
 

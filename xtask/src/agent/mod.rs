@@ -29,8 +29,7 @@ use toolchain::{probe, Libc};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// x86_64, aarch64, ppc64le, s390x or all.
-    #[arg(long, default_value = "x86_64")]
+    #[arg(long, value_enum, default_value = "x86_64")]
     arch: ArchSelection,
     /// C library to link statically (musl is what the image ships).
     #[arg(long, value_enum, default_value = "musl")]

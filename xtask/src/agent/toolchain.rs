@@ -1,7 +1,8 @@
 //! Which compiler route builds the agent for an arch, and the tools it uses.
 //!
 //! Preferred: a rustup target that is installed (a laptop). Otherwise the
-//! offline route measured in ../shared/toolchain.md: Debian's rustc-web 1.85
+//! offline route, which needs nothing from the network but Debian's mirror:
+//! Debian's rustc-web 1.85
 //! driven by rustup's cargo, with `-Zbuild-std` for musl and a downloaded
 //! prebuilt std for gnu.
 

@@ -181,6 +181,17 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// `--recipe`: one of the recipes that exist, listed in `--help` and in the
+/// error for any other name.
+pub fn arg_parser() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        names()
+            .unwrap_or_default()
+            .into_iter()
+            .map(clap::builder::PossibleValue::new),
+    )
+}
+
 /// The recipes that exist: `osbuilder-configs/<name>.toml`.
 pub fn names() -> Result<Vec<String>> {
     let dir = repo_root().join("osbuilder-configs");

@@ -1,7 +1,9 @@
 //! virtio-vsock without /dev/vhost-vsock: rust-vmm's `vhost-device-vsock`
 //! backend (vhost-user) and the hybrid-vsock handshake on its Unix socket.
-//! See ../shared/vm.md for why (no vhost-vsock in the host kernel) and for
-//! the backend's quirks.
+//! Why: hosts without the kernel's vhost-vsock (such as the CI machines)
+//! still get virtio-vsock this way. Quirks of the backend (0.3.0): a CONNECT
+//! before the guest listens is dropped, so the host retries with a deadline;
+//! it outlives QEMU, so the session stops it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

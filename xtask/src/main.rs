@@ -12,6 +12,7 @@ mod epoch;
 mod image;
 mod kernel;
 mod paths;
+mod report;
 mod repro;
 mod rootfs;
 mod setup;

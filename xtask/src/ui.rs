@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// How often a phase speaks up when stderr is not a terminal.
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
@@ -111,14 +111,20 @@ pub fn verbosity() -> Verbosity {
     settings().verbosity
 }
 
-/// The bar on screen, if any: messages go above it instead of through it.
-static ACTIVE_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+/// The bars on screen (one line per running phase, nested phases too);
+/// messages go above them instead of through them.
+fn bars() -> &'static MultiProgress {
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+    BARS.get_or_init(MultiProgress::new)
+}
+
+/// How many bars are on screen.
+static ACTIVE_BARS: Mutex<usize> = Mutex::new(0);
 
 fn print(line: &str) {
-    let bar = ACTIVE_BAR.lock().ok().and_then(|b| b.clone());
-    match bar {
-        Some(bar) => bar.println(line),
-        None => eprintln!("{line}"),
+    let active = ACTIVE_BARS.lock().map(|n| *n).unwrap_or(0);
+    if active == 0 || bars().println(line).is_err() {
+        eprintln!("{line}");
     }
 }
 
@@ -202,9 +208,9 @@ impl Phase {
             detail(format!("{name}: log {}", l.display()));
         }
         if s.tty {
-            let bar = new_bar(&name, expected);
-            if let Ok(mut active) = ACTIVE_BAR.lock() {
-                *active = Some(bar.clone());
+            let bar = bars().add(new_bar(&name, expected));
+            if let Ok(mut active) = ACTIVE_BARS.lock() {
+                *active += 1;
             }
             phase.bar = Some(bar.clone());
             phase.ticker = Some(std::thread::spawn(move || {
@@ -255,8 +261,9 @@ impl Phase {
         }
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
-            if let Ok(mut active) = ACTIVE_BAR.lock() {
-                *active = None;
+            bars().remove(&bar);
+            if let Ok(mut active) = ACTIVE_BARS.lock() {
+                *active = active.saturating_sub(1);
             }
         }
     }

@@ -56,6 +56,12 @@ struct VmBenchArgs {
     /// as they are) and each is booted `--runs` times.
     #[arg(long, value_enum, value_delimiter = ',')]
     fs: Vec<Filesystem>,
+    /// Also write the boot rows as JUnit XML here (a row with a failed boot fails).
+    #[arg(long, value_name = "PATH")]
+    junit: Option<PathBuf>,
+    /// Also write the boot rows as JSON here (times in ms, failures).
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
     #[command(flatten)]
     opts: VmOpts,
 }
@@ -89,7 +95,12 @@ impl VmBenchArgs {
         if self.runs == 0 {
             crate::usage!("--runs 0 measures nothing: give 1 or more");
         }
-        Ok(())
+        crate::report::check_paths(
+            self.junit
+                .iter()
+                .chain(self.json.iter())
+                .map(PathBuf::as_path),
+        )
     }
 }
 
@@ -108,10 +119,12 @@ fn bench_vm(args: VmBenchArgs) -> Result<()> {
         Probe::Health => Some(vm::e2e_binary()?),
         Probe::Vsock => None,
     };
+    let mut cases = Vec::new();
     for arch in args.arch.arches() {
         // Built and probed once per arch: every row boots these.
         let res = start::resources(arch, &args.opts)?;
         let rows = bench_arch(&res, &args, e2e.as_deref())?;
+        cases.extend(rows.iter().map(|r| case(arch, r)));
         let mut table = render(arch, res.accel, &args, &rows);
         if args.lifecycle_runs > 0 {
             let e2e = match &e2e {
@@ -133,9 +146,27 @@ fn bench_vm(args: VmBenchArgs) -> Result<()> {
         }
         std::fs::write(&out, &table).with_context(|| format!("writing {}", out.display()))?;
         println!("{table}");
-        eprintln!("table written to {}", out.display());
+        ui::info(format!("table written to {}", out.display()));
+    }
+    if let Some(p) = &args.junit {
+        crate::report::write(p, &crate::report::junit("bench vm", &cases))?;
+    }
+    if let Some(p) = &args.json {
+        crate::report::write(p, &(serde_json::to_string_pretty(&cases)? + "\n"))?;
     }
     Ok(())
+}
+
+/// A boot row as a report case: its median time, failed if a boot failed.
+fn case(arch: Arch, r: &Row) -> crate::report::Case {
+    let mut t = r.times.clone();
+    t.sort();
+    crate::report::Case {
+        suite: format!("bench.vm.{arch}"),
+        name: format!("{} {} quiet={}", r.rootfs.label, r.machine.name(), r.quiet),
+        seconds: t.get(t.len() / 2).map_or(0.0, Duration::as_secs_f64),
+        failure: (!r.failures.is_empty()).then(|| r.failures.join("; ")),
+    }
 }
 
 /// The root filesystem a row boots: the default assets, or one disk image

@@ -437,6 +437,8 @@ fn vm_checks(arch: Arch) -> Vec<Check> {
     let version = qemu.as_ref().and_then(|_| {
         crate::agent::toolchain::tool_output(arch.qemu_system(), &["--version"]).ok()
     });
+    // QEMU's first line is its version; the rest is copyright.
+    let version = version.and_then(|v| v.lines().next().map(str::to_string));
     let mut c = check("vm", Some(arch), arch.qemu_system()).result(
         qemu.is_some(),
         version.unwrap_or_else(|| "not in PATH".into()),

@@ -192,9 +192,11 @@ fn cache_key(arch: Arch, src: &Source, frags: &[Fragment], tc: &Toolchain) -> Re
     Ok(h.finish())
 }
 
-/// `<tool> --version` (the compiler and make versions go into the cache key).
+/// `<tool> --version`, untrimmed: the compiler and make versions go into the
+/// cache key, and the key must not change with how the xtask reads them.
 fn tool_version(tool: &str) -> Result<String> {
-    cmd::read(Command::new(tool).arg("--version"))
+    let out = cmd::output(Command::new(tool).arg("--version"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Configure, check and compile in a fresh build dir; store the results in `out`.

@@ -104,10 +104,9 @@ pub fn which(tool: &str) -> Option<PathBuf> {
     })
 }
 
-/// First line of `<tool> <args>` stdout, e.g. a version.
+/// `<tool> <args>` stdout, trimmed (e.g. a version: cache keys hash it whole).
 pub fn tool_output(tool: &str, args: &[&str]) -> Result<String> {
-    let out = crate::cmd::read(Command::new(tool).args(args))?;
-    Ok(out.lines().next().unwrap_or("").to_string())
+    crate::cmd::read(Command::new(tool).args(args))
 }
 
 /// The version line of Debian's rustc (`rustc 1.85.0 (...)`), if installed.

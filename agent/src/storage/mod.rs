@@ -3,7 +3,7 @@
 //! reference-counted by mount point, so two containers sharing one storage
 //! unmount it once, when the last one goes.
 //!
-//! CONTRACT (used by `container` and `rpc::sandbox`; keep the signatures).
+//! CONTRACT (used by `sandbox`; keep the signatures).
 //!
 //! Mount points come from the runtime and must lie under
 //! `/run/kata-containers/`: they are checked lexically (absolute, no `..`)
@@ -13,7 +13,6 @@
 
 mod blk;
 pub mod drivers;
-pub mod mountinfo;
 pub mod options;
 
 use std::collections::HashMap;
@@ -25,6 +24,7 @@ use anyhow::{bail, Context, Result};
 use nix::mount::{umount2, MntFlags};
 use protocols::agent::Storage;
 
+use crate::mountinfo;
 use crate::safe_path;
 use drivers::Undo;
 

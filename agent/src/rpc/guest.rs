@@ -107,3 +107,29 @@ pub async fn resize_volume(_ctx: &AgentContext, _req: ResizeVolumeRequest) -> Re
 pub async fn set_policy(_ctx: &AgentContext, _req: SetPolicyRequest) -> Result<Empty> {
     unimplemented("SetPolicy")
 }
+
+pub async fn add_swap_path(_ctx: &AgentContext, _req: AddSwapPathRequest) -> ttrpc::Result<Empty> {
+    unimplemented("AddSwapPath")
+}
+
+pub async fn get_diagnostic_data(
+    _ctx: &AgentContext,
+    _req: GetDiagnosticDataRequest,
+) -> ttrpc::Result<GetDiagnosticDataResponse> {
+    unimplemented("GetDiagnosticData")
+}
+
+/// Kata's mem-agent is not part of this agent.
+pub async fn mem_agent_memcg_set(
+    _ctx: &AgentContext,
+    _req: MemAgentMemcgConfig,
+) -> ttrpc::Result<Empty> {
+    unimplemented("MemAgentMemcgSet")
+}
+
+pub async fn mem_agent_compact_set(
+    _ctx: &AgentContext,
+    _req: MemAgentCompactConfig,
+) -> ttrpc::Result<Empty> {
+    unimplemented("MemAgentCompactSet")
+}

@@ -102,4 +102,8 @@ dispatch! {
     get_volume_stats(VolumeStatsRequest) -> csi::VolumeStatsResponse => guest::get_volume_stats;
     resize_volume(ResizeVolumeRequest) -> Empty => guest::resize_volume;
     set_policy(SetPolicyRequest) -> Empty => guest::set_policy;
+    add_swap_path(AddSwapPathRequest) -> Empty => guest::add_swap_path;
+    get_diagnostic_data(GetDiagnosticDataRequest) -> GetDiagnosticDataResponse => guest::get_diagnostic_data;
+    mem_agent_memcg_set(MemAgentMemcgConfig) -> Empty => guest::mem_agent_memcg_set;
+    mem_agent_compact_set(MemAgentCompactConfig) -> Empty => guest::mem_agent_compact_set;
 }

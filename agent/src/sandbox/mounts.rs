@@ -11,7 +11,6 @@ use protocols::agent::Storage;
 use super::AgentContext;
 use crate::error::{Error, Result};
 use crate::mountinfo;
-use crate::storage::STORAGE_ROOT;
 
 /// Where Kata's runtime mounts the shared directory of containers.
 const SHARED_CONTAINERS_DIR: &str = "/run/kata-containers/shared/containers";
@@ -51,7 +50,7 @@ fn unmount_stale_below(shared: &Path) -> anyhow::Result<usize> {
     let mut removed = 0;
     let mut below: Vec<PathBuf> = mountinfo::mount_points()?
         .into_iter()
-        .filter(|p| p.starts_with(shared) && p != shared && p.starts_with(STORAGE_ROOT))
+        .filter(|p| p.starts_with(shared) && p != shared)
         .collect();
     below.sort();
     below.dedup();

@@ -27,7 +27,7 @@ pub async fn create(ctx: &AgentContext, req: &CreateSandboxRequest) -> error::Re
     validate(req).invalid()?;
     if let Err(e) = setup(&mut sandbox, req) {
         // Leave nothing half-made behind: the next CreateSandbox must work.
-        if let Err(undo) = teardown(&mut sandbox) {
+        if let Err(undo) = teardown(&mut sandbox).await {
             slog::warn!(ctx.logger, "undoing a failed CreateSandbox"; "error" => format!("{undo:#}"));
         }
         return Err(e.context("CreateSandbox").into());
@@ -59,7 +59,7 @@ pub async fn destroy(ctx: &AgentContext) -> error::Result<()> {
         }
     }
     let mut sandbox = ctx.sandbox.lock().await;
-    if let Err(e) = teardown(&mut sandbox) {
+    if let Err(e) = teardown(&mut sandbox).await {
         errors.push(format!("{e:#}"));
     }
     if !errors.is_empty() {
@@ -121,7 +121,7 @@ fn setup(sandbox: &mut Sandbox, req: &CreateSandboxRequest) -> Result<()> {
 
 /// Undo everything CreateSandbox did; keeps going after an error and
 /// reports them all.
-fn teardown(sandbox: &mut Sandbox) -> Result<()> {
+async fn teardown(sandbox: &mut Sandbox) -> Result<()> {
     let mut errors: Vec<String> = Vec::new();
     // destroy_sandbox removed the containers already; one left here failed
     // to go (its error is reported) or this is a failed CreateSandbox.
@@ -131,7 +131,7 @@ fn teardown(sandbox: &mut Sandbox) -> Result<()> {
     }
     sandbox.sandbox_storages.clear();
     if let Some(pause) = sandbox.pause.take() {
-        if let Err(e) = pause.stop() {
+        if let Err(e) = pause.stop().await {
             errors.push(format!("{e:#}"));
         }
     }

@@ -7,7 +7,8 @@ mod common;
 
 use std::path::Path;
 
-use kata_agent::storage::{mountinfo, StorageRegistry};
+use kata_agent::mountinfo;
+use kata_agent::storage::StorageRegistry;
 use protocols::agent::Storage;
 
 fn storage(driver: &str, source: &str, mount_point: &str, options: &[&str]) -> Storage {

@@ -3,14 +3,12 @@
 //! and a new agent can create the sandbox again after the old one was
 //! killed with SIGKILL.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
 use agent_ctl::context;
-use common::TestAgent;
 use protocols::agent::{CreateSandboxRequest, DestroySandboxRequest, Storage};
+use test_support::TestAgent;
 
 fn ephemeral(mount_point: &str) -> Storage {
     let mut s = Storage::new();
@@ -71,7 +69,7 @@ async fn destroy(agent: &TestAgent) {
 
 #[tokio::test]
 async fn create_then_destroy_leaves_nothing_behind() {
-    require_root!();
+    test_support::require_root!();
     let agent = TestAgent::start_isolated("").await;
     let mp = test_dir("sb-eph");
     let mut req = CreateSandboxRequest::new();
@@ -133,7 +131,7 @@ async fn create_then_destroy_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn failed_create_leaves_nothing_and_the_next_create_works() {
-    require_root!();
+    test_support::require_root!();
     let agent = TestAgent::start_isolated("").await;
     let good = test_dir("fail-good");
     let mut bad_bind = Storage::new();
@@ -165,7 +163,7 @@ async fn failed_create_leaves_nothing_and_the_next_create_works() {
 
 #[tokio::test]
 async fn bad_requests_are_refused_by_name() {
-    require_root!();
+    test_support::require_root!();
     let agent = TestAgent::start_isolated("").await;
     let mut req = CreateSandboxRequest::new();
     req.storages = vec![ephemeral("/etc/evil")];
@@ -196,7 +194,7 @@ async fn bad_requests_are_refused_by_name() {
 /// the stale mount outlives the first agent, as on a real guest.
 #[tokio::test]
 async fn create_after_a_killed_agent_works() {
-    require_root!();
+    test_support::require_root!();
     let mp = test_dir("killed");
     let mut req = CreateSandboxRequest::new();
     req.sandbox_id = "sb-killed".into();
@@ -244,7 +242,7 @@ async fn create_after_a_killed_agent_works() {
 
 #[tokio::test]
 async fn update_ephemeral_mounts_resizes_the_tmpfs() {
-    require_root!();
+    test_support::require_root!();
     let agent = TestAgent::start_isolated("").await;
     let mp = test_dir("resize");
     let mut req = CreateSandboxRequest::new();

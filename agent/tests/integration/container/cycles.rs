@@ -1,17 +1,14 @@
 //! 200 create/start/wait/remove cycles leave no fd, mount, cgroup or zombie
 //! behind in the agent (counted before and after). Needs root; CI runs as root.
 
-mod common;
-mod container_util;
-
-use common::{busybox_rootfs, TestAgent};
-use container_util as cu;
+use test_support::TestAgent;
+use test_support::{container as cu, spec};
 
 const CYCLES: usize = 200;
 
 async fn cycle(agent: &TestAgent, rootfs: &std::path::Path, id: &str) {
     let c = &agent.client;
-    cu::create(c, id, cu::spec(id, rootfs, &["echo", "cycle"]))
+    cu::create(c, id, spec::container(id, rootfs, &["echo", "cycle"]))
         .await
         .expect("create");
     cu::start(c, id).await.expect("start");
@@ -22,12 +19,7 @@ async fn cycle(agent: &TestAgent, rootfs: &std::path::Path, id: &str) {
 
 #[tokio::test]
 async fn many_cycles_leak_nothing() {
-    require_root!();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let Some(rootfs) = busybox_rootfs(dir.path()) else {
-        eprintln!("SKIPPED: no busybox rootfs");
-        return;
-    };
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let pid = agent.pid();
     // Warm up: lazily created things (the reaper, the runtime's threads).

@@ -1,14 +1,12 @@
 //! The agent as PID 1 (the guest's init) in its own PID and mount
 //! namespaces: it says so in GetGuestDetails and shrugs off SIGTERM.
 
-mod common;
-
 use std::time::Duration;
 
 use agent_ctl::context;
-use common::TestAgent;
 use protocols::agent::GuestDetailsRequest;
 use protocols::health::CheckRequest;
+use test_support::TestAgent;
 
 /// The agent's pid as the host sees it: unshare's only child.
 fn agent_host_pid(unshare_pid: u32) -> u32 {
@@ -22,7 +20,7 @@ fn agent_host_pid(unshare_pid: u32) -> u32 {
 
 #[tokio::test]
 async fn pid1_agent_reports_init_daemon_and_ignores_sigterm() {
-    require_root!();
+    test_support::require_root!();
     let agent = TestAgent::start_as_pid1("").await;
     let resp = agent
         .client

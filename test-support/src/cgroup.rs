@@ -1,15 +1,10 @@
 //! Helpers shared by the cgroup tests: a unique test cgroup path, a child
 //! process that waits for "go" (so it runs its real work only once it is in
 //! the cgroup), and running a test inside a private mount namespace.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
-
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
 
 /// A cgroup path for this test. v1: below the test process's own memory
 /// cgroup, so the test's processes stay inside whatever the machine put us
@@ -155,10 +150,15 @@ pub fn read_trim(path: impl AsRef<Path>) -> String {
         .to_string()
 }
 
-/// Run test `inner` of this test binary in a new private mount namespace
-/// (with KATA_CGROUP_TEST_NS=1 so it knows); panics with its output if it
-/// fails.
-pub fn run_in_mount_namespace(inner: &str) {
+/// Run test `inner` of module `module` (its `module_path!()`) of this test
+/// binary in a new private mount namespace (with KATA_CGROUP_TEST_NS=1 so
+/// it knows); panics with its output if it fails.
+pub fn run_in_mount_namespace(module: &str, inner: &str) {
+    // libtest names a test by its path without the crate's name.
+    let inner = &match module.split_once("::") {
+        Some((_crate, path)) => format!("{path}::{inner}"),
+        None => inner.to_string(),
+    };
     let exe = std::env::current_exe().expect("current test binary");
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "private"])
@@ -184,10 +184,13 @@ pub fn run_in_mount_namespace(inner: &str) {
 }
 
 /// The inner half of `run_in_mount_namespace`: false (with the reason) when
-/// not started by it.
+/// not started by it. Not a skip that can fail: the inner tests are
+/// `#[ignore]`d, their outer test runs them.
 pub fn in_test_namespace() -> bool {
     if std::env::var_os("KATA_CGROUP_TEST_NS").is_none() {
-        eprintln!("SKIPPED: runs only inside the private mount namespace its outer test creates");
+        crate::skip::not_applicable(
+            "runs only inside the private mount namespace its outer test creates",
+        );
         return false;
     }
     true

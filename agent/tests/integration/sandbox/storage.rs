@@ -3,13 +3,12 @@
 //! These tests mount in the host's mount namespace (as root), each under its
 //! own directory, and unmount everything they mounted.
 
-mod common;
-
 use std::path::Path;
 
 use kata_agent::mountinfo;
 use kata_agent::storage::StorageRegistry;
 use protocols::agent::Storage;
+use test_support::skip::skip;
 
 fn storage(driver: &str, source: &str, mount_point: &str, options: &[&str]) -> Storage {
     let mut s = Storage::new();
@@ -31,7 +30,7 @@ fn mounts_at(p: &str) -> usize {
 
 #[test]
 fn ephemeral_is_mounted_once_and_unmounted_by_the_last_remove() {
-    require_root!();
+    test_support::require_root!();
     let mp = test_dir("ephemeral");
     let s = storage("ephemeral", "tmpfs", &mp, &["size=1m"]);
     let mut reg = StorageRegistry::default();
@@ -63,7 +62,7 @@ fn ephemeral_is_mounted_once_and_unmounted_by_the_last_remove() {
 
 #[test]
 fn bind_is_reference_counted_and_read_only_works() {
-    require_root!();
+    test_support::require_root!();
     let src = tempfile::tempdir().expect("tempdir");
     std::fs::write(src.path().join("f"), "data").expect("write");
     let mp = test_dir("bind");
@@ -88,7 +87,7 @@ fn bind_is_reference_counted_and_read_only_works() {
 
 #[test]
 fn local_dir_has_its_mode_and_goes_with_the_last_reference() {
-    require_root!();
+    test_support::require_root!();
     use std::os::unix::fs::PermissionsExt;
     let mp = test_dir("local");
     let s = storage("local", "", &mp, &["mode=0750"]);
@@ -105,7 +104,7 @@ fn local_dir_has_its_mode_and_goes_with_the_last_reference() {
 
 #[test]
 fn a_failing_storage_undoes_the_earlier_ones_of_the_call() {
-    require_root!();
+    test_support::require_root!();
     let good = test_dir("undo-good");
     let bad = test_dir("undo-bad");
     let mut reg = StorageRegistry::default();
@@ -129,7 +128,7 @@ fn a_failing_storage_undoes_the_earlier_ones_of_the_call() {
 
 #[test]
 fn mount_points_outside_the_root_are_refused() {
-    require_root!();
+    test_support::require_root!();
     let mut reg = StorageRegistry::default();
     for mp in [
         "/etc/evil",
@@ -149,7 +148,7 @@ fn mount_points_outside_the_root_are_refused() {
 /// not carry a mount out: the mount lands inside the root instead.
 #[test]
 fn symlinked_mount_point_stays_inside_the_root() {
-    require_root!();
+    test_support::require_root!();
     let base = test_dir("symlink");
     std::fs::create_dir_all(&base).expect("mkdir");
     let link = format!("{base}/link");
@@ -187,7 +186,7 @@ impl Loop {
             .arg(&img)
             .status();
         if !matches!(mkfs, Ok(s) if s.success()) {
-            eprintln!("SKIPPED: mkfs.ext4 (e2fsprogs) is not available");
+            skip("mkfs.ext4 (e2fsprogs) is not available");
             return None;
         }
         let out = std::process::Command::new("losetup")
@@ -199,7 +198,7 @@ impl Loop {
                 Some(Loop(String::from_utf8_lossy(&o.stdout).trim().to_string()))
             }
             _ => {
-                eprintln!("SKIPPED: no loop device available (losetup)");
+                skip("no loop device available (losetup)");
                 None
             }
         }
@@ -217,7 +216,7 @@ impl Drop for Loop {
 
 #[test]
 fn blk_by_device_name_mounts_the_filesystem() {
-    require_root!();
+    test_support::require_root!();
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(dev) = Loop::new(dir.path()) else {
         return;

@@ -2,24 +2,16 @@
 //! CopyFile (atomic, chunked, confined to the shared directory),
 //! GetVolumeStats, GetMetrics, ReseedRandomDev.
 
-mod common;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use agent_ctl::context;
-use common::TestAgent;
 use protocols::agent::*;
 use protocols::csi::volume_usage::Unit;
+use test_support::rpc::code;
+use test_support::TestAgent;
 
 const SHARED: &str = "/run/kata-containers/shared";
-
-fn code_of(e: &ttrpc::Error) -> ttrpc::Code {
-    match e {
-        ttrpc::Error::RpcStatus(s) => s.code(),
-        other => panic!("not an RPC status: {other:?}"),
-    }
-}
 
 fn copy_req(path: &str, size: usize, offset: usize, data: &[u8], mode: u32) -> CopyFileRequest {
     let mut r = CopyFileRequest::new();
@@ -88,7 +80,7 @@ async fn guest_details_report_the_agent() {
 /// values are refused before touching the clock.
 #[tokio::test]
 async fn set_guest_date_time_accepts_now_and_refuses_nonsense() {
-    require_root!();
+    test_support::require_root!();
     let agent = TestAgent::start("").await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -116,12 +108,12 @@ async fn set_guest_date_time_accepts_now_and_refuses_nonsense() {
         .set_guest_date_time(context(10), &req)
         .await
         .expect_err("bad usec");
-    assert_eq!(code_of(&err), ttrpc::Code::INVALID_ARGUMENT);
+    assert_eq!(code(&err), ttrpc::Code::INVALID_ARGUMENT);
 }
 
 #[tokio::test]
 async fn copy_file_is_chunked_and_atomic() {
-    require_root!();
+    test_support::require_root!();
     let agent = TestAgent::start("").await;
     let dir = SharedDir::new("copy");
     let path = format!("{}/sub/dir/file.txt", dir.0);
@@ -164,12 +156,12 @@ async fn copy_file_is_chunked_and_atomic() {
         .copy_file(context(10), &copy_req(&path, 3, 2, b"toolong", 0o600))
         .await
         .expect_err("chunk beyond file_size");
-    assert_eq!(code_of(&err), ttrpc::Code::INVALID_ARGUMENT);
+    assert_eq!(code(&err), ttrpc::Code::INVALID_ARGUMENT);
 }
 
 #[tokio::test]
 async fn copy_file_cannot_escape_the_shared_dir() {
-    require_root!();
+    test_support::require_root!();
     let agent = TestAgent::start("").await;
     let dir = SharedDir::new("escape");
     std::fs::create_dir_all(&dir.0).expect("mkdir");
@@ -186,11 +178,7 @@ async fn copy_file_cannot_escape_the_shared_dir() {
             .copy_file(context(10), &copy_req(&path, 1, 0, b"x", 0o644))
             .await
             .expect_err(&path);
-        assert_eq!(
-            code_of(&err),
-            ttrpc::Code::INVALID_ARGUMENT,
-            "{path}: {err:?}"
-        );
+        assert_eq!(code(&err), ttrpc::Code::INVALID_ARGUMENT, "{path}: {err:?}");
     }
     // A symlink planted in the shared dir resolves inside the shared dir.
     std::os::unix::fs::symlink("/etc", format!("{}/link", dir.0)).expect("symlink");
@@ -210,7 +198,7 @@ async fn copy_file_cannot_escape_the_shared_dir() {
 
 #[tokio::test]
 async fn volume_stats_metrics_and_reseed() {
-    require_root!();
+    test_support::require_root!();
     let agent = TestAgent::start("").await;
     let c = &agent.client.agent;
     let mut req = VolumeStatsRequest::new();

@@ -6,19 +6,19 @@
 //! bound to v1 hierarchies are absent from cgroup v2; what needs them is
 //! skipped with the reason printed.
 
-mod cgroups_common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cgroups_common::*;
 use kata_agent::cgroups::mounts::{mount_cgroup_hierarchies, mount_cgroup_hierarchies_reporting};
 use kata_agent::cgroups::{self, Manager};
 use oci_spec::runtime::{LinuxHugepageLimit, LinuxMemory, LinuxPids, LinuxResources};
+use test_support::cgroup::*;
+use test_support::is_root;
+use test_support::skip::{not_applicable, skip};
 
 fn outer_can_run() -> bool {
     if !is_root() {
-        eprintln!("SKIPPED: needs root (mount namespaces, cgroups); CI runs it as root");
+        skip("needs root (mount namespaces, cgroups); CI runs it as root");
         return false;
     }
     if std::process::Command::new("unshare")
@@ -26,7 +26,7 @@ fn outer_can_run() -> bool {
         .output()
         .is_err()
     {
-        eprintln!("SKIPPED: unshare (util-linux) is not installed");
+        skip("unshare (util-linux) is not installed");
         return false;
     }
     true
@@ -40,7 +40,7 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn v2_manager() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if outer_can_run() {
-        run_in_mount_namespace("v2_manager_inner");
+        run_in_mount_namespace(module_path!(), "v2_manager_inner");
     }
 }
 
@@ -49,7 +49,7 @@ fn v1_mounts() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if outer_can_run() {
         let before = hierarchy_ids();
-        run_in_mount_namespace("v1_mounts_inner");
+        run_in_mount_namespace(module_path!(), "v1_mounts_inner");
         // The kernel frees the hierarchies the namespace created a little
         // later; wait (bounded) so controllers are back where they were.
         for _ in 0..100 {
@@ -230,15 +230,15 @@ fn check_limits_or_skips(cg: &Manager, path: &str) {
         ("hugetlb", "hugetlb.2MB.max", "4194304"),
     ] {
         if controller == "hugetlb" && !two_mb {
-            eprintln!("SKIPPED: {file} check: no 2MB huge pages on this kernel");
+            skip(format!("{file} check: no 2MB huge pages on this kernel"));
             continue;
         }
         if cg.controllers().contains(controller) {
             assert_eq!(read_trim(v2_dir(path).join(file)), want);
         } else {
-            eprintln!(
-                "SKIPPED: {file} check: the {controller} controller is bound to cgroup v1 here"
-            );
+            not_applicable(format!(
+                "{file} check: the {controller} controller is bound to cgroup v1 here"
+            ));
             assert!(
                 skipped.iter().any(|s| s.contains(controller)),
                 "{controller} skip not reported: {skipped:?}"
@@ -248,7 +248,7 @@ fn check_limits_or_skips(cg: &Manager, path: &str) {
     if cg.controllers().contains("memory") {
         check_v2_oom(path);
     } else {
-        eprintln!("SKIPPED: v2 OOM events: no memory controller in cgroup v2 here");
+        not_applicable("v2 OOM events: no memory controller in cgroup v2 here");
     }
 }
 

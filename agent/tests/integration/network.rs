@@ -1,14 +1,13 @@
 //! Network RPCs against an agent in its own network namespace (never the
 //! host's interfaces or routes): a veth link plays the pod's NIC.
 
-mod common;
-
 use std::process::Command;
 
 use agent_ctl::context;
-use common::TestAgent;
 use protocols::agent::*;
 use protocols::types::{ARPNeighbor, IPAddress, IPFamily, Interface, Route};
+use test_support::skip::skip;
+use test_support::TestAgent;
 
 const MAC: &str = "02:00:00:aa:bb:01";
 
@@ -37,7 +36,7 @@ fn have_tools() -> bool {
             .unwrap_or(false)
     });
     if !ok {
-        eprintln!("SKIPPED: needs ip (iproute2), nsenter and unshare (util-linux)");
+        skip("needs ip (iproute2), nsenter and unshare (util-linux)");
     }
     ok
 }
@@ -95,7 +94,7 @@ async fn update_interface(agent: &TestAgent) -> Interface {
 
 #[tokio::test]
 async fn list_interfaces_shows_lo() {
-    require_root!();
+    test_support::require_root!();
     if !have_tools() {
         return;
     }
@@ -122,7 +121,7 @@ async fn list_interfaces_shows_lo() {
 
 #[tokio::test]
 async fn update_interface_renames_sets_mtu_addresses_and_up() {
-    require_root!();
+    test_support::require_root!();
     if !have_tools() {
         return;
     }
@@ -183,7 +182,7 @@ async fn update_interface_renames_sets_mtu_addresses_and_up() {
 
 #[tokio::test]
 async fn update_routes_replaces_the_table() {
-    require_root!();
+    test_support::require_root!();
     if !have_tools() {
         return;
     }
@@ -253,7 +252,7 @@ async fn update_routes_replaces_the_table() {
 
 #[tokio::test]
 async fn add_arp_neighbors_adds_permanent_entries() {
-    require_root!();
+    test_support::require_root!();
     if !have_tools() {
         return;
     }
@@ -282,7 +281,7 @@ async fn add_arp_neighbors_adds_permanent_entries() {
 
 #[tokio::test]
 async fn iptables_round_trip_or_clear_unimplemented() {
-    require_root!();
+    test_support::require_root!();
     if !have_tools() {
         return;
     }

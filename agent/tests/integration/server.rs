@@ -1,17 +1,15 @@
 //! The agent as a ttRPC server, stand-alone on a unix socket: health round
 //! trips, UNIMPLEMENTED answers, malformed and oversized frames, concurrency.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use agent_ctl::context;
-use common::TestAgent;
 use protobuf::Message;
 use protocols::agent::SetPolicyRequest;
 use protocols::health::{health_check_response::ServingStatus, CheckRequest, HealthCheckResponse};
+use test_support::TestAgent;
 
 /// A ttRPC frame: 10-byte header (length, stream id, type, flags) + payload.
 fn frame(stream_id: u32, msg_type: u8, payload: &[u8]) -> Vec<u8> {
@@ -104,13 +102,9 @@ async fn unimplemented_rpc_names_itself() {
         .set_policy(context(5), &SetPolicyRequest::new())
         .await
         .expect_err("SetPolicy is not implemented");
-    match err {
-        ttrpc::Error::RpcStatus(s) => {
-            assert_eq!(s.code(), ttrpc::Code::UNIMPLEMENTED);
-            assert!(s.message().contains("SetPolicy"), "{}", s.message());
-        }
-        other => panic!("expected an RPC status, got {other:?}"),
-    }
+    let (code, message) = test_support::rpc::status(&err);
+    assert_eq!(code, ttrpc::Code::UNIMPLEMENTED);
+    assert!(message.contains("SetPolicy"), "{message}");
     assert_serving(&agent).await;
 }
 

@@ -2,32 +2,14 @@
 //! client: stats, UpdateContainer, Pause/Resume, GetOOMEvent. Needs root;
 //! CI runs as root. Works on cgroup v1 and on v2 with the memory controller.
 
-mod common;
-mod container_util;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent_ctl::{context, AgentClient};
-use common::{busybox_rootfs, TestAgent};
-use container_util as cu;
 use protocols::agent::*;
 use protocols::oci;
-
-macro_rules! setup {
-    ($dir:ident, $rootfs:ident) => {
-        require_root!();
-        if !memory_controller_present() {
-            eprintln!("SKIPPED: no memory cgroup controller (v1 memory mount or v2 memory)");
-            return;
-        }
-        let $dir = tempfile::tempdir().expect("temp dir");
-        let Some($rootfs) = busybox_rootfs($dir.path()) else {
-            eprintln!("SKIPPED: no busybox rootfs");
-            return;
-        };
-    };
-}
+use test_support::TestAgent;
+use test_support::{container as cu, spec};
 
 /// When a test fails half way, its container's cgroups would outlive the
 /// agent: thaw them, kill what is in them, remove them.
@@ -74,7 +56,7 @@ fn cg_dir(controller: &str, cid: &str) -> PathBuf {
     } else {
         base.join(controller)
     };
-    base.join(cu::CGROUP_PARENT).join(cid)
+    base.join(spec::CGROUP_PARENT).join(cid)
 }
 
 fn memory_limit_file(cid: &str) -> String {
@@ -106,7 +88,7 @@ fn memory(limit: i64) -> oci::LinuxResources {
 }
 
 fn spec_with(cid: &str, rootfs: &Path, args: &[&str], r: oci::LinuxResources) -> oci::Spec {
-    let mut s = cu::spec(cid, rootfs, args);
+    let mut s = spec::container(cid, rootfs, args);
     if let Some(l) = s.Linux.as_mut() {
         l.Resources = Some(r).into();
     }
@@ -148,7 +130,10 @@ fn frozen(cid: &str) -> bool {
 
 #[tokio::test]
 async fn stats_update_pause_and_resume_a_running_container() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
+    if !memory_controller_present() {
+        test_support::skip!("no memory cgroup controller (v1 memory mount or v2 memory)");
+    }
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let id = cu::cid("cg-life");
@@ -182,12 +167,12 @@ async fn stats_update_pause_and_resume_a_running_container() {
     let mut cpu = oci::LinuxCPU::new();
     cpu.Cpus = "4000".into();
     bad.CPU = Some(cpu).into();
-    match update(c, &id, bad).await {
-        Err(ttrpc::Error::RpcStatus(s)) => {
-            assert_eq!(s.code(), ttrpc::Code::INVALID_ARGUMENT, "{}", s.message())
-        }
-        other => panic!("cpuset 4000 accepted: {other:?}"),
-    }
+    let (code, message) = test_support::rpc::err_status(update(c, &id, bad).await);
+    assert_eq!(
+        code,
+        ttrpc::Code::INVALID_ARGUMENT,
+        "cpuset 4000: {message}"
+    );
 
     let mut pause = PauseContainerRequest::new();
     pause.container_id = id.clone();
@@ -210,7 +195,10 @@ async fn stats_update_pause_and_resume_a_running_container() {
 
 #[tokio::test]
 async fn an_oom_kill_is_returned_by_get_oom_event() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
+    if !memory_controller_present() {
+        test_support::skip!("no memory cgroup controller (v1 memory mount or v2 memory)");
+    }
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let id = cu::cid("cg-oom");

@@ -2,32 +2,18 @@
 //! rootfs: create, start, output, exec, stdin, tty, signals, remove. Needs
 //! root (namespaces, mounts, cgroups); CI runs as root.
 
-mod common;
-mod container_util;
-
 use std::time::Duration;
 
-use common::{busybox_rootfs, TestAgent};
-use container_util as cu;
-
-macro_rules! setup {
-    ($dir:ident, $rootfs:ident) => {
-        require_root!();
-        let $dir = tempfile::tempdir().expect("temp dir");
-        let Some($rootfs) = busybox_rootfs($dir.path()) else {
-            eprintln!("SKIPPED: no busybox rootfs");
-            return;
-        };
-    };
-}
+use test_support::TestAgent;
+use test_support::{container as cu, spec};
 
 #[tokio::test]
 async fn echo_hello_then_wait_zero_and_remove_leaves_nothing() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let id = cu::cid("echo");
-    cu::create(c, &id, cu::spec(&id, &rootfs, &["echo", "hello"]))
+    cu::create(c, &id, spec::container(&id, &rootfs, &["echo", "hello"]))
         .await
         .expect("create");
     assert!(
@@ -47,7 +33,7 @@ async fn echo_hello_then_wait_zero_and_remove_leaves_nothing() {
 
 #[tokio::test]
 async fn create_parks_the_process_until_start() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let id = cu::cid("parked");
@@ -55,7 +41,7 @@ async fn create_parks_the_process_until_start() {
     cu::create(
         c,
         &id,
-        cu::spec(&id, &rootfs, &["touch", "/started-marker"]),
+        spec::container(&id, &rootfs, &["touch", "/started-marker"]),
     )
     .await
     .expect("create");
@@ -73,16 +59,16 @@ async fn create_parks_the_process_until_start() {
 
 #[tokio::test]
 async fn exec_into_a_running_container_sees_its_namespaces() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let id = cu::cid("exec");
-    cu::create(c, &id, cu::spec(&id, &rootfs, &["sleep", "30"]))
+    cu::create(c, &id, spec::container(&id, &rootfs, &["sleep", "30"]))
         .await
         .expect("create");
     cu::start(c, &id).await.expect("start");
     // Same hostname (uts ns), same pid ns (its init is pid 1 and is sleep).
-    let p = cu::process(&[
+    let p = spec::process(&[
         "sh",
         "-c",
         "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; echo err >&2",
@@ -95,7 +81,7 @@ async fn exec_into_a_running_container_sees_its_namespaces() {
     assert_eq!(cu::read_all(c, &id, "e1", true).await, "err\n");
     assert_eq!(cu::wait(c, &id, "e1").await.expect("wait exec"), 0);
     // A failing exec reports its status too.
-    cu::exec(c, &id, "e2", cu::process(&["sh", "-c", "exit 3"]))
+    cu::exec(c, &id, "e2", spec::process(&["sh", "-c", "exit 3"]))
         .await
         .expect("exec 2");
     assert_eq!(cu::wait(c, &id, "e2").await.expect("wait exec 2"), 3);
@@ -105,11 +91,11 @@ async fn exec_into_a_running_container_sees_its_namespaces() {
 
 #[tokio::test]
 async fn stdin_round_trip_through_cat() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let id = cu::cid("cat");
-    cu::create(c, &id, cu::spec(&id, &rootfs, &["cat"]))
+    cu::create(c, &id, spec::container(&id, &rootfs, &["cat"]))
         .await
         .expect("create");
     cu::start(c, &id).await.expect("start");
@@ -131,11 +117,11 @@ async fn stdin_round_trip_through_cat() {
 
 #[tokio::test]
 async fn a_terminal_process_gets_a_pty_that_resizes() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let id = cu::cid("tty");
-    let mut spec = cu::spec(
+    let mut spec = spec::container(
         &id,
         &rootfs,
         &["sh", "-c", "test -t 0 && echo is-a-tty; stty size"],
@@ -161,11 +147,11 @@ async fn a_terminal_process_gets_a_pty_that_resizes() {
 
 #[tokio::test]
 async fn sigkill_gives_137_and_sigterm_stops_an_init_without_handler() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let id = cu::cid("kill");
-    cu::create(c, &id, cu::spec(&id, &rootfs, &["sleep", "30"]))
+    cu::create(c, &id, spec::container(&id, &rootfs, &["sleep", "30"]))
         .await
         .expect("create");
     cu::start(c, &id).await.expect("start");
@@ -174,7 +160,7 @@ async fn sigkill_gives_137_and_sigterm_stops_an_init_without_handler() {
     cu::remove(c, &id).await.expect("remove");
 
     let id2 = cu::cid("term");
-    cu::create(c, &id2, cu::spec(&id2, &rootfs, &["sleep", "30"]))
+    cu::create(c, &id2, spec::container(&id2, &rootfs, &["sleep", "30"]))
         .await
         .expect("create 2");
     cu::start(c, &id2).await.expect("start 2");
@@ -187,24 +173,25 @@ async fn sigkill_gives_137_and_sigterm_stops_an_init_without_handler() {
 
 #[tokio::test]
 async fn remove_kills_a_running_container_and_a_second_remove_is_not_found() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let mut agent = TestAgent::start("").await;
     let id = cu::cid("rm");
     {
         let c = &agent.client;
-        cu::create(c, &id, cu::spec(&id, &rootfs, &["sleep", "30"]))
+        cu::create(c, &id, spec::container(&id, &rootfs, &["sleep", "30"]))
             .await
             .expect("create");
         cu::start(c, &id).await.expect("start");
-        cu::exec(c, &id, "bg", cu::process(&["sleep", "30"]))
+        cu::exec(c, &id, "bg", spec::process(&["sleep", "30"]))
             .await
             .expect("exec");
         cu::remove(c, &id).await.expect("remove");
         let err = cu::remove(c, &id).await.expect_err("second remove");
-        match err {
-            ttrpc::Error::RpcStatus(s) => assert_eq!(s.code(), ttrpc::Code::NOT_FOUND, "{s:?}"),
-            other => panic!("unexpected error {other:?}"),
-        }
+        assert_eq!(
+            test_support::rpc::code(&err),
+            ttrpc::Code::NOT_FOUND,
+            "{err:?}"
+        );
     }
     assert!(agent.is_running(), "the agent died");
     cu::assert_gone(agent.pid(), &id);
@@ -213,11 +200,11 @@ async fn remove_kills_a_running_container_and_a_second_remove_is_not_found() {
 
 #[tokio::test]
 async fn a_missing_executable_fails_at_start() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let id = cu::cid("noexe");
-    cu::create(c, &id, cu::spec(&id, &rootfs, &["/no/such/binary"]))
+    cu::create(c, &id, spec::container(&id, &rootfs, &["/no/such/binary"]))
         .await
         .expect("create");
     let err = cu::start(c, &id).await.expect_err("start must fail");
@@ -236,11 +223,11 @@ fn hook(out: &std::path::Path) -> protocols::oci::Hook {
 
 #[tokio::test]
 async fn hooks_see_the_state_and_sysctls_apply_in_the_container() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let id = cu::cid("hooks");
-    let mut spec = cu::spec(&id, &rootfs, &["cat", "/proc/sys/kernel/shmmni"]);
+    let mut spec = spec::container(&id, &rootfs, &["cat", "/proc/sys/kernel/shmmni"]);
     let mut hooks = protocols::oci::Hooks::new();
     let (created, started, stopped) = (
         dir.path().join("created.json"),
@@ -283,7 +270,7 @@ async fn hooks_see_the_state_and_sysctls_apply_in_the_container() {
 
 #[tokio::test]
 async fn concurrent_life_cycles_on_separate_connections() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let mut tasks = Vec::new();
     for i in 0..6 {
@@ -292,9 +279,13 @@ async fn concurrent_life_cycles_on_separate_connections() {
         tasks.push(tokio::spawn(async move {
             let id = format!("{}-{i}", cu::cid("conc"));
             let word = format!("word{i}");
-            cu::create(&client, &id, cu::spec(&id, &rootfs, &["echo", &word]))
-                .await
-                .expect("create");
+            cu::create(
+                &client,
+                &id,
+                spec::container(&id, &rootfs, &["echo", &word]),
+            )
+            .await
+            .expect("create");
             cu::start(&client, &id).await.expect("start");
             assert_eq!(
                 cu::read_all(&client, &id, "", false).await,
@@ -314,11 +305,11 @@ async fn concurrent_life_cycles_on_separate_connections() {
 
 #[tokio::test]
 async fn without_a_pid_namespace_remove_kills_and_reaps_every_process() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let id = cu::cid("sharedpid");
-    let mut spec = cu::spec(
+    let mut spec = spec::container(
         &id,
         &rootfs,
         &["sh", "-c", "sleep 30 & sleep 30 & echo started; wait"],

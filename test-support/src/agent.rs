@@ -1,10 +1,9 @@
-//! Shared harness for the agent's integration tests: start a stand-alone
-//! agent on a unix socket in a temp dir, connect the real client, stop the
-//! agent when the test ends (also when it fails).
-#![allow(dead_code)] // each test binary uses a different part of the harness
+//! A stand-alone agent for a test: started on a unix socket in a temp dir,
+//! connected through agent-ctl's client, stopped when the test ends (also
+//! when it fails).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -78,7 +77,7 @@ impl TestAgent {
         fs::write(&cmdline_file, cmdline).expect("writing the test cmdline");
         let log = dir.path().join("agent.log");
         let log_file = fs::File::create(&log).expect("creating the agent log");
-        let agent = env!("CARGO_BIN_EXE_kata-agent");
+        let agent = agent_binary();
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -164,50 +163,27 @@ impl Drop for TestAgent {
     }
 }
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Skip (with a printed reason) unless running as root; CI runs as root.
-#[macro_export]
-macro_rules! require_root {
-    () => {
-        if !$crate::common::is_root() {
-            eprintln!(
-                "SKIPPED: this test needs root (namespaces, mounts, cgroups); CI runs it as root"
-            );
-            return;
-        }
-    };
-}
-
-/// A minimal busybox rootfs under `dir`: Debian's busybox-static as
-/// /bin/busybox plus one symlink per applet. None (with the reason printed)
-/// when busybox-static is not installed.
-pub fn busybox_rootfs(dir: &Path) -> Option<PathBuf> {
-    let busybox = Path::new("/bin/busybox");
-    if !busybox.exists() {
-        eprintln!("busybox-static is not installed (apt-get install busybox-static)");
-        return None;
+/// The `kata-agent` binary under test. Cargo builds a package's binaries
+/// before its integration tests and benches and puts them two levels above
+/// the test executable (`target/<profile>/deps/<test>` next to
+/// `target/<profile>/kata-agent`); only those targets get
+/// `CARGO_BIN_EXE_kata-agent`, at compile time, and this crate is not one.
+/// `KATA_AGENT_BIN` overrides the lookup.
+pub fn agent_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("KATA_AGENT_BIN") {
+        return PathBuf::from(bin);
     }
-    let root = dir.join("rootfs");
-    for d in [
-        "bin", "sbin", "usr/bin", "proc", "sys", "dev", "tmp", "etc", "root",
-    ] {
-        fs::create_dir_all(root.join(d)).expect("creating rootfs dirs");
-    }
-    fs::copy(busybox, root.join("bin/busybox")).expect("copying busybox");
-    let list = Command::new(busybox)
-        .arg("--list")
-        .output()
-        .expect("busybox --list");
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        let link = root.join("bin").join(applet);
-        if !link.exists() {
-            std::os::unix::fs::symlink("busybox", &link).expect("creating applet link");
-        }
-    }
-    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("writing passwd");
-    fs::write(root.join("etc/group"), "root:x:0:\n").expect("writing group");
-    Some(root)
+    let exe = std::env::current_exe().expect("locating the test executable");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("kata-agent"))
+        .expect("the test executable lives in target/<profile>/deps");
+    assert!(
+        bin.exists(),
+        "{} does not exist: run the agent's tests through cargo test -p kata-agent \
+         (or set KATA_AGENT_BIN)",
+        bin.display()
+    );
+    bin
 }

@@ -2,21 +2,13 @@
 //! GetOOMEvent) through the real client: their answers to bad requests, and
 //! GetOOMEvent's blocking.
 
-mod common;
-
 use std::time::Duration;
 
 use agent_ctl::context;
-use common::TestAgent;
 use protocols::agent::*;
 use protocols::oci;
-
-fn code_of<T: std::fmt::Debug>(r: ttrpc::Result<T>) -> (ttrpc::Code, String) {
-    match r {
-        Err(ttrpc::Error::RpcStatus(s)) => (s.code(), s.message().to_string()),
-        other => panic!("expected an RPC status, got {other:?}"),
-    }
-}
+use test_support::rpc::err_status;
+use test_support::TestAgent;
 
 fn memory(limit: i64) -> oci::LinuxResources {
     let mut m = oci::LinuxMemory::new();
@@ -37,7 +29,7 @@ fn update(id: &str, r: Option<oci::LinuxResources>) -> UpdateContainerRequest {
 async fn unknown_containers_are_not_found() {
     let agent = TestAgent::start("").await;
     let c = &agent.client.agent;
-    let (code, msg) = code_of(
+    let (code, msg) = err_status(
         c.update_container(context(5), &update("nope", Some(memory(64 << 20))))
             .await,
     );
@@ -47,19 +39,19 @@ async fn unknown_containers_are_not_found() {
     let mut stats = StatsContainerRequest::new();
     stats.container_id = "nope".into();
     assert_eq!(
-        code_of(c.stats_container(context(5), &stats).await).0,
+        err_status(c.stats_container(context(5), &stats).await).0,
         ttrpc::Code::NOT_FOUND
     );
     let mut pause = PauseContainerRequest::new();
     pause.container_id = "nope".into();
     assert_eq!(
-        code_of(c.pause_container(context(5), &pause).await).0,
+        err_status(c.pause_container(context(5), &pause).await).0,
         ttrpc::Code::NOT_FOUND
     );
     let mut resume = ResumeContainerRequest::new();
     resume.container_id = "nope".into();
     assert_eq!(
-        code_of(c.resume_container(context(5), &resume).await).0,
+        err_status(c.resume_container(context(5), &resume).await).0,
         ttrpc::Code::NOT_FOUND
     );
 }
@@ -68,25 +60,25 @@ async fn unknown_containers_are_not_found() {
 async fn nonsense_is_invalid_argument() {
     let agent = TestAgent::start("").await;
     let c = &agent.client.agent;
-    let (code, msg) = code_of(
+    let (code, msg) = err_status(
         c.update_container(context(5), &update("x", Some(memory(-5))))
             .await,
     );
     assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT);
     assert!(msg.contains("memory limit -5"), "{msg}");
 
-    let (code, msg) = code_of(c.update_container(context(5), &update("x", None)).await);
+    let (code, msg) = err_status(c.update_container(context(5), &update("x", None)).await);
     assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT);
     assert!(msg.contains("no resources"), "{msg}");
 
-    let (code, _) = code_of(
+    let (code, _) = err_status(
         c.update_container(context(5), &update("", Some(memory(1 << 20))))
             .await,
     );
     assert_eq!(code, ttrpc::Code::INVALID_ARGUMENT);
     let stats = StatsContainerRequest::new();
     assert_eq!(
-        code_of(c.stats_container(context(5), &stats).await).0,
+        err_status(c.stats_container(context(5), &stats).await).0,
         ttrpc::Code::INVALID_ARGUMENT
     );
 }
@@ -101,7 +93,7 @@ async fn get_oom_event_waits_for_an_oom() {
     assert!(r.is_err(), "GetOOMEvent answered without an OOM: {r:?}");
     // And the agent keeps serving others meanwhile.
     let other = agent.connect().await;
-    let (code, _) = code_of(
+    let (code, _) = err_status(
         other
             .agent
             .stats_container(context(5), &StatsContainerRequest::new())

@@ -2,24 +2,16 @@
 //! own remove path (killed, reaped, bundle/cgroup/mounts gone), then the
 //! sandbox's storages and pause process go too.
 
-mod common;
-mod container_util;
-
 use std::time::Duration;
 
 use agent_ctl::context;
-use common::{busybox_rootfs, TestAgent};
-use container_util as cu;
 use protocols::agent::{CreateSandboxRequest, DestroySandboxRequest, Storage};
+use test_support::TestAgent;
+use test_support::{container as cu, spec};
 
 #[tokio::test]
 async fn destroy_sandbox_removes_running_containers() {
-    require_root!();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let Some(rootfs) = busybox_rootfs(dir.path()) else {
-        eprintln!("SKIPPED: no busybox rootfs");
-        return;
-    };
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let mp = format!("/run/kata-containers/test-{}-destroy", std::process::id());
@@ -38,7 +30,7 @@ async fn destroy_sandbox_removes_running_containers() {
     cu::create(
         c,
         &id,
-        cu::spec(&id, &rootfs, &["sh", "-c", "echo up; sleep 300"]),
+        spec::container(&id, &rootfs, &["sh", "-c", "echo up; sleep 300"]),
     )
     .await
     .expect("create");

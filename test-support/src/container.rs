@@ -1,6 +1,5 @@
-//! Helpers for the container life-cycle tests and the lifecycle bench: a
-//! grpc OCI spec for a busybox rootfs, and the RPC calls with their checks.
-#![allow(dead_code)] // each test binary uses a different part
+//! The container RPCs as one call each (request built, deadline set), and
+//! what a test inspects afterwards: bundle, cgroups, mounts, fds, children.
 
 use std::path::{Path, PathBuf};
 
@@ -8,130 +7,12 @@ use agent_ctl::AgentClient;
 use protocols::agent::*;
 use protocols::oci;
 
-/// Where the TEMP/real cgroup manager puts a container's cgroup (its
-/// linux.cgroupsPath in these specs).
-pub const CGROUP_PARENT: &str = "kata-agent-tests";
+use crate::spec::CGROUP_PARENT;
 
-/// A unique container id for this test process.
+/// A container id unique to this test process (one binary runs every test:
+/// `name` must be unique among them).
 pub fn cid(name: &str) -> String {
     format!("{name}-{}", std::process::id())
-}
-
-fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> oci::Mount {
-    let mut m = oci::Mount::new();
-    m.destination = dest.into();
-    m.type_ = typ.into();
-    m.source = source.into();
-    m.options = options.iter().map(|s| s.to_string()).collect();
-    m
-}
-
-pub fn process(args: &[&str]) -> oci::Process {
-    let mut p = oci::Process::new();
-    p.Args = args.iter().map(|s| s.to_string()).collect();
-    p.Env = vec!["PATH=/bin:/sbin:/usr/bin".into(), "HOME=/root".into()];
-    p.Cwd = "/".into();
-    p.User = Some(oci::User::new()).into();
-    let caps: Vec<String> = [
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut c = oci::LinuxCapabilities::new();
-    c.Bounding = caps.clone();
-    c.Effective = caps.clone();
-    c.Permitted = caps;
-    p.Capabilities = Some(c).into();
-    let mut rl = oci::POSIXRlimit::new();
-    rl.Type = "RLIMIT_NOFILE".into();
-    rl.Hard = 1024;
-    rl.Soft = 1024;
-    p.Rlimits = vec![rl];
-    p.NoNewPrivileges = true;
-    p
-}
-
-/// A container spec like the ones Kata's runtime sends: new pid, ipc, uts
-/// and mount namespaces (the network namespace is the sandbox's).
-pub fn spec(cid: &str, rootfs: &Path, args: &[&str]) -> oci::Spec {
-    let mut s = oci::Spec::new();
-    s.Version = "1.0.2".into();
-    s.Process = Some(process(args)).into();
-    let mut root = oci::Root::new();
-    root.Path = rootfs.display().to_string();
-    s.Root = Some(root).into();
-    s.Hostname = "kata-test".into();
-    s.Mounts = vec![
-        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount(
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ),
-        mount(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-            ],
-        ),
-        mount(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-        ),
-        mount(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        ),
-        mount(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
-        ),
-    ];
-    let mut l = oci::Linux::new();
-    l.Namespaces = ["pid", "ipc", "uts", "mount"]
-        .iter()
-        .map(|t| {
-            let mut ns = oci::LinuxNamespace::new();
-            ns.Type = t.to_string();
-            ns
-        })
-        .collect();
-    l.CgroupsPath = format!("/{CGROUP_PARENT}/{cid}");
-    l.MaskedPaths = vec!["/proc/kcore".into(), "/proc/keys".into()];
-    l.ReadonlyPaths = vec!["/proc/sys".into(), "/proc/sysrq-trigger".into()];
-    s.Linux = Some(l).into();
-    s
-}
-
-pub fn add_mount(s: &mut oci::Spec, dest: &str, typ: &str, source: &str, options: &[&str]) {
-    s.Mounts.push(mount(dest, typ, source, options));
 }
 
 pub async fn create(c: &AgentClient, cid: &str, spec: oci::Spec) -> ttrpc::Result<()> {

@@ -2,29 +2,9 @@
 //! rootfs, and a failed create leaves nothing behind. Needs root; CI runs as
 //! root.
 
-mod common;
-mod container_util;
-
-use common::{busybox_rootfs, TestAgent};
-use container_util as cu;
-
-macro_rules! setup {
-    ($dir:ident, $rootfs:ident) => {
-        require_root!();
-        let $dir = tempfile::tempdir().expect("temp dir");
-        let Some($rootfs) = busybox_rootfs($dir.path()) else {
-            eprintln!("SKIPPED: no busybox rootfs");
-            return;
-        };
-    };
-}
-
-fn code(e: &ttrpc::Error) -> ttrpc::Code {
-    match e {
-        ttrpc::Error::RpcStatus(s) => s.code(),
-        other => panic!("not a status: {other:?}"),
-    }
-}
+use test_support::rpc::code;
+use test_support::TestAgent;
+use test_support::{container as cu, spec};
 
 /// No bundle, cgroup, mount, or child process of the agent is left.
 fn assert_nothing_left(agent: &TestAgent, id: &str, children_before: usize) {
@@ -38,11 +18,11 @@ fn assert_nothing_left(agent: &TestAgent, id: &str, children_before: usize) {
 
 #[tokio::test]
 async fn a_mount_destination_climbing_out_is_refused() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let id = cu::cid("climb");
-    let mut spec = cu::spec(&id, &rootfs, &["true"]);
-    cu::add_mount(
+    let mut spec = spec::container(&id, &rootfs, &["true"]);
+    spec::add_mount(
         &mut spec,
         "/../../../tmp/kata-escape",
         "tmpfs",
@@ -62,14 +42,14 @@ async fn a_mount_destination_climbing_out_is_refused() {
 
 #[tokio::test]
 async fn an_absolute_symlink_in_the_rootfs_resolves_inside_it() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let id = cu::cid("symlink");
     std::os::unix::fs::symlink("/etc", rootfs.join("etc-link")).expect("symlink");
     let host_target = std::path::Path::new("/etc/kata-escape-test");
     assert!(!host_target.exists());
-    let mut spec = cu::spec(
+    let mut spec = spec::container(
         &id,
         &rootfs,
         &[
@@ -78,7 +58,7 @@ async fn an_absolute_symlink_in_the_rootfs_resolves_inside_it() {
             "grep -c ' /etc/kata-escape-test ' /proc/self/mountinfo",
         ],
     );
-    cu::add_mount(
+    spec::add_mount(
         &mut spec,
         "/etc-link/kata-escape-test",
         "tmpfs",
@@ -104,21 +84,21 @@ async fn an_absolute_symlink_in_the_rootfs_resolves_inside_it() {
 
 #[tokio::test]
 async fn bad_ids_and_specs_are_invalid_arguments() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     for bad in ["..", "a/b", "-x", ""] {
-        let err = cu::create(c, bad, cu::spec("x", &rootfs, &["true"]))
+        let err = cu::create(c, bad, spec::container("x", &rootfs, &["true"]))
             .await
             .expect_err(bad);
         assert_eq!(code(&err), ttrpc::Code::INVALID_ARGUMENT, "{bad}: {err:?}");
     }
     let id = cu::cid("noargs");
-    let err = cu::create(c, &id, cu::spec(&id, &rootfs, &[]))
+    let err = cu::create(c, &id, spec::container(&id, &rootfs, &[]))
         .await
         .expect_err("no args");
     assert_eq!(code(&err), ttrpc::Code::INVALID_ARGUMENT);
-    let mut spec = cu::spec(&id, &rootfs, &["true"]);
+    let mut spec = spec::container(&id, &rootfs, &["true"]);
     spec.Process
         .as_mut()
         .expect("process")
@@ -133,12 +113,12 @@ async fn bad_ids_and_specs_are_invalid_arguments() {
 
 #[tokio::test]
 async fn a_failed_create_leaves_nothing_behind() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     // A rootfs that does not exist: fails at the bundle step.
     let id = cu::cid("norootfs");
-    let spec = cu::spec(&id, &dir.path().join("missing"), &["true"]);
+    let spec = spec::container(&id, dir.path().join("missing"), &["true"]);
     let err = cu::create(c, &id, spec)
         .await
         .expect_err("create must fail");
@@ -148,8 +128,8 @@ async fn a_failed_create_leaves_nothing_behind() {
     // A mount the kernel refuses: fails inside the container init, after the
     // bundle, the cgroup and the process exist.
     let id = cu::cid("badmount");
-    let mut spec = cu::spec(&id, &rootfs, &["true"]);
-    cu::add_mount(&mut spec, "/mnt", "no-such-fs", "none", &[]);
+    let mut spec = spec::container(&id, &rootfs, &["true"]);
+    spec::add_mount(&mut spec, "/mnt", "no-such-fs", "none", &[]);
     let err = cu::create(c, &id, spec)
         .await
         .expect_err("create must fail");
@@ -160,7 +140,7 @@ async fn a_failed_create_leaves_nothing_behind() {
     assert_nothing_left(&agent, &id, 0);
 
     // The same id works afterwards.
-    cu::create(c, &id, cu::spec(&id, &rootfs, &["true"]))
+    cu::create(c, &id, spec::container(&id, &rootfs, &["true"]))
         .await
         .expect("create after failure");
     cu::remove(c, &id).await.expect("remove");
@@ -169,14 +149,14 @@ async fn a_failed_create_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn a_duplicate_id_is_refused_and_the_first_container_survives() {
-    setup!(dir, rootfs);
+    test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
     let c = &agent.client;
     let id = cu::cid("dup");
-    cu::create(c, &id, cu::spec(&id, &rootfs, &["echo", "first"]))
+    cu::create(c, &id, spec::container(&id, &rootfs, &["echo", "first"]))
         .await
         .expect("create");
-    let err = cu::create(c, &id, cu::spec(&id, &rootfs, &["echo", "second"]))
+    let err = cu::create(c, &id, spec::container(&id, &rootfs, &["echo", "second"]))
         .await
         .expect_err("duplicate create");
     assert_eq!(code(&err), ttrpc::Code::INVALID_ARGUMENT, "{err:?}");

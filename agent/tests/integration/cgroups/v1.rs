@@ -1,27 +1,27 @@
 //! The cgroup manager on the machine's cgroup v1 hierarchies (as root).
 
-mod cgroups_common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cgroups_common::{is_root, read_trim, test_cgroup_path, Cleanup, Waiting};
 use kata_agent::cgroups::{self, Manager};
 use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+use test_support::cgroup::{read_trim, test_cgroup_path, Cleanup, Waiting};
+use test_support::is_root;
+use test_support::skip::{not_applicable, skip};
 
 /// Skip (printing why) unless root on a v1 machine with the controllers used here.
 fn v1_available() -> bool {
     if !is_root() {
-        eprintln!("SKIPPED: cgroup tests need root; CI runs them as root");
+        skip("cgroup tests need root; CI runs them as root");
         return false;
     }
     if cgroups_rs::fs::hierarchies::is_cgroup2_unified_mode() {
-        eprintln!("SKIPPED: this machine is cgroup v2 only; cgroups_v2.rs covers it");
+        not_applicable("this machine is cgroup v2 only; cgroups::v2 covers it");
         return false;
     }
     for c in ["memory", "pids", "cpu", "cpuset", "freezer"] {
         if !Path::new("/sys/fs/cgroup").join(c).exists() {
-            eprintln!("SKIPPED: no v1 {c} controller at /sys/fs/cgroup/{c}");
+            skip(format!("no v1 {c} controller at /sys/fs/cgroup/{c}"));
             return false;
         }
     }
@@ -309,12 +309,14 @@ fn first_disk() -> Option<(i64, i64)> {
 
 #[test]
 fn block_io_throttle_and_stats() {
-    if !v1_available() || !Path::new("/sys/fs/cgroup/blkio").exists() {
+    if !v1_available() {
         return;
     }
+    if !Path::new("/sys/fs/cgroup/blkio").exists() {
+        test_support::skip!("no v1 blkio controller at /sys/fs/cgroup/blkio");
+    }
     let Some((major, minor)) = first_disk() else {
-        eprintln!("SKIPPED: no block device to throttle");
-        return;
+        test_support::skip!("no block device to throttle");
     };
     let path = test_cgroup_path("v1-blkio", false);
     let _cleanup = Cleanup { path: path.clone() };

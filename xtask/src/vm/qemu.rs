@@ -100,7 +100,13 @@ impl Machine {
     /// The choices worth measuring for an arch.
     pub fn choices(arch: Arch) -> Vec<Machine> {
         match arch {
-            Arch::X86_64 => vec![Machine::Q35, Machine::Q35Qboot, Machine::Microvm],
+            Arch::X86_64 => vec![
+                Machine::Q35,
+                Machine::Q35Qboot,
+                Machine::Microvm,
+                Machine::Kata(RootDevice::Nvdimm),
+            ],
+            Arch::Aarch64 => vec![Machine::Virt, Machine::Kata(RootDevice::Nvdimm)],
             _ => vec![Machine::default_for(arch)],
         }
     }

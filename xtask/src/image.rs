@@ -37,6 +37,11 @@ pub struct Args {
     /// Add the recipe's debug_console packages and /bin/sh (agent.debug_console).
     #[arg(long)]
     debug_console: bool,
+    /// Ship this agent binary instead of building ours (Kata's
+    /// AGENT_SOURCE_BIN): it must be a static ELF for the arch whose
+    /// `--version` runs under qemu-user.
+    #[arg(long, value_name = "PATH")]
+    agent: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -48,7 +53,7 @@ pub fn run(args: Args) -> Result<()> {
         let start = Instant::now();
         let fs_kind = args.fs.unwrap_or(recipe.image.filesystem);
         // The agent first: a compile error shows before the kernel build.
-        let agent = rootfs::agent_binary(arch)?;
+        let agent = rootfs::agent_binary(arch, args.agent.as_deref())?;
         let kernel = kernel::ensure_built(arch)?;
         build(arch, &recipe, fs_kind, args.debug_console, &agent, &kernel)
             .with_context(|| format!("building the {arch} image"))?;
@@ -112,12 +117,12 @@ fn build(
             debug_console,
         },
         packages: packages
-            .into_iter()
+            .iter()
             .map(|e| Package {
-                name: e.name,
-                version: e.version,
-                arch: e.arch,
-                sha256: e.sha256,
+                name: e.name.clone(),
+                version: e.version.clone(),
+                arch: e.arch.clone(),
+                sha256: e.sha256.clone(),
             })
             .collect(),
         agent: Hashed {
@@ -133,12 +138,41 @@ fn build(
         outputs: outputs(&out_dir)?,
     };
     write_file(&out_dir.join(MANIFEST), &m.to_json()?)?;
+    write_sbom(arch, epoch, &packages, agent, kernel, &out_dir)?;
     write_sums(&out_dir, &kernel_files(kernel), agent)?;
     phase.done("");
     Ok(ImageArtifacts {
         image: out_dir.join(IMAGE),
         initrd: out_dir.join(INITRD),
     })
+}
+
+/// sbom.spdx.json beside the manifest (see sbom.rs).
+fn write_sbom(
+    arch: Arch,
+    epoch: i64,
+    packages: &[lock::LockEntry],
+    agent: &Path,
+    k: &kernel::KernelArtifacts,
+    out_dir: &Path,
+) -> Result<()> {
+    let source_sha256 = pinned_kernel_source_sha256();
+    let inputs = crate::sbom::Inputs {
+        arch,
+        epoch,
+        packages,
+        debs: &rootfs::debs::fetch_all(packages)?,
+        agent,
+        kernel: crate::sbom::Kernel {
+            release: &k.release,
+            source: &k.source,
+            source_sha256: source_sha256.as_deref(),
+            image: &k.image,
+            config: &k.config,
+        },
+        images: &[out_dir.join(IMAGE), out_dir.join(INITRD)],
+    };
+    crate::sbom::write(&inputs, &out_dir.join(crate::sbom::SBOM))
 }
 
 /// The kernel's files that exist: image, PVH vmlinux, .config.
@@ -195,7 +229,7 @@ fn outputs(dir: &Path) -> Result<BTreeMap<String, Output>> {
 /// SHA256SUMS over what is shipped from the arch's artifact dir: images,
 /// manifest, and the kernel files and agent when they live there.
 fn write_sums(dir: &Path, kernel_files: &[PathBuf], agent: &Path) -> Result<()> {
-    let mut names: Vec<String> = [IMAGE, INITRD, MANIFEST]
+    let mut names: Vec<String> = [IMAGE, INITRD, MANIFEST, crate::sbom::SBOM]
         .iter()
         .map(|s| s.to_string())
         .collect();

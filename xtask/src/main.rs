@@ -10,11 +10,13 @@ mod cmd;
 mod doctor;
 mod epoch;
 mod image;
+mod install;
 mod kernel;
 mod paths;
 mod report;
 mod repro;
 mod rootfs;
+mod sbom;
 mod setup;
 mod test;
 mod ui;
@@ -67,6 +69,8 @@ enum Command {
     Rootfs(rootfs::Args),
     /// Build the disk image, initrd, manifest.json and SHA256SUMS.
     Image(image::Args),
+    /// Install one arch's assets into Kata's layout with a configuration.toml drop-in.
+    Install(install::Args),
     /// Build everything twice in two directories and compare byte for byte.
     VerifyRepro(repro::Args),
     /// Boot the guest in QEMU (`vm test`, `vm run`).
@@ -122,6 +126,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Kernel(args) => kernel::run(args),
         Command::Rootfs(args) => rootfs::run(args),
         Command::Image(args) => image::run(args),
+        Command::Install(args) => install::run(args),
         Command::VerifyRepro(args) => repro::run(args),
         Command::Vm(args) => vm::run(args),
         Command::Bench(args) => bench::run(args),

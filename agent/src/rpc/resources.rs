@@ -1,110 +1,52 @@
-//! Container resources: update limits, stats, pause/resume (freezer), OOM events.
-//!
-//! Each handler finds the container's cgroup manager under the sandbox lock;
-//! GetOOMEvent waits on the OOM queue without holding it.
-
-use std::sync::Arc;
+//! Container resources: update limits, stats, pause/resume (freezer), OOM
+//! events. The work is in `sandbox::containers::resources`.
 
 use protocols::agent::*;
 use protocols::empty::Empty;
-use ttrpc::Code;
 
-use super::status::{internal, invalid_argument, not_found, status};
 use super::AgentContext;
-use crate::cgroups::{self, Manager};
+use crate::cgroups;
+use crate::error::{Error, Result};
+use crate::sandbox::containers::resources;
 
-/// Run `f` on the cgroup of container `id`. The sandbox lock is held only
-/// to find the container; `f` (which may wait for the kernel, e.g. to
-/// finish freezing) runs on a blocking thread.
-async fn with_cgroup<T: Send + 'static>(
-    ctx: &AgentContext,
-    rpc: &'static str,
-    id: &str,
-    f: impl FnOnce(&Manager) -> anyhow::Result<T> + Send + 'static,
-) -> ttrpc::Result<T> {
-    if id.is_empty() {
-        return Err(invalid_argument(format!("{rpc}: container_id is empty")));
-    }
-    let cgroup: Arc<Manager> = {
-        let sandbox = ctx.sandbox.lock().await;
-        let container = sandbox
-            .containers
-            .get(id)
-            .ok_or_else(|| not_found(format!("{rpc}: no container {id:?} in this sandbox")))?;
-        container.cgroup.clone()
-    };
-    let (result, skipped) = tokio::task::spawn_blocking(move || {
-        let result = f(&cgroup);
-        (result, cgroup.skipped_settings())
-    })
-    .await
-    .map_err(|e| internal(anyhow::anyhow!("{rpc} {id}: the cgroup task failed: {e}")))?;
-    for note in skipped {
-        slog::warn!(ctx.logger, "cgroup setting skipped"; "container" => id, "reason" => note);
-    }
-    result.map_err(|e| {
-        if cgroups::is_invalid(&e) {
-            invalid_argument(format!("{rpc} {id}: {e:#}"))
-        } else {
-            internal(e.context(format!("{rpc} {id}")))
-        }
-    })
-}
-
-pub async fn update_container(
-    ctx: &AgentContext,
-    req: UpdateContainerRequest,
-) -> ttrpc::Result<Empty> {
+pub async fn update_container(ctx: &AgentContext, req: UpdateContainerRequest) -> Result<Empty> {
     let Some(grpc) = req.resources.as_ref() else {
-        return Err(invalid_argument(format!(
+        return Err(Error::invalid(format!(
             "UpdateContainer {}: no resources given",
             req.container_id
         )));
     };
-    let resources = cgroups::resources_from_grpc(grpc)
-        .map_err(|e| invalid_argument(format!("UpdateContainer {}: {e:#}", req.container_id)))?;
-    with_cgroup(ctx, "UpdateContainer", &req.container_id, move |cg| {
-        cg.update(&resources)
-    })
-    .await?;
+    let wanted = cgroups::resources_from_grpc(grpc)
+        .map_err(|e| e.context(format!("UpdateContainer {}", req.container_id)))?;
+    resources::update(ctx, &req.container_id, wanted).await?;
     Ok(Empty::new())
 }
 
 pub async fn stats_container(
     ctx: &AgentContext,
     req: StatsContainerRequest,
-) -> ttrpc::Result<StatsContainerResponse> {
-    let stats = with_cgroup(ctx, "StatsContainer", &req.container_id, Manager::stats).await?;
+) -> Result<StatsContainerResponse> {
     let mut resp = StatsContainerResponse::new();
-    resp.cgroup_stats = Some(stats).into();
+    resp.cgroup_stats = Some(resources::stats(ctx, &req.container_id).await?).into();
     Ok(resp)
 }
 
-pub async fn pause_container(
-    ctx: &AgentContext,
-    req: PauseContainerRequest,
-) -> ttrpc::Result<Empty> {
-    with_cgroup(ctx, "PauseContainer", &req.container_id, Manager::freeze).await?;
+pub async fn pause_container(ctx: &AgentContext, req: PauseContainerRequest) -> Result<Empty> {
+    resources::pause(ctx, &req.container_id).await?;
     Ok(Empty::new())
 }
 
-pub async fn resume_container(
-    ctx: &AgentContext,
-    req: ResumeContainerRequest,
-) -> ttrpc::Result<Empty> {
-    with_cgroup(ctx, "ResumeContainer", &req.container_id, Manager::thaw).await?;
+pub async fn resume_container(ctx: &AgentContext, req: ResumeContainerRequest) -> Result<Empty> {
+    resources::resume(ctx, &req.container_id).await?;
     Ok(Empty::new())
 }
 
 /// Blocks until a container of this sandbox hits OOM; the runtime calls it
 /// in a loop, and events are queued, so none is lost between calls.
-pub async fn get_oom_event(
-    _ctx: &AgentContext,
-    _req: GetOOMEventRequest,
-) -> ttrpc::Result<OOMEvent> {
+pub async fn get_oom_event(_ctx: &AgentContext, _req: GetOOMEventRequest) -> Result<OOMEvent> {
     let id = cgroups::oom::queue().next().await;
     if id.is_empty() {
-        return Err(status(Code::INTERNAL, "GetOOMEvent: the OOM queue closed"));
+        return Err(Error::internal("GetOOMEvent: the OOM queue closed"));
     }
     let mut event = OOMEvent::new();
     event.container_id = id;

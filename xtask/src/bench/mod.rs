@@ -253,7 +253,7 @@ fn bench_rootfs(
     let mut rows = Vec::new();
     for &machine in &sweep.machines {
         let res = res.on(machine);
-        if let Err(e) = res.assets.kernel_for(machine) {
+        if let Err(e) = res.assets.kernel_for(machine, arch) {
             ui::warn(format!("skipping {}: {e:#}", machine.name()));
             continue;
         }

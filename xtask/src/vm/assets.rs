@@ -22,17 +22,16 @@ pub struct GuestAssets {
 }
 
 impl GuestAssets {
-    /// The kernel file `machine` boots.
-    pub fn kernel_for(&self, machine: Machine) -> Result<&Path> {
-        if !machine.wants_vmlinux() {
+    /// The kernel file `machine` boots on `arch`.
+    pub fn kernel_for(&self, machine: Machine, arch: Arch) -> Result<&Path> {
+        if !machine.wants_vmlinux(arch) {
             return Ok(&self.kernel);
         }
         self.pvh_vmlinux.as_deref().with_context(|| {
             format!(
-                "machine {} needs the PVH vmlinux, and there is none for {} \
+                "machine {} needs the PVH vmlinux, and there is none for {arch} \
                  (give one with --vmlinux)",
-                machine.name(),
-                machine.arch()
+                machine.name()
             )
         })
     }
@@ -71,7 +70,7 @@ impl GuestAssets {
 pub fn resolve(arch: Arch, opts: &VmOpts) -> Result<(GuestAssets, Option<PathBuf>)> {
     let agent = match &opts.rootfs {
         Some(_) => None,
-        None => Some(crate::rootfs::agent_binary(arch).context("building the agent")?),
+        None => Some(crate::rootfs::agent_binary(arch, None).context("building the agent")?),
     };
     let built = if opts.kernel.is_none() || agent.is_some() {
         Some(crate::kernel::ensure_built(arch).context("building the guest kernel")?)

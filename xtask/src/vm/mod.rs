@@ -13,6 +13,7 @@ pub mod accel;
 pub mod assets;
 pub mod busybox;
 pub mod cleanup;
+pub mod kata;
 pub mod qemu;
 pub mod qmp;
 mod run;
@@ -117,11 +118,11 @@ impl VmOpts {
     /// another arch, a given file that does not exist.
     pub fn validate(&self, arches: &[Arch]) -> Result<()> {
         if let Some(m) = self.machine {
-            if let Some(other) = arches.iter().find(|a| **a != m.arch()) {
+            if let Some(other) = arches.iter().find(|a| !m.supports(**a)) {
                 crate::usage!(
                     "--machine {} is for {}, not {other}; {other} has {} (or leave --machine out)",
                     m.name(),
-                    m.arch(),
+                    m.arches(),
                     Machine::choices(*other)
                         .iter()
                         .map(|m| m.name())
@@ -228,7 +229,7 @@ mod tests {
         let err = usage_error(&["test", "--arch", "aarch64", "--machine", "microvm"]);
         assert_eq!(
             err,
-            "--machine microvm is for x86_64, not aarch64; aarch64 has virt (or leave --machine out)"
+            "--machine microvm is for x86_64, not aarch64; aarch64 has virt, kata (or leave --machine out)"
         );
     }
 

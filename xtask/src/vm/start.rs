@@ -15,7 +15,7 @@ use super::accel::{self, Accel};
 use super::assets::{self, GuestAssets};
 use super::cleanup::Session;
 use super::qemu::{self, Console, Machine, VmConfig};
-use super::{busybox, qmp, share, vsock, VmOpts};
+use super::{busybox, kata, qmp, share, vsock, VmOpts};
 use crate::arch::Arch;
 use crate::{cmd, ui};
 
@@ -46,11 +46,11 @@ impl VmResources {
 /// once), fetch busybox and choose the accelerator (one probe).
 pub fn resources(arch: Arch, opts: &VmOpts) -> Result<VmResources> {
     let machine = opts.machine.unwrap_or(Machine::default_for(arch));
-    if machine.arch() != arch {
+    if !machine.supports(arch) {
         crate::usage!(
             "--machine {} is for {}, not {arch}; {arch} has {}",
             machine.name(),
-            machine.arch(),
+            machine.arches(),
             Machine::choices(arch)
                 .iter()
                 .map(|m| m.name())
@@ -112,7 +112,7 @@ pub fn start(
         accel: res.accel,
         memory_mib: opts.memory,
         smp: opts.smp,
-        kernel: res.assets.kernel_for(res.machine)?.to_path_buf(),
+        kernel: res.assets.kernel_for(res.machine, arch)?.to_path_buf(),
         boot: res.assets.boot.clone(),
         vhost_vsock_socket: backend.vhost_socket.clone(),
         qmp_socket: dir.join("qmp.sock"),
@@ -122,6 +122,11 @@ pub fn start(
         agent_params,
         tsc_khz: accel::host_tsc_khz(),
     };
+    if let Machine::Kata(_) = cfg.machine {
+        for s in kata::substitutions(&cfg, &cfg.kernel) {
+            ui::info(format!("kata machine: {s}"));
+        }
+    }
     let mut qemu_cmd = Command::new(arch.qemu_system());
     qemu_cmd.args(qemu::args(&cfg));
     let command_line = cmd::line(&qemu_cmd);

@@ -53,7 +53,11 @@ fn print_summary(outcomes: &[ArchOutcome]) {
         let verdict = match &o.result {
             Ok(true) => "PASS".to_string(),
             Ok(false) => "FAIL".to_string(),
-            Err(e) => format!("ERROR: {e:#}"),
+            // One line: the full error (with its log's tail) is above.
+            Err(e) => format!(
+                "ERROR: {}",
+                format!("{e:#}").lines().next().unwrap_or_default()
+            ),
         };
         let log = o
             .serial_log

@@ -6,6 +6,7 @@ pub mod config;
 pub mod container;
 pub mod debug_console;
 pub mod guest;
+pub mod limits;
 pub mod logging;
 pub mod network;
 pub mod pid1;

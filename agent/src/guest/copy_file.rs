@@ -69,7 +69,13 @@ pub fn copy_file(root: &Path, req: &CopyFileRequest) -> Result<()> {
             req.path
         )));
     }
-    let end = req.offset as u64 + req.data.len() as u64;
+    crate::limits::check(
+        "CopyFile file_size",
+        req.file_size as u64,
+        crate::limits::MAX_COPY_FILE_SIZE,
+    )
+    .map_err(|e| bad(format!("CopyFile {}: {e}", req.path)))?;
+    let end = (req.offset as u64).saturating_add(req.data.len() as u64);
     if end > req.file_size as u64 {
         return Err(bad(format!(
             "CopyFile {}: chunk ends at {end}, beyond file_size {}",

@@ -11,6 +11,7 @@ use super::container::to_status;
 use super::status::{internal, invalid_argument, status};
 use super::AgentContext;
 use crate::container::{unknown_container, unknown_process};
+use crate::limits;
 use crate::process::{ProcessIo, ReadResult};
 
 /// Kata's agent answers a read at end of stream with this error (INTERNAL);
@@ -34,8 +35,10 @@ async fn read(
     req: ReadStreamRequest,
     stderr: bool,
 ) -> ttrpc::Result<ReadStreamResponse> {
+    let len = limits::check("ReadStream len", req.len.into(), limits::MAX_READ_LEN)
+        .map_err(invalid_argument)?;
     let io = process_io(ctx, &req.container_id, &req.exec_id).await?;
-    match io.read(stderr, req.len as usize).await.map_err(internal)? {
+    match io.read(stderr, len).await.map_err(internal)? {
         ReadResult::Data(data) => {
             let mut resp = ReadStreamResponse::new();
             resp.data = data;

@@ -1,0 +1,107 @@
+//! Issue 12, finding 3: a length or count in a request never sizes an
+//! allocation or a loop unchecked. Needs root (containers); CI runs as root.
+
+mod common;
+mod container_util;
+
+use std::time::{Duration, Instant};
+
+use common::{busybox_rootfs, TestAgent};
+use container_util as cu;
+use protocols::agent::*;
+
+fn code(e: &ttrpc::Error) -> ttrpc::Code {
+    match e {
+        ttrpc::Error::RpcStatus(s) => s.code(),
+        other => panic!("not a status: {other:?}"),
+    }
+}
+
+/// Before the fix the agent allocated `len` bytes: 4 GiB aborted it
+/// ("memory allocation of 4294967295 bytes failed").
+#[tokio::test]
+async fn a_huge_read_stream_len_is_refused_and_the_agent_lives() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(rootfs) = busybox_rootfs(dir.path()) else {
+        eprintln!("SKIPPED: no busybox rootfs");
+        return;
+    };
+    let mut agent = TestAgent::start("").await;
+    let id = cu::cid("hugeread");
+    cu::create(&agent.client, &id, cu::spec(&id, &rootfs, &["sleep", "30"]))
+        .await
+        .expect("create");
+    cu::start(&agent.client, &id).await.expect("start");
+    for stderr in [false, true] {
+        let mut req = ReadStreamRequest::new();
+        req.container_id = id.clone();
+        req.len = u32::MAX;
+        let r = if stderr {
+            agent
+                .client
+                .agent
+                .read_stderr(agent_ctl::context(10), &req)
+                .await
+        } else {
+            agent
+                .client
+                .agent
+                .read_stdout(agent_ctl::context(10), &req)
+                .await
+        };
+        let err = r.expect_err("a 4 GiB read must be refused");
+        assert_eq!(code(&err), ttrpc::Code::INVALID_ARGUMENT, "{err:?}");
+        assert!(format!("{err:?}").contains("4294967295"), "{err:?}");
+    }
+    assert!(agent.is_running(), "the agent died:\n{}", agent.log_text());
+    cu::signal(&agent.client, &id, "", 9).await.expect("kill");
+    cu::wait(&agent.client, &id, "").await.expect("wait");
+    cu::remove(&agent.client, &id).await.expect("remove");
+}
+
+#[tokio::test]
+async fn a_copy_file_past_the_size_bound_is_refused() {
+    let agent = TestAgent::start("").await;
+    let mut req = CopyFileRequest::new();
+    req.path = "/run/kata-containers/shared/containers/hardening-big".into();
+    req.file_size = i64::MAX;
+    req.offset = i64::MAX - 1;
+    req.data = b"x".to_vec();
+    req.file_mode = 0o644;
+    let err = agent
+        .client
+        .agent
+        .copy_file(agent_ctl::context(10), &req)
+        .await
+        .expect_err("an 8 EiB file must be refused");
+    assert_eq!(code(&err), ttrpc::Code::INVALID_ARGUMENT, "{err:?}");
+    assert!(format!("{err:?}").contains("file_size"), "{err:?}");
+}
+
+/// A short entry per variable.
+fn env(n: usize) -> Vec<String> {
+    let mut env: Vec<String> = (0..n).map(|i| format!("V{i}={i}")).collect();
+    env.push("PATH=/bin".into());
+    env
+}
+
+#[tokio::test]
+async fn an_environment_past_the_bound_is_refused_before_anything_is_made() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(rootfs) = busybox_rootfs(dir.path()) else {
+        eprintln!("SKIPPED: no busybox rootfs");
+        return;
+    };
+    let agent = TestAgent::start("").await;
+    let id = cu::cid("toomanyenv");
+    let mut spec = cu::spec(&id, &rootfs, &["true"]);
+    spec.Process.as_mut().expect("process").Env = env(65_536);
+    let err = cu::create(&agent.client, &id, spec)
+        .await
+        .expect_err("too many env entries");
+    assert_eq!(code(&err), ttrpc::Code::INVALID_ARGUMENT, "{err:?}");
+    assert!(format!("{err:?}").contains("env entries"), "{err:?}");
+    cu::assert_gone(agent.pid(), &id);
+}

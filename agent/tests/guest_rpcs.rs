@@ -12,7 +12,7 @@ use common::TestAgent;
 use protocols::agent::*;
 use protocols::csi::volume_usage::Unit;
 
-const SHARED: &str = "/run/kata-containers/shared";
+const SHARED: &str = "/run/kata-containers/shared/containers";
 
 fn code_of(e: &ttrpc::Error) -> ttrpc::Code {
     match e {

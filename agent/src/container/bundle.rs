@@ -7,14 +7,23 @@
 //! mounted there by its storage), and the spec is rewritten to point there.
 
 use std::fs;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
 
 pub const CONTAINER_BASE: &str = "/run/kata-containers";
+
+/// The directories of CONTAINER_BASE that are not bundles: the shared
+/// directory (the host's virtio-fs share, where CopyFile writes) and the
+/// sandbox's own files. A container id naming one would put its bundle
+/// inside an area requests write to.
+pub const NOT_BUNDLES: &[&str] = &["shared", "sandbox"];
 
 pub struct Bundle {
     pub dir: PathBuf,
@@ -24,21 +33,69 @@ pub struct Bundle {
     bound_rootfs: bool,
     /// We created the directory (and may remove it).
     created_dir: bool,
+    /// We created rootfs/ (and may remove it).
+    created_rootfs: bool,
+    /// The directory was opened as a directory of its own (not through a
+    /// symlink): config.json and exec.fifo in it are ours to remove.
+    owned_dir: bool,
+}
+
+/// `name` (one path component) in `dir`, opened with `flags` and O_NOFOLLOW:
+/// a symlink there is refused (ELOOP), never followed.
+fn open_here(dir: &OwnedFd, name: &str, flags: i32) -> Result<OwnedFd, Errno> {
+    let c = std::ffi::CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: valid directory descriptor and NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: openat returned a new descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Create directory `name` in `dir` (true) or find it there (false), then
+/// open it without following a symlink.
+fn make_dir_here(dir: &OwnedFd, name: &str) -> Result<(OwnedFd, bool)> {
+    let created =
+        match nix::sys::stat::mkdirat(Some(dir.as_raw_fd()), name, Mode::from_bits_truncate(0o755))
+        {
+            Ok(()) => true,
+            Err(Errno::EEXIST) => false,
+            Err(e) => return Err(e).with_context(|| format!("creating {name}")),
+        };
+    let fd = open_here(dir, name, libc::O_RDONLY | libc::O_DIRECTORY).map_err(|e| {
+        anyhow::anyhow!("{name} is not a directory of the agent's own (a symlink?): {e}")
+    })?;
+    Ok((fd, created))
 }
 
 impl Bundle {
     /// Set up the bundle of `cid` for `spec` (rewriting its root.path). On
     /// error nothing of it is left.
     pub fn create(cid: &str, spec: &mut Spec) -> Result<Bundle> {
+        if NOT_BUNDLES.contains(&cid) {
+            bail!(
+                "container id {cid:?} names the agent's {CONTAINER_BASE}/{cid} area, not a bundle"
+            );
+        }
         let dir = Path::new(CONTAINER_BASE).join(cid);
         let mut bundle = Bundle {
             rootfs: dir.join("rootfs"),
             fifo: dir.join("exec.fifo"),
-            created_dir: !dir.exists(),
             dir,
+            created_dir: false,
+            created_rootfs: false,
+            owned_dir: false,
             bound_rootfs: false,
         };
-        if let Err(e) = bundle.fill(spec) {
+        if let Err(e) = bundle.fill(cid, spec) {
             return Err(match bundle.remove() {
                 Ok(()) => e,
                 Err(cleanup) => e.context(format!("(cleaning up also failed: {cleanup:#})")),
@@ -47,9 +104,25 @@ impl Bundle {
         Ok(bundle)
     }
 
-    fn fill(&mut self, spec: &mut Spec) -> Result<()> {
-        fs::create_dir_all(&self.dir)
+    /// Every entry is made and opened relative to a descriptor of its
+    /// directory without following symlinks, so nothing planted in the
+    /// bundle redirects a write or a mount outside it.
+    fn fill(&mut self, cid: &str, spec: &mut Spec) -> Result<()> {
+        fs::create_dir_all(CONTAINER_BASE).with_context(|| format!("creating {CONTAINER_BASE}"))?;
+        let base = nix::fcntl::open(
+            CONTAINER_BASE,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("opening {CONTAINER_BASE}"))?;
+        // SAFETY: open just returned this descriptor; nothing else owns it.
+        let base = unsafe { OwnedFd::from_raw_fd(base) };
+        let (dir, created) = make_dir_here(&base, cid)
             .with_context(|| format!("creating the bundle {}", self.dir.display()))?;
+        self.created_dir = created;
+        self.owned_dir = true;
         let root = spec.root().clone().context("the spec has no root")?;
         let source = if root.path().is_absolute() {
             root.path().clone()
@@ -63,11 +136,14 @@ impl Bundle {
             );
         }
         if source != self.rootfs {
-            fs::create_dir_all(&self.rootfs)
+            let (rootfs, created) = make_dir_here(&dir, "rootfs")
                 .with_context(|| format!("creating {}", self.rootfs.display()))?;
+            self.created_rootfs = created;
+            // Mount on the directory we hold, not on a path a link could redirect.
+            let target = PathBuf::from(format!("/proc/self/fd/{}", rootfs.as_raw_fd()));
             mount(
                 Some(&source),
-                &self.rootfs,
+                &target,
                 None::<&str>,
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 None::<&str>,
@@ -84,11 +160,32 @@ impl Bundle {
         let mut root = root;
         root.set_path(self.rootfs.clone());
         spec.set_root(Some(root));
-        let _ = fs::remove_file(&self.fifo);
-        nix::unistd::mkfifo(&self.fifo, Mode::from_bits_truncate(0o600))
-            .with_context(|| format!("creating {}", self.fifo.display()))?;
-        spec.save(self.dir.join("config.json"))
-            .with_context(|| format!("writing {}/config.json", self.dir.display()))?;
+        match nix::unistd::unlinkat(
+            Some(dir.as_raw_fd()),
+            "exec.fifo",
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        ) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", self.fifo.display())),
+        }
+        nix::unistd::mkfifoat(
+            Some(dir.as_raw_fd()),
+            "exec.fifo",
+            Mode::from_bits_truncate(0o600),
+        )
+        .with_context(|| format!("creating {}", self.fifo.display()))?;
+        let config = self.dir.join("config.json");
+        let file = open_here(
+            &dir,
+            "config.json",
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+        )
+        .with_context(|| format!("opening {}", config.display()))?;
+        let mut file = fs::File::from(file);
+        serde_json::to_writer(&mut file, &*spec)
+            .context("serialising the spec")
+            .and_then(|()| file.flush().context("flushing"))
+            .with_context(|| format!("writing {}", config.display()))?;
         Ok(())
     }
 
@@ -101,12 +198,18 @@ impl Bundle {
     /// recursively: a storage still mounted below would lose its files.
     pub fn remove(&self) -> Result<()> {
         if self.bound_rootfs {
-            match umount2(&self.rootfs, MntFlags::MNT_DETACH) {
+            match umount2(
+                &self.rootfs,
+                MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW,
+            ) {
                 Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
                 Err(e) => {
                     return Err(e).with_context(|| format!("unmounting {}", self.rootfs.display()))
                 }
             }
+        }
+        if !self.owned_dir {
+            return Ok(());
         }
         for f in [self.dir.join("config.json"), self.fifo.clone()] {
             match fs::remove_file(&f) {
@@ -116,14 +219,16 @@ impl Bundle {
                 _ => {}
             }
         }
-        if self.created_dir {
-            for d in [&self.rootfs, &self.dir] {
-                match fs::remove_dir(d) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(e).with_context(|| format!("removing {}", d.display()))
-                    }
-                    _ => {}
+        let created = [
+            (self.created_rootfs, &self.rootfs),
+            (self.created_dir, &self.dir),
+        ];
+        for (_, d) in created.iter().filter(|(ours, _)| *ours) {
+            match fs::remove_dir(d) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", d.display()))
                 }
+                _ => {}
             }
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! CopyFile: the runtime copies files (resolv.conf, hostname, secrets, ...)
 //! into the guest's shared directory, in chunks. Only paths below
-//! /run/kata-containers/shared/ are accepted; they are resolved inside that
-//! directory (openat2 RESOLVE_IN_ROOT), so `..` or a symlink planted there
+//! /run/kata-containers/shared/containers/ are accepted; they are resolved
+//! inside that directory (openat2 RESOLVE_IN_ROOT), so `..` or a symlink planted there
 //! cannot reach the rest of the guest. Chunks go to a temp file beside the
 //! target, which is fsynced and renamed over it with the last chunk, so a
 //! reader never sees half a file.
@@ -18,7 +18,11 @@ use protocols::agent::CopyFileRequest;
 
 use crate::safe_path;
 
-pub const SHARED_ROOT: &str = "/run/kata-containers/shared";
+/// Kata's agent accepts only this directory (its bats test "Copy a file to
+/// an unallowed destination beneath /run/kata-containers" expects a refusal
+/// for /run/kata-containers/shared/foo): the rest of the shared area holds
+/// the host's share and, beside it, nothing a request should shape.
+pub const SHARED_ROOT: &str = "/run/kata-containers/shared/containers";
 
 /// A request that can never succeed (the caller must change it).
 #[derive(Debug)]

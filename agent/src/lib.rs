@@ -9,6 +9,7 @@ pub mod guest;
 pub mod limits;
 pub mod logging;
 pub mod network;
+pub mod owned;
 pub mod pid1;
 pub mod pidns;
 pub mod process;

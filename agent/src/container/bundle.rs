@@ -17,6 +17,8 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
 
+use crate::owned::{self, Made};
+
 pub const CONTAINER_BASE: &str = "/run/kata-containers";
 
 /// The directories of CONTAINER_BASE that are not bundles: the shared
@@ -123,6 +125,9 @@ impl Bundle {
             .with_context(|| format!("creating the bundle {}", self.dir.display()))?;
         self.created_dir = created;
         self.owned_dir = true;
+        if created {
+            owned::record(&[Made::Dir(self.dir.clone())]);
+        }
         let root = spec.root().clone().context("the spec has no root")?;
         let source = if root.path().is_absolute() {
             root.path().clone()
@@ -139,6 +144,9 @@ impl Bundle {
             let (rootfs, created) = make_dir_here(&dir, "rootfs")
                 .with_context(|| format!("creating {}", self.rootfs.display()))?;
             self.created_rootfs = created;
+            if created {
+                owned::record(&[Made::Dir(self.rootfs.clone())]);
+            }
             // Mount on the directory we hold, not on a path a link could redirect.
             let target = PathBuf::from(format!("/proc/self/fd/{}", rootfs.as_raw_fd()));
             mount(
@@ -156,6 +164,7 @@ impl Bundle {
                 )
             })?;
             self.bound_rootfs = true;
+            owned::record(&[Made::Mount(self.rootfs.clone())]);
         }
         let mut root = root;
         root.set_path(self.rootfs.clone());
@@ -175,6 +184,7 @@ impl Bundle {
         )
         .with_context(|| format!("creating {}", self.fifo.display()))?;
         let config = self.dir.join("config.json");
+        owned::record(&[Made::File(self.fifo.clone()), Made::File(config.clone())]);
         let file = open_here(
             &dir,
             "config.json",
@@ -191,12 +201,26 @@ impl Bundle {
 
     /// exec.fifo is only needed until the container starts.
     pub fn remove_fifo(&self) {
-        let _ = fs::remove_file(&self.fifo);
+        if fs::remove_file(&self.fifo).is_ok() {
+            owned::forget(&[Made::File(self.fifo.clone())]);
+        }
     }
 
     /// Unmount the rootfs and remove what we created. Nothing is removed
     /// recursively: a storage still mounted below would lose its files.
     pub fn remove(&self) -> Result<()> {
+        self.undo()?;
+        owned::forget(&[
+            Made::Mount(self.rootfs.clone()),
+            Made::File(self.fifo.clone()),
+            Made::File(self.dir.join("config.json")),
+            Made::Dir(self.rootfs.clone()),
+            Made::Dir(self.dir.clone()),
+        ]);
+        Ok(())
+    }
+
+    fn undo(&self) -> Result<()> {
         if self.bound_rootfs {
             match umount2(
                 &self.rootfs,

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -95,6 +96,10 @@ async fn stop_all(c: &Container) -> anyhow::Result<()> {
     for pid in pids {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
+    let cgroup = c.cgroup.clone();
+    tokio::task::spawn_blocking(move || cgroup.thaw_if_frozen())
+        .await
+        .context("thawing after SIGKILL")??;
     for mut exit in exits {
         reaper::wait(&mut exit).await?;
     }

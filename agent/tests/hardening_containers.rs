@@ -1,4 +1,5 @@
-//! Issue 12, finding 5: a paused container can be killed and removed. Needs root; CI runs
+//! Issue 12, findings 5 and 6: a paused container can be killed and
+//! removed, and two containers cannot share one cgroup. Needs root; CI runs
 //! as root.
 
 mod common;
@@ -66,4 +67,49 @@ async fn a_paused_container_is_killed_and_removed() {
     );
     removed.expect("RemoveContainer of a killed paused container");
     cu::assert_gone(agent.pid(), &id);
+}
+
+/// Before the fix the second create succeeded; removing the first took the
+/// shared cgroup down and the second's WaitProcess and RemoveContainer
+/// failed forever ("the reaper stopped before the process exited").
+#[tokio::test]
+async fn a_second_container_in_the_same_cgroup_is_refused() {
+    require_root!();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(rootfs) = busybox_rootfs(dir.path()) else {
+        eprintln!("SKIPPED: no busybox rootfs");
+        return;
+    };
+    let agent = TestAgent::start("").await;
+    let first = cu::cid("cg-first");
+    let second = cu::cid("cg-second");
+    let spec_first = cu::spec(&first, &rootfs, &["true"]);
+    let mut spec_second = cu::spec(&second, &rootfs, &["true"]);
+    spec_second.Linux.as_mut().expect("linux").CgroupsPath = spec_first
+        .Linux
+        .as_ref()
+        .expect("linux")
+        .CgroupsPath
+        .clone();
+    cu::create(&agent.client, &first, spec_first)
+        .await
+        .expect("first");
+    let err = cu::create(&agent.client, &second, spec_second).await;
+    // Whatever the answer, the first container keeps working.
+    cu::start(&agent.client, &first).await.expect("start first");
+    assert_eq!(cu::wait(&agent.client, &first, "").await.expect("wait"), 0);
+    cu::remove(&agent.client, &first)
+        .await
+        .expect("remove first");
+    if err.is_ok() {
+        let _ = cu::remove(&agent.client, &second).await;
+    }
+    let err = err.expect_err("a second container in the first one's cgroup");
+    assert_eq!(code(&err), ttrpc::Code::ALREADY_EXISTS, "{err:?}");
+    assert!(
+        format!("{err:?}").contains(&first),
+        "names the owner: {err:?}"
+    );
+    cu::assert_gone(agent.pid(), &second);
+    cu::assert_gone(agent.pid(), &first);
 }

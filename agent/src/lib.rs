@@ -9,6 +9,8 @@ pub mod error;
 pub mod guest;
 pub mod limits;
 pub mod logging;
+pub mod mount_options;
+pub mod mountinfo;
 pub mod network;
 pub mod owned;
 pub mod pid1;

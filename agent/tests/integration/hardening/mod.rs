@@ -1,0 +1,8 @@
+//! Issue 12: the container and storage layers against hostile or cut
+//! requests. One module per finding family; each test failed before its fix.
+
+mod cancel;
+mod containers;
+mod leftovers;
+mod limits;
+mod paths;

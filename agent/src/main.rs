@@ -72,6 +72,10 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
     for w in warnings {
         slog::warn!(logger, "configuration"; "warning" => w);
     }
+    match kata_agent::process::fd_limit::raise() {
+        Ok((old, new)) => slog::info!(logger, "open-file limit"; "was" => old, "now" => new),
+        Err(e) => slog::warn!(logger, "open-file limit not raised"; "error" => format!("{e:#}")),
+    }
     // Before any request: undo what a crashed agent provably left.
     match kata_agent::owned::open() {
         Ok(undone) if undone.is_empty() => {}

@@ -18,6 +18,7 @@ use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
 
 use crate::owned::{self, Made};
+use crate::safe_path;
 
 pub const CONTAINER_BASE: &str = "/run/kata-containers";
 
@@ -42,24 +43,8 @@ pub struct Bundle {
     owned_dir: bool,
 }
 
-/// `name` (one path component) in `dir`, opened with `flags` and O_NOFOLLOW:
-/// a symlink there is refused (ELOOP), never followed.
 fn open_here(dir: &OwnedFd, name: &str, flags: i32) -> Result<OwnedFd, Errno> {
-    let c = std::ffi::CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: valid directory descriptor and NUL-terminated name.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600,
-        )
-    };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: openat returned a new descriptor that we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    safe_path::open_here(dir, Path::new(name), flags)
 }
 
 /// Create directory `name` in `dir` (true) or find it there (false), then
@@ -191,10 +176,10 @@ impl Bundle {
             libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
         )
         .with_context(|| format!("opening {}", config.display()))?;
-        let mut file = fs::File::from(file);
-        serde_json::to_writer(&mut file, &*spec)
-            .context("serialising the spec")
-            .and_then(|()| file.flush().context("flushing"))
+        // One write: serde_json writes a raw File in many small pieces.
+        let json = serde_json::to_vec(&*spec).context("serialising the spec")?;
+        fs::File::from(file)
+            .write_all(&json)
             .with_context(|| format!("writing {}", config.display()))?;
         Ok(())
     }

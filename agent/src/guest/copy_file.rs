@@ -103,28 +103,14 @@ fn open_chunk_file(dir: &OwnedFd, tmp: &Path, first: bool) -> error::Result<Owne
     } else {
         libc::O_WRONLY
     };
-    let c = std::ffi::CString::new(tmp.as_os_str().as_bytes()).context("NUL in file name")?;
-    // SAFETY: valid directory descriptor and NUL-terminated name.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600,
-        )
-    };
-    if fd < 0 {
-        let e = Errno::last();
-        if e == Errno::ENOENT && !first {
-            return Err(bad(format!(
-                "no earlier chunk of this file (the first chunk has offset 0): {}",
-                tmp.display()
-            )));
-        }
-        return Err(anyhow::Error::from(e).into());
+    match safe_path::open_here(dir, tmp, flags) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::ENOENT) if !first => Err(bad(format!(
+            "no earlier chunk of this file (the first chunk has offset 0): {}",
+            tmp.display()
+        ))),
+        Err(e) => Err(anyhow::Error::from(e).into()),
     }
-    // SAFETY: openat returned a new descriptor that we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn finish(

@@ -8,30 +8,16 @@
 use std::fs;
 use std::path::Path;
 
-use kata_agent::mountinfo;
+use crate::sandbox::storage::{mounts_at, storage};
 use kata_agent::storage::StorageRegistry;
-use protocols::agent::Storage;
 use test_support::container as cu;
 use test_support::TestAgent;
-
-fn storage(driver: &str, source: &str, mount_point: &str, options: &[&str]) -> Storage {
-    let mut s = Storage::new();
-    s.driver = driver.into();
-    s.source = source.into();
-    s.mount_point = mount_point.into();
-    s.options = options.iter().map(|o| o.to_string()).collect();
-    s
-}
 
 fn test_dir(name: &str) -> String {
     format!(
         "/run/kata-containers/hardening-{}-{name}",
         std::process::id()
     )
-}
-
-fn mounts_at(p: &str) -> usize {
-    mountinfo::mount_count(Path::new(p)).expect("reading mountinfo")
 }
 
 /// Before the fix the local driver's undo was remove_dir_all of the mount

@@ -14,6 +14,7 @@ mod repro;
 mod rootfs;
 mod sbom;
 mod setup;
+mod sign;
 mod test;
 mod vm;
 
@@ -44,6 +45,10 @@ enum Command {
     Rootfs(rootfs::Args),
     /// Build the disk image, initrd, manifest.json and SHA256SUMS.
     Image(image::Args),
+    /// Sign a release's SHA256SUMS with an SSH key (ssh-keygen -Y sign).
+    Sign(sign::SignArgs),
+    /// Check a downloaded release: the signature of SHA256SUMS and every sum.
+    Verify(sign::VerifyArgs),
     /// Build everything twice in two directories and compare byte for byte.
     VerifyRepro(repro::Args),
     /// Boot the guest in QEMU (`vm test`, `vm run`).
@@ -62,6 +67,8 @@ fn main() -> Result<()> {
         Command::Kernel(args) => kernel::run(args),
         Command::Rootfs(args) => rootfs::run(args),
         Command::Image(args) => image::run(args),
+        Command::Sign(args) => sign::run_sign(args),
+        Command::Verify(args) => sign::run_verify(args),
         Command::VerifyRepro(args) => repro::run(args),
         Command::Vm(args) => vm::run(args),
         Command::Bench(args) => bench::run(args),

@@ -10,6 +10,7 @@ mod doctor;
 mod image;
 mod kernel;
 mod paths;
+mod release;
 mod repro;
 mod rootfs;
 mod sbom;
@@ -45,6 +46,8 @@ enum Command {
     Rootfs(rootfs::Args),
     /// Build the disk image, initrd, manifest.json and SHA256SUMS.
     Image(image::Args),
+    /// The release assets in target/dist/: per-arch tarball (Kata's layout), manifest, SBOM, SHA256SUMS, signature.
+    Release(release::Args),
     /// Sign a release's SHA256SUMS with an SSH key (ssh-keygen -Y sign).
     Sign(sign::SignArgs),
     /// Check a downloaded release: the signature of SHA256SUMS and every sum.
@@ -67,6 +70,7 @@ fn main() -> Result<()> {
         Command::Kernel(args) => kernel::run(args),
         Command::Rootfs(args) => rootfs::run(args),
         Command::Image(args) => image::run(args),
+        Command::Release(args) => release::run(args),
         Command::Sign(args) => sign::run_sign(args),
         Command::Verify(args) => sign::run_verify(args),
         Command::VerifyRepro(args) => repro::run(args),

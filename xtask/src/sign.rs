@@ -31,7 +31,7 @@ pub struct SignArgs {
     #[arg(long)]
     key: PathBuf,
     /// The release directory holding SHA256SUMS.
-    #[arg(long, default_value_os_t = crate::paths::target_dir().join("dist"))]
+    #[arg(long, default_value_os_t = crate::release::dist_dir())]
     dir: PathBuf,
 }
 
@@ -41,7 +41,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     key: PathBuf,
     /// The downloaded release directory (SHA256SUMS, SHA256SUMS.sig, the files).
-    #[arg(long, default_value_os_t = crate::paths::target_dir().join("dist"))]
+    #[arg(long, default_value_os_t = crate::release::dist_dir())]
     dir: PathBuf,
 }
 

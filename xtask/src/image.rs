@@ -37,9 +37,16 @@ pub struct Args {
     /// Add the recipe's debug_console packages and /bin/sh (agent.debug_console).
     #[arg(long)]
     debug_console: bool,
+    /// Take every pinned .deb and the kernel source from this input store
+    /// (`cargo xtask fetch --to DIR`): a build with no network.
+    #[arg(long, value_name = "DIR")]
+    inputs: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(dir) = &args.inputs {
+        crate::fetch::use_store(dir)?;
+    }
     crate::setup::ensure_host_packages(&["image"])?;
     let recipe = Recipe::load(&args.recipe)?;
     for arch in args.arch.arches() {

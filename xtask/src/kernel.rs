@@ -9,6 +9,8 @@ mod build;
 mod fragments;
 mod source;
 
+pub use source::read_pin;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -74,7 +76,7 @@ pub struct KernelArtifacts {
 pub fn run(args: Args) -> Result<()> {
     let source = match (&args.source, &args.sha256) {
         (Some(path), Some(sha)) => Source::from_path(path, sha)?,
-        _ => Source::from_pin(&source::read_pin()?),
+        _ => Source::from_pin(&source::read_pin()?)?,
     };
     let opts = Options {
         source,
@@ -103,7 +105,7 @@ fn print_summary(k: &KernelArtifacts) {
 #[allow(dead_code)] // the image/vm steps call it once they land
 pub fn ensure_built(arch: Arch) -> Result<KernelArtifacts> {
     let opts = Options {
-        source: Source::from_pin(&source::read_pin()?),
+        source: Source::from_pin(&source::read_pin()?)?,
         no_cache: false,
         jobs: 2,
     };

@@ -7,6 +7,7 @@ mod arch;
 mod bench;
 mod cache;
 mod doctor;
+mod fetch;
 mod image;
 mod kernel;
 mod paths;
@@ -44,6 +45,8 @@ enum Command {
     Kernel(kernel::Args),
     /// Assemble the guest rootfs; `rootfs lock` refreshes a package lock.
     Rootfs(rootfs::Args),
+    /// Put every pinned input (.debs, kernel source, crates) into a store keyed by sha256.
+    Fetch(fetch::Args),
     /// Build the disk image, initrd, manifest.json and SHA256SUMS.
     Image(image::Args),
     /// The release assets in target/dist/: per-arch tarball (Kata's layout), manifest, SBOM, SHA256SUMS, signature.
@@ -69,6 +72,7 @@ fn main() -> Result<()> {
         Command::Agent(args) => agent::run(args),
         Command::Kernel(args) => kernel::run(args),
         Command::Rootfs(args) => rootfs::run(args),
+        Command::Fetch(args) => fetch::run(args),
         Command::Image(args) => image::run(args),
         Command::Release(args) => release::run(args),
         Command::Sign(args) => sign::run_sign(args),

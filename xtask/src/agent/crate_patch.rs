@@ -188,7 +188,7 @@ fn lock_checksum(name: &str, version: &str) -> Result<String> {
 }
 
 /// The downloaded `.crate`, fetching the lock's crates if it is not there yet.
-fn find_crate_file(name: &str, version: &str) -> Result<PathBuf> {
+pub fn find_crate_file(name: &str, version: &str) -> Result<PathBuf> {
     let file = format!("{name}-{version}.crate");
     if let Some(found) = search_registry_cache(&file) {
         return Ok(found);

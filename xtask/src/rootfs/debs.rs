@@ -52,7 +52,15 @@ pub fn verify(entry: &LockEntry, file: &Path) -> Result<()> {
 /// apt call), verified; returns the cached paths in the order given. A cached
 /// file that no longer matches its hash is dropped and fetched again; a
 /// download that does not match is an error.
+/// With an input store (`--inputs`), the files come from there.
 pub fn fetch_all(entries: &[LockEntry]) -> Result<Vec<PathBuf>> {
+    match crate::fetch::store() {
+        Some(store) => from_store(&store, entries),
+        None => fetch_cached(entries),
+    }
+}
+
+fn fetch_cached(entries: &[LockEntry]) -> Result<Vec<PathBuf>> {
     let mut missing: Vec<&LockEntry> = Vec::new();
     for e in entries {
         let path = cached_path(e);
@@ -71,6 +79,27 @@ pub fn fetch_all(entries: &[LockEntry]) -> Result<Vec<PathBuf>> {
         download(&missing)?;
     }
     Ok(entries.iter().map(cached_path).collect())
+}
+
+/// Every entry from the input store (checked); one it lacks from the cache
+/// or the archive, as without a store.
+fn from_store(store: &crate::fetch::Store, entries: &[LockEntry]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in entries {
+        match store.get(&e.sha256)? {
+            Some(p) => out.push(p),
+            None => {
+                eprintln!(
+                    "xtask rootfs: {} is not in the input store {}",
+                    e.apt_spec(),
+                    store.dir.display()
+                );
+                let mut cached = fetch_cached(std::slice::from_ref(e))?;
+                out.append(&mut cached);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn download(entries: &[&LockEntry]) -> Result<()> {
@@ -147,6 +176,23 @@ mod tests {
             arch: "arm64".into(),
             sha256: sha256.into(),
         }
+    }
+
+    #[test]
+    fn a_store_serves_its_debs_instead_of_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = dir.path().join("store");
+        fs::create_dir_all(store_dir.join("sha256")).unwrap();
+        let sum = "ab".repeat(32);
+        let deb = store_dir.join("sha256").join(&sum);
+        fs::write(&deb, b"x").unwrap();
+        let store = crate::fetch::Store { dir: store_dir };
+        // The store checks what it serves: "x" does not hash to `sum`.
+        assert!(from_store(&store, &[entry(&sum)]).is_err());
+        let real = sha256_file(&deb).unwrap();
+        fs::rename(&deb, deb.with_file_name(&real)).unwrap();
+        let got = from_store(&store, &[entry(&real)]).unwrap();
+        assert_eq!(got, [deb.with_file_name(&real)]);
     }
 
     #[test]

@@ -10,7 +10,11 @@
 //! Where a pinned .deb or the kernel source comes from: this store when
 //! `--inputs` names one (read from the store even when cached, so a build
 //! from a store proves the store complete; a .deb it lacks falls through),
-//! else the cache, else the suite's pool (`apt-get download`).
+//! else the cache, else the suite's pool (`apt-get download`), else the
+//! Debian snapshot archive at the time the lock line records
+//! (`snapshot_apt`: apt with a private source list of
+//! `snapshot.debian.org/archive/debian/<time>/`). That last route is
+//! untested: snapshot.debian.org is not reachable from the build machine.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -189,6 +193,106 @@ fn store_crates(store: &Store) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The snapshot time `rootfs lock` records for a newly locked line: the
+/// newest `Date:` of apt's Release files (the archive state the candidates
+/// came from) plus six hours, because snapshot.debian.org imports the archive
+/// four times a day and resolves a time to the last import before it.
+/// None when apt has no lists.
+pub fn snapshot_of_apt_lists() -> Result<Option<String>> {
+    let dir = Path::new("/var/lib/apt/lists");
+    let Ok(read) = fs::read_dir(dir) else {
+        return Ok(None);
+    };
+    let mut newest: Option<time::OffsetDateTime> = None;
+    for e in read.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.ends_with("_InRelease") || name.ends_with("_Release")) {
+            continue;
+        }
+        let text = fs::read_to_string(e.path()).unwrap_or_default();
+        if let Some(date) = text.lines().find_map(|l| l.strip_prefix("Date:")) {
+            let t = parse_release_date(date.trim())
+                .with_context(|| format!("the Date of {}", e.path().display()))?;
+            newest = newest.max(Some(t));
+        }
+    }
+    newest
+        .map(|t| snapshot_timestamp(t + time::Duration::hours(6)))
+        .transpose()
+}
+
+/// `Mon, 30 Nov 2026 02:21:41 UTC` (Release files say UTC, RFC 2822 +0000).
+fn parse_release_date(date: &str) -> Result<time::OffsetDateTime> {
+    let normalised = date.replace(" UTC", " +0000");
+    time::OffsetDateTime::parse(&normalised, &time::format_description::well_known::Rfc2822)
+        .with_context(|| format!("{date:?} is not an RFC 2822 date"))
+}
+
+fn snapshot_timestamp(t: time::OffsetDateTime) -> Result<String> {
+    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    t.format(&f).context("formatting a snapshot time")
+}
+
+/// `YYYYMMDDTHHMMSSZ`, as snapshot.debian.org's archive URLs take it.
+pub fn check_snapshot_timestamp(ts: &str) -> Result<()> {
+    let b = ts.as_bytes();
+    let ok = b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit);
+    if !ok {
+        bail!("{ts:?} is not a snapshot time (YYYYMMDDTHHMMSSZ)");
+    }
+    Ok(())
+}
+
+/// The source list of the snapshot archive at `ts`: the suites the locks
+/// take packages from.
+fn snapshot_sources(ts: &str) -> String {
+    let base = "https://snapshot.debian.org/archive";
+    format!(
+        "deb {base}/debian/{ts}/ bookworm main\n\
+         deb {base}/debian/{ts}/ bookworm-updates main\n\
+         deb {base}/debian/{ts}/ bookworm-backports main\n\
+         deb {base}/debian-security/{ts}/ bookworm-security main\n"
+    )
+}
+
+/// Point a private apt state in `tmp` at the snapshot archive at `ts`, update
+/// it, and return the options that make `apt-get download` use it.
+pub fn snapshot_apt(tmp: &Path, ts: &str) -> Result<Vec<String>> {
+    check_snapshot_timestamp(ts)?;
+    let list = tmp.join("snapshot.list");
+    fs::write(&list, snapshot_sources(ts))
+        .with_context(|| format!("writing {}", list.display()))?;
+    for d in ["lists/partial", "cache/archives/partial"] {
+        fs::create_dir_all(tmp.join(d))?;
+    }
+    let opts: Vec<String> = [
+        format!("Dir::Etc::SourceList={}", list.display()),
+        "Dir::Etc::SourceParts=/nonexistent".to_string(),
+        format!("Dir::State::Lists={}", tmp.join("lists").display()),
+        format!("Dir::Cache={}", tmp.join("cache").display()),
+        // Snapshot Release files are past their Valid-Until by design.
+        "Acquire::Check-Valid-Until=false".to_string(),
+    ]
+    .into_iter()
+    .flat_map(|o| ["-o".to_string(), o])
+    .collect();
+    let out = std::process::Command::new("apt-get")
+        .args(&opts)
+        .args(["update", "-q"])
+        .output()
+        .context("running apt-get update for the snapshot archive")?;
+    if !out.status.success() {
+        bail!(
+            "apt-get update from the snapshot archive at {ts} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(opts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +321,22 @@ mod tests {
         // A directory without sha256/ is not a store.
         let other = tempfile::tempdir().unwrap();
         assert!(Store::open(other.path()).is_err());
+    }
+
+    #[test]
+    fn snapshot_times_come_from_release_dates() {
+        let t = parse_release_date("Mon, 30 Nov 2026 02:21:41 UTC").unwrap();
+        let ts = snapshot_timestamp(t + time::Duration::hours(6)).unwrap();
+        assert_eq!(ts, "20261130T082141Z");
+        check_snapshot_timestamp(&ts).unwrap();
+        for bad in ["2026-11-30", "20261130T082141", "2026113xT082141Z"] {
+            assert!(check_snapshot_timestamp(bad).is_err(), "{bad}");
+        }
+        assert!(parse_release_date("yesterday").is_err());
+        let list = snapshot_sources(&ts);
+        assert!(list.contains(
+            "deb https://snapshot.debian.org/archive/debian/20261130T082141Z/ bookworm main\n"
+        ));
+        assert!(list.contains("/archive/debian-security/20261130T082141Z/ bookworm-security main"));
     }
 }

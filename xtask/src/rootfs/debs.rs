@@ -102,23 +102,51 @@ fn from_store(store: &crate::fetch::Store, entries: &[LockEntry]) -> Result<Vec<
     Ok(out)
 }
 
+/// From the suite's pool; what it no longer has, from the Debian snapshot
+/// archive at the timestamp the lock records for it.
 fn download(entries: &[&LockEntry]) -> Result<()> {
+    let pool = with_tmp(|tmp| download_into(tmp, entries, &[]));
+    let Err(pool_err) = pool else {
+        return Ok(());
+    };
+    let mut by_snapshot: std::collections::BTreeMap<&str, Vec<&LockEntry>> = Default::default();
+    for e in entries {
+        match &e.snapshot {
+            Some(ts) => by_snapshot.entry(ts.as_str()).or_default().push(e),
+            None => return Err(pool_err),
+        }
+    }
+    for (ts, group) in by_snapshot {
+        eprintln!("xtask rootfs: not in the suite; trying the snapshot archive at {ts}");
+        with_tmp(|tmp| {
+            let apt = crate::fetch::snapshot_apt(tmp, ts)?;
+            download_into(tmp, &group, &apt)
+        })
+        .with_context(|| format!("{pool_err:#}; and from the snapshot archive at {ts}"))?;
+    }
+    Ok(())
+}
+
+fn with_tmp(f: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = deb_cache_dir();
     let tmp = dir.join(format!(".download-{}", std::process::id()));
     if tmp.exists() {
         fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     }
     fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let result = download_into(&tmp, entries);
+    let result = f(&tmp);
     let _ = fs::remove_dir_all(&tmp);
     result
 }
 
-fn download_into(tmp: &Path, entries: &[&LockEntry]) -> Result<()> {
+/// `apt-get download` into `tmp` (with `apt_opts`, e.g. another source list),
+/// then verify and move each file into the cache.
+fn download_into(tmp: &Path, entries: &[&LockEntry], apt_opts: &[String]) -> Result<()> {
     let specs: Vec<String> = entries.iter().map(|e| e.apt_spec()).collect();
     eprintln!("xtask rootfs: apt-get download {}", specs.join(" "));
     let out = Command::new("apt-get")
         .current_dir(tmp)
+        .args(apt_opts)
         .args(["download", "-q"])
         .args(&specs)
         .output()
@@ -175,6 +203,7 @@ mod tests {
             version: "1:1.35.0-4".into(),
             arch: "arm64".into(),
             sha256: sha256.into(),
+            snapshot: None,
         }
     }
 

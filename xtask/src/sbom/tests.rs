@@ -65,6 +65,7 @@ fn entry(name: &str, deb: &Path) -> LockEntry {
         version: "1:2.0-1+b1".into(),
         arch: "amd64".into(),
         sha256: sha256_file(deb).unwrap(),
+        snapshot: None,
     }
 }
 

@@ -171,23 +171,10 @@ fn store_kernel_source(store: &Store) -> Result<Vec<String>> {
 
 /// Every registry crate Cargo.lock pins (its checksum is the .crate's sha256).
 fn store_crates(store: &Store) -> Result<Vec<String>> {
-    let path = crate::paths::repo_root().join("Cargo.lock");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let lock: toml::Value = toml::from_str(&text).context("parsing Cargo.lock")?;
-    let packages = lock
-        .get("package")
-        .and_then(|p| p.as_array())
-        .context("Cargo.lock has no [[package]] list")?;
     let mut out = Vec::new();
-    for p in packages {
-        let field = |k: &str| p.get(k).and_then(|v| v.as_str());
-        let (Some(name), Some(version), Some(sum)) =
-            (field("name"), field("version"), field("checksum"))
-        else {
-            continue;
-        };
-        let file = crate::agent::crate_file(name, version)?;
-        store.put(sum, &file)?;
+    for ((name, version), sum) in crate::cargo_lock::registry_checksums()? {
+        let file = crate::agent::crate_file(&name, &version)?;
+        store.put(&sum, &file)?;
         out.push(format!("{sum} crate {name} {version}"));
     }
     Ok(out)

@@ -6,6 +6,7 @@ mod agent;
 mod arch;
 mod bench;
 mod cache;
+mod cargo_lock;
 mod doctor;
 mod fetch;
 mod image;

@@ -10,6 +10,7 @@ mod cargo_lock;
 mod doctor;
 mod fetch;
 mod image;
+mod install;
 mod kernel;
 mod paths;
 mod release;
@@ -56,6 +57,8 @@ enum Command {
     Sign(sign::SignArgs),
     /// Check a downloaded release: the signature of SHA256SUMS and every sum.
     Verify(sign::VerifyArgs),
+    /// Install one arch's assets into Kata's layout with a configuration.toml drop-in.
+    Install(install::Args),
     /// Build everything twice in two directories and compare byte for byte.
     VerifyRepro(repro::Args),
     /// Boot the guest in QEMU (`vm test`, `vm run`).
@@ -78,6 +81,7 @@ fn main() -> Result<()> {
         Command::Release(args) => release::run(args),
         Command::Sign(args) => sign::run_sign(args),
         Command::Verify(args) => sign::run_verify(args),
+        Command::Install(args) => install::run(args),
         Command::VerifyRepro(args) => repro::run(args),
         Command::Vm(args) => vm::run(args),
         Command::Bench(args) => bench::run(args),

@@ -1,9 +1,10 @@
 //! `cargo xtask release`: everything a release publishes, in `target/dist/`,
 //! byte-identical across builds. The workflow only runs this and uploads.
 //!
-//! Per arch: `kata-image-<arch>.tar.gz` in Kata's install layout,
-//! `manifest-<arch>.json`, `sbom-<arch>.spdx.json`; over all of them one
-//! `SHA256SUMS`, and `SHA256SUMS.sig` when `--key` is given.
+//! Per arch: `kata-image-<arch>.tar.gz`, exactly what `cargo xtask install
+//! --prefix /opt/kata` lays out (install.rs: Kata's names and the config.d
+//! drop-in), `manifest-<arch>.json`, `sbom-<arch>.spdx.json`; over all of
+//! them one `SHA256SUMS`, and `SHA256SUMS.sig` when `--key` is given.
 //!
 //! The tarball is deterministic by construction: entries sorted by path,
 //! every mtime SOURCE_DATE_EPOCH, uid/gid 0 with no owner names, modes
@@ -14,19 +15,16 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::arch::{Arch, ArchSelection};
 use crate::cache::sha256_file;
+use crate::install::{self, Item};
+use crate::vm::BootMode;
 use crate::{image, paths, sbom, sign};
 
-/// Where Kata's static tarball puts the guest assets and the runtime's
-/// configuration (tools/packaging/kata-deploy: /opt/kata/share/...).
-pub const ASSETS_DIR: &str = "opt/kata/share/kata-containers";
-pub const CONFIG_D: &str = "opt/kata/share/defaults/kata-containers/config.d";
-/// The drop-in the runtime merges over configuration.toml
-/// (src/runtime/pkg/katautils/config.go: `config.d` beside the base file).
-pub const DROP_IN: &str = "50-kata-image.toml";
+/// Kata's installation prefix, where the tarball unpacks (from /).
+pub const PREFIX: &str = "/opt/kata";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -80,9 +78,9 @@ pub fn run(args: Args) -> Result<()> {
 /// One arch's release assets from its artifacts dir, written to `out`;
 /// returns their file names.
 pub fn bundle(arch: Arch, artifacts: &Path, epoch: i64, out: &Path) -> Result<Vec<String>> {
-    let entries = layout(arch, artifacts)?;
+    let items = install::plan(arch, artifacts, Path::new(PREFIX), BootMode::Image)?;
     let tarball = format!("kata-image-{}.tar.gz", arch.name());
-    write_tarball(&entries, epoch, &out.join(&tarball))
+    write_tarball(&entries(&items)?, epoch, &out.join(&tarball))
         .with_context(|| format!("writing {tarball}"))?;
     let manifest = format!("manifest-{}.json", arch.name());
     let sbom_name = format!("sbom-{}.spdx.json", arch.name());
@@ -91,94 +89,26 @@ pub fn bundle(arch: Arch, artifacts: &Path, epoch: i64, out: &Path) -> Result<Ve
     Ok(vec![tarball, manifest, sbom_name])
 }
 
-/// One entry of the tarball.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
-    File { from: PathBuf },
-    Text(String),
-    Link(String),
-}
-
-/// Kata's names for our artifacts (tools/packaging/kernel/build-kernel.sh
-/// installs `vmlinuz-<version>`, `vmlinux-<version>`, `config-<version>` and
-/// the `vmlinuz.container`/`vmlinux.container` links the configuration names;
-/// osbuilder's images are kata-containers.img and kata-containers-initrd.img),
-/// plus the config.d drop-in pointing the runtime at them.
-pub fn layout(arch: Arch, artifacts: &Path) -> Result<BTreeMap<String, Entry>> {
-    let manifest_path = artifacts.join(image::MANIFEST);
-    let text = fs::read_to_string(&manifest_path)
-        .with_context(|| format!("reading {}", manifest_path.display()))?;
-    let manifest: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("parsing {}", manifest_path.display()))?;
-    let release = manifest["kernel"]["release"]
-        .as_str()
-        .with_context(|| format!("{} has no kernel.release", manifest_path.display()))?;
-
-    let mut e = BTreeMap::new();
-    let asset = |name: &str| format!("{ASSETS_DIR}/{name}");
-    for name in [image::IMAGE, image::INITRD] {
-        e.insert(asset(name), file(artifacts, name)?);
-    }
-    // The bootable image is compressed (vmlinuz) on x86_64 and s390x; the
-    // aarch64 Image and the ppc64le vmlinux are not.
-    let (boot, compressed) = match arch {
-        Arch::X86_64 | Arch::S390x => ("vmlinuz", true),
-        Arch::Aarch64 => ("Image", false),
-        Arch::Ppc64le => ("vmlinux", false),
-    };
-    let boot_name = if compressed {
-        format!("vmlinuz-{release}")
-    } else {
-        format!("vmlinux-{release}")
-    };
-    e.insert(asset(&boot_name), file(artifacts, boot)?);
-    let container = if compressed {
-        "vmlinuz.container"
-    } else {
-        "vmlinux.container"
-    };
-    e.insert(asset(container), Entry::Link(boot_name.clone()));
-    if arch == Arch::X86_64 {
-        let vmlinux = format!("vmlinux-{release}");
-        e.insert(asset(&vmlinux), file(artifacts, "vmlinux")?);
-        e.insert(asset("vmlinux.container"), Entry::Link(vmlinux));
-    }
-    e.insert(
-        asset(&format!("config-{release}")),
-        file(artifacts, "kernel.config")?,
-    );
-    e.insert(
-        format!("{CONFIG_D}/{DROP_IN}"),
-        Entry::Text(drop_in(container)),
-    );
-    Ok(e)
-}
-
-fn file(dir: &Path, name: &str) -> Result<Entry> {
-    let from = dir.join(name);
-    if !from.is_file() {
-        bail!(
-            "{} is missing: build it with `cargo xtask image`",
-            from.display()
-        );
-    }
-    Ok(Entry::File { from })
-}
-
-/// The runtime drop-in: our kernel and disk image for QEMU.
-fn drop_in(kernel: &str) -> String {
-    format!(
-        "# kata-image guest assets (cargo xtask release). The Kata runtime merges\n\
-         # config.d/*.toml over configuration.toml.\n\
-         [hypervisor.qemu]\n\
-         kernel = \"/{ASSETS_DIR}/{kernel}\"\n\
-         image = \"/{ASSETS_DIR}/{}\"\n",
-        image::IMAGE
-    )
+/// The install plan keyed by its path inside the tarball (relative to /).
+fn entries(items: &[Item]) -> Result<BTreeMap<String, &Item>> {
+    items
+        .iter()
+        .map(|item| {
+            let dest = item.dest();
+            let rel = dest
+                .strip_prefix("/")
+                .ok()
+                .and_then(|p| p.to_str())
+                .with_context(|| {
+                    format!("install path {} is not absolute UTF-8", dest.display())
+                })?;
+            Ok((rel.to_string(), item))
+        })
+        .collect()
 }
 
 /// The tarball: parent directories first, every entry in path order.
-pub fn write_tarball(entries: &BTreeMap<String, Entry>, epoch: i64, out: &Path) -> Result<()> {
+pub fn write_tarball(entries: &BTreeMap<String, &Item>, epoch: i64, out: &Path) -> Result<()> {
     let mtime = u64::try_from(epoch).context("SOURCE_DATE_EPOCH before 1970")?;
     let tmp = out.with_extension("tmp");
     let f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
@@ -187,7 +117,7 @@ pub fn write_tarball(entries: &BTreeMap<String, Entry>, epoch: i64, out: &Path) 
         .operating_system(3)
         .write(f, flate2::Compression::best());
     let mut tar = tar::Builder::new(gz);
-    let mut all: BTreeMap<String, Option<&Entry>> = BTreeMap::new();
+    let mut all: BTreeMap<String, Option<&Item>> = BTreeMap::new();
     for path in entries.keys() {
         let mut dir = Path::new(path).parent();
         while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
@@ -195,7 +125,7 @@ pub fn write_tarball(entries: &BTreeMap<String, Entry>, epoch: i64, out: &Path) 
             dir = d.parent();
         }
     }
-    all.extend(entries.iter().map(|(k, v)| (k.clone(), Some(v))));
+    all.extend(entries.iter().map(|(k, v)| (k.clone(), Some(*v))));
     for (path, entry) in &all {
         let mut h = tar::Header::new_ustar();
         h.set_mtime(mtime);
@@ -208,19 +138,19 @@ pub fn write_tarball(entries: &BTreeMap<String, Entry>, epoch: i64, out: &Path) 
                 h.set_size(0);
                 tar.append_data(&mut h, path, std::io::empty())?;
             }
-            Some(Entry::Link(target)) => {
+            Some(Item::Link { target, .. }) => {
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_mode(0o777);
                 h.set_size(0);
                 tar.append_link(&mut h, path, target)?;
             }
-            Some(Entry::Text(text)) => {
+            Some(Item::Write { text, .. }) => {
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_mode(0o644);
                 h.set_size(text.len() as u64);
                 tar.append_data(&mut h, path, text.as_bytes())?;
             }
-            Some(Entry::File { from }) => {
+            Some(Item::Copy { from, .. }) => {
                 let f =
                     fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
                 let len = f.metadata()?.len();
@@ -273,22 +203,21 @@ mod tests {
     /// A fake artifacts dir of `arch` (what `cargo xtask image` leaves).
     fn artifacts(dir: &Path, arch: Arch) {
         let mut names = vec![image::IMAGE, image::INITRD, "kernel.config", sbom::SBOM];
-        names.push(match arch {
-            Arch::X86_64 | Arch::S390x => "vmlinuz",
-            Arch::Aarch64 => "Image",
-            Arch::Ppc64le => "vmlinux",
+        names.extend(match arch {
+            Arch::X86_64 => &["vmlinux", "vmlinuz"][..],
+            Arch::S390x => &["vmlinuz"][..],
+            Arch::Aarch64 => &["Image"][..],
+            Arch::Ppc64le => &["vmlinux"][..],
         });
-        if arch == Arch::X86_64 {
-            names.push("vmlinux");
-        }
         for n in names {
             fs::write(dir.join(n), format!("{n} bytes")).unwrap();
         }
-        fs::write(
-            dir.join(image::MANIFEST),
-            r#"{"kernel": {"release": "6.12.95"}}"#,
-        )
-        .unwrap();
+        let manifest = serde_json::json!({
+            "arch": arch.name(),
+            "kernel": {"release": "6.12.95", "cache_key": "0123456789abcdef"},
+            "recipe": {"filesystem": "ext4"},
+        });
+        fs::write(dir.join(image::MANIFEST), manifest.to_string()).unwrap();
     }
 
     fn list(tarball: &Path) -> Vec<(String, u64, u64, u64, u32, String)> {
@@ -338,10 +267,10 @@ mod tests {
         for want in [
             "opt/kata/share/kata-containers/kata-containers.img",
             "opt/kata/share/kata-containers/kata-containers-initrd.img",
-            "opt/kata/share/kata-containers/vmlinuz-6.12.95",
+            "opt/kata/share/kata-containers/vmlinuz-6.12.95-0123456789ab",
             "opt/kata/share/kata-containers/vmlinuz.container",
             "opt/kata/share/kata-containers/vmlinux.container",
-            "opt/kata/share/kata-containers/config-6.12.95",
+            "opt/kata/share/kata-containers/config-6.12.95-0123456789ab",
             "opt/kata/share/defaults/kata-containers/config.d/50-kata-image.toml",
         ] {
             assert!(paths.contains(&want), "{want} missing from {paths:?}");
@@ -364,38 +293,29 @@ mod tests {
     }
 
     #[test]
-    fn each_arch_gets_kata_names_and_a_missing_artifact_is_named() {
+    fn every_arch_bundles_and_a_missing_artifact_is_named() {
         for arch in Arch::ALL {
             let src = tempfile::tempdir().unwrap();
             artifacts(src.path(), arch);
-            let l = layout(arch, src.path()).unwrap();
-            let link = l
-                .iter()
-                .find_map(|(k, v)| match v {
-                    Entry::Link(t) if k.ends_with(".container") => Some(t.clone()),
-                    _ => None,
-                })
-                .unwrap();
-            assert!(
-                l.contains_key(&format!("{ASSETS_DIR}/{link}")),
-                "{arch}: {link}"
-            );
-            let drop_in = l.values().find_map(|v| match v {
-                Entry::Text(t) => Some(t.clone()),
-                _ => None,
-            });
-            let drop_in = drop_in.unwrap();
-            let conf: toml::Value = toml::from_str(&drop_in).unwrap();
-            let kernel = conf["hypervisor"]["qemu"]["kernel"].as_str().unwrap();
-            assert!(
-                l.contains_key(kernel.trim_start_matches('/')),
-                "{arch}: {kernel}"
-            );
+            let out = tempfile::tempdir().unwrap();
+            bundle(arch, src.path(), 1_700_000_000, out.path()).unwrap();
+            let tarball = out
+                .path()
+                .join(format!("kata-image-{}.tar.gz", arch.name()));
+            let paths: Vec<String> = list(&tarball).into_iter().map(|e| e.0).collect();
+            for want in ["vmlinux.container", "vmlinuz.container", image::IMAGE] {
+                let p = format!("opt/kata/share/kata-containers/{want}");
+                assert!(paths.contains(&p), "{arch}: {p} missing from {paths:?}");
+            }
         }
         let src = tempfile::tempdir().unwrap();
         artifacts(src.path(), Arch::S390x);
         fs::remove_file(src.path().join("vmlinuz")).unwrap();
-        let err = format!("{:#}", layout(Arch::S390x, src.path()).unwrap_err());
+        let out = tempfile::tempdir().unwrap();
+        let err = format!(
+            "{:#}",
+            bundle(Arch::S390x, src.path(), 1, out.path()).unwrap_err()
+        );
         assert!(err.contains("vmlinuz"), "{err}");
     }
 }

@@ -49,7 +49,6 @@ pub fn dist_dir() -> PathBuf {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let epoch = crate::rootfs::source_date_epoch()?;
     fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut assets = Vec::new();
     for arch in args.arch.arches() {
@@ -59,7 +58,7 @@ pub fn run(args: Args) -> Result<()> {
         } else {
             image::ensure_built(arch).with_context(|| format!("building the {arch} image"))?;
         }
-        assets.extend(bundle(arch, &artifacts, epoch, &args.out)?);
+        assets.extend(bundle(arch, &artifacts, &args.out)?);
     }
     write_sums(&args.out, &assets)?;
     if let Some(key) = &args.key {
@@ -76,8 +75,10 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// One arch's release assets from its artifacts dir, written to `out`;
-/// returns their file names.
-pub fn bundle(arch: Arch, artifacts: &Path, epoch: i64, out: &Path) -> Result<Vec<String>> {
+/// returns their file names. The tarball's time is the artifacts' own
+/// SOURCE_DATE_EPOCH (their manifest), so the bundle is a function of them.
+pub fn bundle(arch: Arch, artifacts: &Path, out: &Path) -> Result<Vec<String>> {
+    let epoch = artifacts_epoch(artifacts)?;
     let items = install::plan(arch, artifacts, Path::new(PREFIX), BootMode::Image)?;
     let tarball = format!("kata-image-{}.tar.gz", arch.name());
     write_tarball(&entries(&items)?, epoch, &out.join(&tarball))
@@ -87,6 +88,16 @@ pub fn bundle(arch: Arch, artifacts: &Path, epoch: i64, out: &Path) -> Result<Ve
     copy(&artifacts.join(image::MANIFEST), &out.join(&manifest))?;
     copy(&artifacts.join(sbom::SBOM), &out.join(&sbom_name))?;
     Ok(vec![tarball, manifest, sbom_name])
+}
+
+fn artifacts_epoch(artifacts: &Path) -> Result<i64> {
+    let path = artifacts.join(image::MANIFEST);
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let m: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    m["source_date_epoch"]
+        .as_i64()
+        .with_context(|| format!("{} has no source_date_epoch", path.display()))
 }
 
 /// The install plan keyed by its path inside the tarball (relative to /).
@@ -202,6 +213,10 @@ mod tests {
 
     /// A fake artifacts dir of `arch` (what `cargo xtask image` leaves).
     fn artifacts(dir: &Path, arch: Arch) {
+        artifacts_at(dir, arch, 1_700_000_000)
+    }
+
+    fn artifacts_at(dir: &Path, arch: Arch, epoch: i64) {
         let mut names = vec![image::IMAGE, image::INITRD, "kernel.config", sbom::SBOM];
         names.extend(match arch {
             Arch::X86_64 => &["vmlinux", "vmlinuz"][..],
@@ -214,6 +229,7 @@ mod tests {
         }
         let manifest = serde_json::json!({
             "arch": arch.name(),
+            "source_date_epoch": epoch,
             "kernel": {"release": "6.12.95", "cache_key": "0123456789abcdef"},
             "recipe": {"filesystem": "ext4"},
         });
@@ -245,13 +261,13 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         artifacts(src.path(), Arch::X86_64);
         let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let names = bundle(Arch::X86_64, src.path(), 1_700_000_000, one.path()).unwrap();
+        let names = bundle(Arch::X86_64, src.path(), one.path()).unwrap();
         // Another mode and mtime on disk must not reach the tarball.
         let img = src.path().join(image::IMAGE);
         fs::set_permissions(&img, fs::Permissions::from_mode(0o600)).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(1100));
         fs::write(&img, format!("{} bytes", image::IMAGE)).unwrap();
-        bundle(Arch::X86_64, src.path(), 1_700_000_000, two.path()).unwrap();
+        bundle(Arch::X86_64, src.path(), two.path()).unwrap();
         for n in &names {
             let (a, b) = (
                 fs::read(one.path().join(n)).unwrap(),
@@ -285,7 +301,8 @@ mod tests {
         }
         // Another epoch is another tarball.
         let three = tempfile::tempdir().unwrap();
-        bundle(Arch::X86_64, src.path(), 1_700_000_001, three.path()).unwrap();
+        artifacts_at(src.path(), Arch::X86_64, 1_700_000_001);
+        bundle(Arch::X86_64, src.path(), three.path()).unwrap();
         assert_ne!(
             fs::read(one.path().join("kata-image-x86_64.tar.gz")).unwrap(),
             fs::read(three.path().join("kata-image-x86_64.tar.gz")).unwrap()
@@ -298,7 +315,7 @@ mod tests {
             let src = tempfile::tempdir().unwrap();
             artifacts(src.path(), arch);
             let out = tempfile::tempdir().unwrap();
-            bundle(arch, src.path(), 1_700_000_000, out.path()).unwrap();
+            bundle(arch, src.path(), out.path()).unwrap();
             let tarball = out
                 .path()
                 .join(format!("kata-image-{}.tar.gz", arch.name()));
@@ -314,7 +331,7 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let err = format!(
             "{:#}",
-            bundle(Arch::S390x, src.path(), 1, out.path()).unwrap_err()
+            bundle(Arch::S390x, src.path(), out.path()).unwrap_err()
         );
         assert!(err.contains("vmlinuz"), "{err}");
     }

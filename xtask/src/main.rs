@@ -20,6 +20,8 @@ mod sbom;
 mod setup;
 mod sign;
 mod test;
+#[cfg(test)]
+mod testutil;
 mod vm;
 
 use anyhow::Result;

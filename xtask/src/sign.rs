@@ -218,15 +218,10 @@ mod tests {
 
     fn keypair(dir: &Path, name: &str) -> PathBuf {
         let key = dir.join(name);
-        let out = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
-            .arg(&key)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        crate::testutil::run_ok(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
+                .arg(&key),
         );
         key
     }

@@ -53,10 +53,15 @@ fn stage_steps(stage: Stage) -> Vec<Vec<&'static str>> {
             vec!["image", "--arch", "x86_64"],
             vec!["verify-repro", "--arch", "x86_64"],
         ],
-        Stage::Vm => VM_ARCHES
-            .iter()
-            .map(|a| vec!["vm", "test", "--arch", a])
-            .collect(),
+        Stage::Vm => {
+            let mut steps: Vec<Vec<&str>> = VM_ARCHES
+                .iter()
+                .map(|a| vec!["vm", "test", "--arch", a])
+                .collect();
+            // The drop-in check: Kata's own default QEMU command line.
+            steps.push(vec!["vm", "test", "--arch", "x86_64", "--machine", "kata"]);
+            steps
+        }
     }
 }
 

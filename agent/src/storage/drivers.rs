@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use nix::mount::{mount, MsFlags};
 use protocols::agent::Storage;
 
-use super::{blk, options};
+use super::blk;
+use crate::mount_options;
 
 /// What the registry must undo when the last reference goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,9 +106,9 @@ fn shared_fs(s: &Storage, target: &Path, fstype: &str, defaults: &[(&str, &str)]
 
 /// mount flags and data, with `key=value` defaults for keys not given.
 fn with_defaults(opts: &[String], defaults: &[(&str, &str)]) -> (MsFlags, String) {
-    let (flags, mut data) = options::parse(opts);
+    let (flags, mut data) = mount_options::parse(opts).flags_and_data();
     for (key, value) in defaults {
-        if options::value(opts, key).is_none() {
+        if mount_options::value(opts, key).is_none() {
             if !data.is_empty() {
                 data.push(',');
             }
@@ -126,7 +127,7 @@ fn bind(s: &Storage, target: &Path, reopen: Reopen) -> Result<Undo> {
             s.source
         );
     }
-    let (flags, _) = options::parse(&s.options);
+    let (flags, _) = mount_options::parse(&s.options).flags_and_data();
     mount(
         Some(source),
         target,
@@ -160,7 +161,7 @@ fn bind(s: &Storage, target: &Path, reopen: Reopen) -> Result<Undo> {
 }
 
 fn ephemeral(s: &Storage, target: &Path) -> Result<Undo> {
-    let (flags, data) = options::parse(&s.options);
+    let (flags, data) = mount_options::parse(&s.options).flags_and_data();
     let fstype = if s.fstype.is_empty() {
         "tmpfs"
     } else {
@@ -184,7 +185,7 @@ fn ephemeral(s: &Storage, target: &Path) -> Result<Undo> {
 /// Kata's "local" driver: a directory on the guest's own disk/memory, with
 /// the mode from `mode=` (default 0777, as Kata), and the fs_group's gid.
 fn local(s: &Storage, target: &Path) -> Result<Undo> {
-    let mode = match options::value(&s.options, "mode") {
+    let mode = match mount_options::value(&s.options, "mode") {
         Some(m) => u32::from_str_radix(m, 8)
             .with_context(|| format!("local storage {}: mode {m:?} is not octal", s.mount_point))?,
         None => 0o777,
@@ -212,7 +213,7 @@ fn block(s: &Storage, target: &Path, timeout: Duration) -> Result<Undo> {
     }
     let dev = blk::device_for_source(&s.source, timeout)
         .with_context(|| format!("{} storage for {}", s.driver, s.mount_point))?;
-    let (flags, data) = options::parse(&s.options);
+    let (flags, data) = mount_options::parse(&s.options).flags_and_data();
     do_mount(&dev.to_string_lossy(), target, &s.fstype, flags, &data)?;
     Ok(Undo::Unmount)
 }

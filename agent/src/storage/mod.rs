@@ -3,7 +3,7 @@
 //! reference-counted by mount point, so two containers sharing one storage
 //! unmount it once, when the last one goes.
 //!
-//! CONTRACT (used by `container` and `rpc::sandbox`; keep the signatures).
+//! CONTRACT (used by `sandbox`; keep the signatures).
 //!
 //! Mount points come from the runtime and must lie under
 //! `/run/kata-containers/`: they are checked lexically (absolute, no `..`)
@@ -13,8 +13,6 @@
 
 mod blk;
 pub mod drivers;
-pub mod mountinfo;
-pub mod options;
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -25,6 +23,8 @@ use anyhow::{bail, Context, Result};
 use nix::mount::{umount2, MntFlags};
 use protocols::agent::Storage;
 
+use crate::mount_options;
+use crate::mountinfo;
 use crate::safe_path;
 use drivers::Undo;
 
@@ -122,7 +122,7 @@ impl StorageRegistry {
         let Some(entry) = self.entries.get(&key_of(&s.mount_point)) else {
             return self.add(std::slice::from_ref(s)).map(|_| ());
         };
-        let (flags, data) = options::parse(&s.options);
+        let (flags, data) = mount_options::parse(&s.options).flags_and_data();
         let data = (!data.is_empty()).then_some(data.as_str());
         nix::mount::mount(
             None::<&str>,
@@ -204,17 +204,7 @@ fn key_of(mount_point: &str) -> String {
 /// `mount_point` relative to STORAGE_ROOT, or a clear error: it must be
 /// absolute, under the root, and free of `.`/`..` components.
 pub fn validate_mount_point(mount_point: &str) -> Result<PathBuf> {
-    let p = Path::new(mount_point);
-    if !p.is_absolute() {
-        bail!("storage mount point {mount_point:?} is not an absolute path");
-    }
-    if mount_point.split('/').any(|c| c == "." || c == "..") {
-        bail!("storage mount point {mount_point:?} contains '.' or '..'");
-    }
-    match p.strip_prefix(STORAGE_ROOT) {
-        Ok(rel) if !rel.as_os_str().is_empty() => Ok(rel.to_path_buf()),
-        _ => bail!("storage mount point {mount_point:?} is not below {STORAGE_ROOT}/"),
-    }
+    safe_path::relative_below(Path::new(STORAGE_ROOT), "storage mount point", mount_point)
 }
 
 /// Create the mount point inside `root` (a directory, or an empty file for

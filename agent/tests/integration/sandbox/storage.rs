@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use kata_agent::storage::{mountinfo, StorageRegistry};
+use kata_agent::mountinfo;
+use kata_agent::storage::StorageRegistry;
 use protocols::agent::Storage;
 use test_support::skip::skip;
 

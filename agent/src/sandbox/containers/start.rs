@@ -6,17 +6,14 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::Context;
 
-use super::{hooks, launcher, unknown_container, Status};
+use crate::container::{hooks, launcher, Status};
 use crate::error::{Error, Result};
-use crate::rpc::AgentContext;
+use crate::sandbox::AgentContext;
 
 pub async fn start(ctx: &AgentContext, cid: &str) -> Result<()> {
     let (mut channel, fifo, bundle_dir, pid) = {
         let mut sandbox = ctx.sandbox.lock().await;
-        let c = sandbox
-            .containers
-            .get_mut(cid)
-            .ok_or_else(|| unknown_container(cid))?;
+        let c = sandbox.container_mut(cid)?;
         if c.status != Status::Created {
             return Err(Error::invalid(format!(
                 "container {cid} is {}, not created",
@@ -51,10 +48,7 @@ pub async fn start(ctx: &AgentContext, cid: &str) -> Result<()> {
     let started = launcher::finish_exec(&mut channel).await;
 
     let mut sandbox = ctx.sandbox.lock().await;
-    let c = sandbox
-        .containers
-        .get_mut(cid)
-        .ok_or_else(|| unknown_container(cid))?;
+    let c = sandbox.container_mut(cid)?;
     c.bundle.remove_fifo();
     if let Err(e) = started {
         c.status = Status::Stopped;

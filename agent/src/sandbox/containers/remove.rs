@@ -8,22 +8,16 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{hooks, unknown_container, Container, Status};
+use crate::container::{hooks, Container, Status};
 use crate::error::{Error, Result};
 use crate::reaper;
-use crate::rpc::AgentContext;
+use crate::sandbox::AgentContext;
 
 /// How long to wait for cgroup members the agent did not start.
 const OTHERS_GRACE: Duration = Duration::from_secs(2);
 
 pub async fn remove(ctx: &AgentContext, cid: &str, timeout_secs: u32) -> Result<()> {
-    let container = ctx
-        .sandbox
-        .lock()
-        .await
-        .containers
-        .remove(cid)
-        .ok_or_else(|| unknown_container(cid))?;
+    let container = ctx.sandbox.lock().await.take_container(cid)?;
     let stopped = stop_all(&container);
     let stopped = if timeout_secs == 0 {
         Ok(stopped.await)

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use crate::cgroups;
 use crate::reaper::{self, ExitReceiver};
-use crate::rpc::AgentContext;
+use crate::sandbox::AgentContext;
 
-use super::bundle::Bundle;
+use crate::container::bundle::Bundle;
 
 pub enum Undo {
     Storages(Vec<String>),

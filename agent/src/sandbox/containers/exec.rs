@@ -6,12 +6,12 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use protocols::agent::ExecProcessRequest;
 
-use super::init::channel::{InitConfig, Mode};
-use super::{launcher, spec, unknown_container, validator, Status};
+use crate::container::init::channel::{InitConfig, Mode};
+use crate::container::{launcher, spec, validator, Status};
 use crate::error::{Error, Invalid, Result};
 use crate::process::{Process, ProcessIo};
 use crate::reaper;
-use crate::rpc::AgentContext;
+use crate::sandbox::AgentContext;
 
 pub async fn exec(ctx: &AgentContext, req: ExecProcessRequest) -> Result<()> {
     let cid = &req.container_id;
@@ -25,10 +25,7 @@ pub async fn exec(ctx: &AgentContext, req: ExecProcessRequest) -> Result<()> {
 
     let (init_pid, cgroup) = {
         let sandbox = ctx.sandbox.lock().await;
-        let c = sandbox
-            .containers
-            .get(cid)
-            .ok_or_else(|| unknown_container(cid))?;
+        let c = sandbox.container(cid)?;
         if c.status != Status::Running {
             return Err(Error::invalid(format!(
                 "container {cid} is {}, not running",
@@ -65,8 +62,8 @@ pub async fn exec(ctx: &AgentContext, req: ExecProcessRequest) -> Result<()> {
         ));
     }
     let mut sandbox = ctx.sandbox.lock().await;
-    match sandbox.containers.get_mut(cid) {
-        Some(c) => {
+    match sandbox.container_mut(cid) {
+        Ok(c) => {
             c.execs.insert(
                 req.exec_id.clone(),
                 Process {
@@ -78,10 +75,10 @@ pub async fn exec(ctx: &AgentContext, req: ExecProcessRequest) -> Result<()> {
             );
             Ok(())
         }
-        None => {
+        Err(gone) => {
             // Removed meanwhile: its processes are being killed.
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            Err(unknown_container(cid))
+            Err(gone)
         }
     }
 }

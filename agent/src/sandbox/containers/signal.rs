@@ -7,9 +7,8 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{unknown_container, unknown_process};
 use crate::error::{Error, Result};
-use crate::rpc::AgentContext;
+use crate::sandbox::AgentContext;
 
 pub async fn signal(ctx: &AgentContext, cid: &str, exec_id: &str, signo: u32) -> Result<()> {
     let sig = i32::try_from(signo)
@@ -18,13 +17,8 @@ pub async fn signal(ctx: &AgentContext, cid: &str, exec_id: &str, signo: u32) ->
         .ok_or_else(|| Error::invalid(format!("{signo} is not a signal")))?;
     let (targets, is_init, exited) = {
         let sandbox = ctx.sandbox.lock().await;
-        let c = sandbox
-            .containers
-            .get(cid)
-            .ok_or_else(|| unknown_container(cid))?;
-        let p = c
-            .process(exec_id)
-            .ok_or_else(|| unknown_process(cid, exec_id))?;
+        let c = sandbox.container(cid)?;
+        let p = sandbox.process(cid, exec_id)?;
         let mut targets = vec![p.pid];
         if exec_id.is_empty() {
             // Best effort: the cgroup lists the processes the init may have

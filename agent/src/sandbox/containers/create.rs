@@ -8,14 +8,15 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use protocols::agent::CreateContainerRequest;
 
-use super::bundle::Bundle;
-use super::init::channel::{InitConfig, Mode};
 use super::rollback::{Rollback, Undo};
-use super::{hooks, launcher, spec, validator, Container, Status};
 use crate::cgroups;
+use crate::container::bundle::Bundle;
+use crate::container::init::channel::{InitConfig, Mode};
+use crate::container::{hooks, launcher, spec, validator, Container, Status};
 use crate::error::{Error, Invalid, Result};
 use crate::process::{Process, ProcessIo};
-use crate::rpc::AgentContext;
+use crate::reaper;
+use crate::sandbox::AgentContext;
 
 /// Ids being created right now: a second create of the same id must fail
 /// even before the first one is in the sandbox.
@@ -42,6 +43,8 @@ impl Drop for Reservation {
 }
 
 pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<()> {
+    // Containers need the reaper (a stand-alone agent starts it only now).
+    reaper::start()?;
     let cid = req.container_id.clone();
     validator::check_id("container id", &cid).invalid()?;
     let grpc = req

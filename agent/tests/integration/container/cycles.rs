@@ -20,7 +20,10 @@ async fn cycle(agent: &TestAgent, rootfs: &std::path::Path, id: &str) {
 #[tokio::test]
 async fn many_cycles_leak_nothing() {
     test_support::setup!(dir, rootfs);
-    let agent = TestAgent::start("").await;
+    // Its own mount namespace: the other tests of this binary mount and
+    // unmount in the host's while the cycles run, and the count below must
+    // see only this agent's mounts.
+    let agent = TestAgent::start_isolated("").await;
     let pid = agent.pid();
     // Warm up: lazily created things (the reaper, the runtime's threads).
     cycle(&agent, &rootfs, &cu::cid("warmup")).await;

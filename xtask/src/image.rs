@@ -37,6 +37,10 @@ pub struct Args {
     /// Add the recipe's debug_console packages and /bin/sh (agent.debug_console).
     #[arg(long)]
     debug_console: bool,
+    /// Take every pinned .deb and the kernel source from this input store
+    /// (`cargo xtask fetch --to DIR`): a build with no network.
+    #[arg(long, value_name = "DIR")]
+    inputs: Option<PathBuf>,
     /// Ship this agent binary instead of building ours (Kata's
     /// AGENT_SOURCE_BIN): it must be a static ELF for the arch whose
     /// `--version` runs under qemu-user.
@@ -46,6 +50,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     // The recipe and its lock first: a bad name costs nothing.
+    if let Some(dir) = &args.inputs {
+        crate::fetch::use_store(dir)?;
+    }
     let recipe = Recipe::load(&args.recipe)?;
     lock::Lock::load(&recipe.name)?;
     crate::setup::ensure_host_packages(&["image"], &[])?;

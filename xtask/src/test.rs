@@ -89,18 +89,13 @@ pub fn run(args: Args) -> Result<()> {
         args.only
     };
     // The report files' directories exist before an hour of work.
-    for p in args.junit.iter().chain(args.json.iter()) {
-        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.is_dir() {
-                crate::usage!(
-                    "{}: directory {} does not exist",
-                    p.display(),
-                    dir.display()
-                );
-            }
-        }
-    }
-    setup::ensure_host_packages(&["test"], &[])?;
+    report::check_paths(
+        args.junit
+            .iter()
+            .chain(args.json.iter())
+            .map(PathBuf::as_path),
+    )?;
+    setup::ensure_host_packages(&["test", "release"], &[])?;
     let mut results: Vec<StepResult> = Vec::new();
     for stage in stages {
         let stage_name = stage_name(stage);

@@ -69,7 +69,10 @@ fn an_unknown_recipe_is_rejected_with_the_recipes_that_exist() {
 fn an_unknown_setup_group_is_rejected_with_the_groups() {
     assert_rejected(
         &["setup", "--group", "foo"],
-        &["unknown --group \"foo\"", "cross, image, kernel, test, vm"],
+        &[
+            "unknown --group \"foo\"",
+            "cross, image, kernel, release, test, vm",
+        ],
     );
 }
 

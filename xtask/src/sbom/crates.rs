@@ -25,26 +25,16 @@ pub struct Crate {
 
 /// The agent's version and the crates it is built from, for one target triple.
 pub fn agent_closure(triple: &str) -> Result<(String, Vec<Crate>)> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = paths::repo_root();
-    let out = Command::new(&cargo)
-        .current_dir(&root)
-        .args(["metadata", "--locked", "--offline", "--format-version", "1"])
-        .args(["--filter-platform", triple])
-        .output()
-        .with_context(|| format!("running {cargo} metadata"))?;
-    if !out.status.success() {
-        bail!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let out = crate::cmd::output(
+        Command::new(crate::cmd::cargo())
+            .current_dir(&root)
+            .args(["metadata", "--locked", "--offline", "--format-version", "1"])
+            .args(["--filter-platform", triple]),
+    )?;
     let meta: Metadata =
         serde_json::from_slice(&out.stdout).context("parsing cargo metadata's output")?;
-    let lock_path = root.join("Cargo.lock");
-    let lock = std::fs::read_to_string(&lock_path)
-        .with_context(|| format!("reading {}", lock_path.display()))?;
-    closure(&meta, &checksums(&lock)?)
+    closure(&meta, &crate::cargo_lock::registry_checksums()?)
 }
 
 #[derive(Deserialize)]
@@ -82,26 +72,6 @@ struct NodeDep {
 #[derive(Deserialize)]
 struct DepKind {
     kind: Option<String>,
-}
-
-/// (name, version) -> checksum, from Cargo.lock.
-fn checksums(lock: &str) -> Result<BTreeMap<(String, String), String>> {
-    #[derive(Deserialize)]
-    struct Lock {
-        package: Vec<LockPackage>,
-    }
-    #[derive(Deserialize)]
-    struct LockPackage {
-        name: String,
-        version: String,
-        checksum: Option<String>,
-    }
-    let lock: Lock = toml::from_str(lock).context("parsing Cargo.lock")?;
-    Ok(lock
-        .package
-        .into_iter()
-        .filter_map(|p| Some(((p.name, p.version), p.checksum?)))
-        .collect())
 }
 
 fn closure(

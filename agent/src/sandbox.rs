@@ -39,6 +39,7 @@ impl Sandbox {
     pub fn new(config: &AgentConfig, logger: Logger) -> Self {
         let mut storages = StorageRegistry::default();
         storages.hotplug_timeout = config.hotplug_timeout;
+        storages.watcher.logger = Some(logger.clone());
         Sandbox {
             logger,
             id: String::new(),

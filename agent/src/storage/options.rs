@@ -41,6 +41,7 @@ fn flag_of(opt: &str) -> Option<(MsFlags, bool)> {
         "strictatime" => (MsFlags::MS_STRICTATIME, true),
         "bind" => (MsFlags::MS_BIND, true),
         "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, true),
+        "remount" => (MsFlags::MS_REMOUNT, true),
         "defaults" => (MsFlags::empty(), true),
         _ => return None,
     })

@@ -5,6 +5,7 @@ pub mod cgroups;
 pub mod config;
 pub mod container;
 pub mod debug_console;
+pub mod error;
 pub mod guest;
 pub mod logging;
 pub mod network;

@@ -98,12 +98,12 @@ fn build(
             debug_console,
         },
         packages: packages
-            .into_iter()
+            .iter()
             .map(|e| Package {
-                name: e.name,
-                version: e.version,
-                arch: e.arch,
-                sha256: e.sha256,
+                name: e.name.clone(),
+                version: e.version.clone(),
+                arch: e.arch.clone(),
+                sha256: e.sha256.clone(),
             })
             .collect(),
         agent: Hashed {
@@ -119,7 +119,36 @@ fn build(
         outputs: outputs(&out_dir)?,
     };
     write_file(&out_dir.join(MANIFEST), &m.to_json()?)?;
+    write_sbom(arch, epoch, &packages, &agent, &kernel, &out_dir)?;
     write_sums(&out_dir, &kernel_files(&kernel), &agent)
+}
+
+/// sbom.spdx.json beside the manifest (see sbom.rs).
+fn write_sbom(
+    arch: Arch,
+    epoch: i64,
+    packages: &[lock::LockEntry],
+    agent: &Path,
+    k: &kernel::KernelArtifacts,
+    out_dir: &Path,
+) -> Result<()> {
+    let source_sha256 = pinned_kernel_source_sha256();
+    let inputs = crate::sbom::Inputs {
+        arch,
+        epoch,
+        packages,
+        debs: &rootfs::debs::fetch_all(packages)?,
+        agent,
+        kernel: crate::sbom::Kernel {
+            release: &k.release,
+            source: &k.source,
+            source_sha256: source_sha256.as_deref(),
+            image: &k.image,
+            config: &k.config,
+        },
+        images: &[out_dir.join(IMAGE), out_dir.join(INITRD)],
+    };
+    crate::sbom::write(&inputs, &out_dir.join(crate::sbom::SBOM))
 }
 
 /// The kernel's files that exist: image, PVH vmlinux, .config.
@@ -176,7 +205,7 @@ fn outputs(dir: &Path) -> Result<BTreeMap<String, Output>> {
 /// SHA256SUMS over what is shipped from the arch's artifact dir: images,
 /// manifest, and the kernel files and agent when they live there.
 fn write_sums(dir: &Path, kernel_files: &[PathBuf], agent: &Path) -> Result<()> {
-    let mut names: Vec<String> = [IMAGE, INITRD, MANIFEST]
+    let mut names: Vec<String> = [IMAGE, INITRD, MANIFEST, crate::sbom::SBOM]
         .iter()
         .map(|s| s.to_string())
         .collect();

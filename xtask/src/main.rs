@@ -12,6 +12,7 @@ mod kernel;
 mod paths;
 mod repro;
 mod rootfs;
+mod sbom;
 mod setup;
 mod test;
 mod vm;

@@ -31,8 +31,6 @@ use cgroups_rs::FreezerState;
 use oci_spec::runtime::LinuxResources;
 use protocols::agent::CgroupStats;
 
-pub use resources::{is_invalid, InvalidResources};
-
 /// How long destroy waits for exiting processes to leave the cgroup, and
 /// freeze/thaw for the kernel to finish: bounded, polled every `POLL`.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -62,7 +60,7 @@ impl Manager {
         cgroups_path: &str,
         resources: Option<&LinuxResources>,
         unified: bool,
-    ) -> Result<Manager> {
+    ) -> crate::error::Result<Manager> {
         let path = path::relative_path(container_id, cgroups_path)?;
         let v2 = select_hierarchy(unified)?;
         let cgroup = Cgroup::load(hierarchies::auto(), &path);
@@ -97,7 +95,7 @@ impl Manager {
         }
     }
 
-    fn set_up(&mut self, resources: Option<&LinuxResources>) -> Result<()> {
+    fn set_up(&mut self, resources: Option<&LinuxResources>) -> crate::error::Result<()> {
         if let Some(r) = resources {
             self.update(r)?;
         }
@@ -117,26 +115,28 @@ impl Manager {
             .with_context(|| format!("moving pid {pid} into cgroup {}", self.path))
     }
 
-    /// Apply new limits (UpdateContainer). Errors for values the kernel
-    /// refuses are `InvalidResources`; settings for controllers this guest
+    /// Apply new limits (UpdateContainer). Values the kernel refuses are
+    /// `Error::InvalidArgument`; settings for controllers this guest
     /// lacks are skipped and listed by `skipped_settings`.
-    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+    pub fn update(&self, resources: &LinuxResources) -> crate::error::Result<()> {
         let (mut trimmed, skipped) =
             resources::trim_to_controllers(resources, &self.controllers, self.v2);
         lock(&self.skipped)?.extend(skipped);
         if let (Some(m), Some(dir)) = (*trimmed.memory(), self.memory_dir()) {
             if !memory::has_swap_accounting(&dir, self.v2) {
-                let note = memory::apply_without_swap(&dir, &m, self.v2)
-                    .map_err(classify_set_error)
-                    .with_context(|| format!("setting memory limits of cgroup {}", self.path))?;
+                let note = memory::apply_without_swap(&dir, &m, self.v2).map_err(|e| {
+                    classify_set_error(e, format!("setting memory limits of cgroup {}", self.path))
+                })?;
                 lock(&self.skipped)?.extend(note);
                 trimmed.set_memory(None);
             }
         }
-        lock(&self.fs)?
-            .set(&trimmed)
-            .map_err(|e| classify_set_error(anyhow::Error::new(e)))
-            .with_context(|| format!("setting resources of cgroup {}", self.path))
+        lock(&self.fs)?.set(&trimmed).map_err(|e| {
+            classify_set_error(
+                anyhow::Error::new(e),
+                format!("setting resources of cgroup {}", self.path),
+            )
+        })
     }
 
     /// Usage counters (StatsContainer).
@@ -358,7 +358,7 @@ fn select_hierarchy(unified: bool) -> Result<bool> {
 }
 
 /// The kernel refusing a value (EINVAL, ERANGE) is the caller's mistake.
-fn classify_set_error(e: anyhow::Error) -> anyhow::Error {
+fn classify_set_error(e: anyhow::Error, what: String) -> crate::error::Error {
     let refused = e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .and_then(|io| io.raw_os_error())
@@ -369,13 +369,17 @@ fn classify_set_error(e: anyhow::Error) -> anyhow::Error {
         Some(cgroups_rs::manager::Error::InvalidLinuxResource)
     );
     if refused || invalid_linux_resource {
-        e.context(InvalidResources("the kernel refused a value".into()))
+        crate::error::Error::invalid(format!(
+            "{what}: invalid container resources: the kernel refused a value: {e:#}"
+        ))
     } else {
-        e
+        e.context(what).into()
     }
 }
 
 /// grpc LinuxResources (the wire form) to oci-spec's.
-pub fn resources_from_grpc(r: &protocols::oci::LinuxResources) -> Result<LinuxResources> {
+pub fn resources_from_grpc(
+    r: &protocols::oci::LinuxResources,
+) -> crate::error::Result<LinuxResources> {
     resources::from_grpc(r)
 }

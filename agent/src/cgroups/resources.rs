@@ -5,39 +5,20 @@
 //! The wire form is proto3: a zero scalar means "not set". Kata's runtime
 //! uses -1 for "unlimited" and for the device wildcard.
 
-use std::collections::HashSet;
-use std::fmt;
-
-use anyhow::{Context, Result};
+use anyhow::Context;
 use oci_spec::runtime::{
     LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit,
     LinuxInterfacePriority, LinuxMemory, LinuxNetwork, LinuxPids, LinuxResources,
     LinuxThrottleDevice, LinuxThrottleDeviceBuilder, LinuxWeightDeviceBuilder,
 };
 use protocols::oci as grpc;
+use std::collections::HashSet;
 
-/// The request asked for something no cgroup can hold; the RPC answers
-/// INVALID_ARGUMENT with this message.
-#[derive(Debug)]
-pub struct InvalidResources(pub String);
+use crate::error::{Error, Result};
 
-impl fmt::Display for InvalidResources {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid container resources: {}", self.0)
-    }
-}
-
-impl std::error::Error for InvalidResources {}
-
-/// True when `err` (or anything in its chain) is the caller's mistake.
-pub fn is_invalid(err: &anyhow::Error) -> bool {
-    // downcast_ref sees through anyhow contexts; chain() sees wrapped sources.
-    err.downcast_ref::<InvalidResources>().is_some()
-        || err.chain().any(|c| c.is::<InvalidResources>())
-}
-
-fn invalid(msg: impl Into<String>) -> anyhow::Error {
-    InvalidResources(msg.into()).into()
+/// The request asked for something no cgroup can hold.
+fn invalid(msg: impl std::fmt::Display) -> Error {
+    Error::invalid(format!("invalid container resources: {msg}"))
 }
 
 fn nonzero<T: Default + PartialEq>(v: T) -> Option<T> {
@@ -427,7 +408,7 @@ mod tests {
     #[test]
     fn nonsense_is_invalid_and_named() {
         let err = from_grpc(&with_memory(-5, 0)).unwrap_err();
-        assert!(is_invalid(&err));
+        assert!(matches!(err, Error::InvalidArgument(_)));
         assert!(err.to_string().contains("memory limit -5"), "{err}");
         let err = from_grpc(&with_memory(64 << 20, 32 << 20)).unwrap_err();
         assert!(err.to_string().contains("below the memory limit"), "{err}");
@@ -438,7 +419,7 @@ mod tests {
         r.CPU = Some(c).into();
         let err = from_grpc(&r).unwrap_err();
         assert!(
-            is_invalid(&err) && err.to_string().contains("cpuset cpus"),
+            matches!(err, Error::InvalidArgument(_)) && err.to_string().contains("cpuset cpus"),
             "{err}"
         );
 
@@ -446,7 +427,10 @@ mod tests {
         let mut d = grpc::LinuxDeviceCgroup::new();
         d.Type = "z".into();
         r.Devices.push(d);
-        assert!(is_invalid(&from_grpc(&r).unwrap_err()));
+        assert!(matches!(
+            from_grpc(&r).unwrap_err(),
+            Error::InvalidArgument(_)
+        ));
     }
 
     #[test]

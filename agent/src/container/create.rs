@@ -11,8 +11,9 @@ use protocols::agent::CreateContainerRequest;
 use super::bundle::Bundle;
 use super::init::channel::{InitConfig, Mode};
 use super::rollback::{Rollback, Undo};
-use super::{hooks, launcher, spec, validator, Container, Failure, Status};
+use super::{hooks, launcher, spec, validator, Container, Status};
 use crate::cgroups;
+use crate::error::{Error, Invalid, Result};
 use crate::process::{Process, ProcessIo};
 use crate::rpc::AgentContext;
 
@@ -40,30 +41,30 @@ impl Drop for Reservation {
     }
 }
 
-pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(), Failure> {
+pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<()> {
     let cid = req.container_id.clone();
-    validator::check_id("container id", &cid).map_err(Failure::Invalid)?;
+    validator::check_id("container id", &cid).invalid()?;
     let grpc = req
         .OCI
         .as_ref()
-        .ok_or_else(|| Failure::invalid("the request has no OCI spec"))?;
-    let oci = spec::spec_from_grpc(grpc).map_err(Failure::Invalid)?;
+        .ok_or_else(|| Error::invalid("the request has no OCI spec"))?;
+    let oci = spec::spec_from_grpc(grpc).invalid()?;
     if grpc.Linux.as_ref().is_some_and(|l| l.Seccomp.is_some()) {
         // Kata runtimes send it only with guest seccomp enabled (off by default).
         slog::warn!(ctx.logger, "seccomp profiles are not applied by this agent"; "container" => &cid);
     }
-    validator::check_spec(&oci).map_err(Failure::Invalid)?;
+    validator::check_spec(&oci).invalid()?;
     let exec_id = if req.exec_id.is_empty() {
         cid.clone()
     } else {
         req.exec_id.clone()
     };
-    validator::check_id("exec id", &exec_id).map_err(Failure::Invalid)?;
+    validator::check_id("exec id", &exec_id).invalid()?;
 
     let _reservation = Reservation::take(&cid)
-        .ok_or_else(|| Failure::invalid(format!("container {cid} is being created already")))?;
+        .ok_or_else(|| Error::invalid(format!("container {cid} is being created already")))?;
     if ctx.sandbox.lock().await.containers.contains_key(&cid) {
-        return Err(Failure::invalid(format!("container {cid} already exists")));
+        return Err(Error::invalid(format!("container {cid} already exists")));
     }
     let mut rollback = Rollback::default();
     match build(ctx, &req, oci, exec_id, &mut rollback).await {
@@ -85,7 +86,7 @@ async fn build(
     mut oci: oci_spec::runtime::Spec,
     exec_id: String,
     rollback: &mut Rollback,
-) -> Result<Container, Failure> {
+) -> Result<Container> {
     let cid = &req.container_id;
     let storage_mounts = ctx
         .sandbox
@@ -96,7 +97,7 @@ async fn build(
         .context("mounting the container's storages")?;
     rollback.push(Undo::Storages(storage_mounts.clone()));
 
-    let bundle = Arc::new(Bundle::create(cid, &mut oci).map_err(Failure::Invalid)?);
+    let bundle = Arc::new(Bundle::create(cid, &mut oci).invalid()?);
     rollback.push(Undo::Bundle(bundle.clone()));
 
     let linux = oci.linux().clone().unwrap_or_default();
@@ -137,7 +138,7 @@ async fn build(
     hooks::run("prestart", oci_hooks.prestart().as_ref(), &state).await?;
     let channel = pending.proceed_to_parked().await.map_err(|e| {
         // The container's own setup failed: most often a bad mount or path.
-        Failure::Invalid(e.context(format!("setting up container {cid}")))
+        Error::invalid(format!("setting up container {cid}: {e:#}"))
     })?;
 
     Ok(Container {

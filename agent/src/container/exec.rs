@@ -7,20 +7,21 @@ use nix::unistd::Pid;
 use protocols::agent::ExecProcessRequest;
 
 use super::init::channel::{InitConfig, Mode};
-use super::{launcher, spec, unknown_container, validator, Failure, Status};
+use super::{launcher, spec, unknown_container, validator, Status};
+use crate::error::{Error, Invalid, Result};
 use crate::process::{Process, ProcessIo};
 use crate::reaper;
 use crate::rpc::AgentContext;
 
-pub async fn exec(ctx: &AgentContext, req: ExecProcessRequest) -> Result<(), Failure> {
+pub async fn exec(ctx: &AgentContext, req: ExecProcessRequest) -> Result<()> {
     let cid = &req.container_id;
-    validator::check_id("exec id", &req.exec_id).map_err(Failure::Invalid)?;
+    validator::check_id("exec id", &req.exec_id).invalid()?;
     let grpc = req
         .process
         .as_ref()
-        .ok_or_else(|| Failure::invalid("the request has no process"))?;
-    let process = spec::process_from_grpc(grpc).map_err(Failure::Invalid)?;
-    validator::check_process(&process).map_err(Failure::Invalid)?;
+        .ok_or_else(|| Error::invalid("the request has no process"))?;
+    let process = spec::process_from_grpc(grpc).invalid()?;
+    validator::check_process(&process).invalid()?;
 
     let (init_pid, cgroup) = {
         let sandbox = ctx.sandbox.lock().await;
@@ -29,13 +30,13 @@ pub async fn exec(ctx: &AgentContext, req: ExecProcessRequest) -> Result<(), Fai
             .get(cid)
             .ok_or_else(|| unknown_container(cid))?;
         if c.status != Status::Running {
-            return Err(Failure::invalid(format!(
+            return Err(Error::invalid(format!(
                 "container {cid} is {}, not running",
                 c.status.as_str()
             )));
         }
         if c.process(&req.exec_id).is_some() {
-            return Err(Failure::invalid(format!(
+            return Err(Error::invalid(format!(
                 "exec id {} is in use in container {cid}",
                 req.exec_id
             )));
@@ -59,7 +60,7 @@ pub async fn exec(ctx: &AgentContext, req: ExecProcessRequest) -> Result<(), Fai
     if let Err(e) = result {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         let _ = reaper::wait(&mut exit).await;
-        return Err(Failure::Internal(
+        return Err(Error::Internal(
             e.context(format!("exec {} in container {cid}", req.exec_id)),
         ));
     }

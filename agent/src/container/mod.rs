@@ -22,6 +22,7 @@ use std::sync::Arc;
 use oci_spec::runtime::Spec;
 
 use crate::cgroups;
+use crate::error::Error;
 use crate::process::Process;
 use bundle::Bundle;
 use init::channel::AgentChannel;
@@ -71,34 +72,11 @@ impl Container {
     }
 }
 
-/// How a life-cycle operation failed; the RPC layer maps it to a status.
-#[derive(Debug)]
-pub enum Failure {
-    /// The request is wrong (InvalidArgument).
-    Invalid(anyhow::Error),
-    /// No such container or process.
-    NotFound(String),
-    /// Something failed inside the agent (Internal).
-    Internal(anyhow::Error),
-}
-
-impl Failure {
-    pub fn invalid(msg: impl std::fmt::Display) -> Failure {
-        Failure::Invalid(anyhow::anyhow!("{msg}"))
-    }
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Failure {
-        Failure::Internal(e)
-    }
-}
-
 /// Kata's wording for an unknown container (runtimes match on it).
-pub fn unknown_container(cid: &str) -> Failure {
-    Failure::NotFound(format!("Invalid container id {cid}"))
+pub fn unknown_container(cid: &str) -> Error {
+    Error::NotFound(format!("Invalid container id {cid}"))
 }
 
-pub fn unknown_process(cid: &str, exec_id: &str) -> Failure {
-    Failure::NotFound(format!("Invalid exec id {exec_id} in container {cid}"))
+pub fn unknown_process(cid: &str, exec_id: &str) -> Error {
+    Error::NotFound(format!("Invalid exec id {exec_id} in container {cid}"))
 }

@@ -8,14 +8,15 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{hooks, unknown_container, Container, Failure, Status};
+use super::{hooks, unknown_container, Container, Status};
+use crate::error::{Error, Result};
 use crate::reaper;
 use crate::rpc::AgentContext;
 
 /// How long to wait for cgroup members the agent did not start.
 const OTHERS_GRACE: Duration = Duration::from_secs(2);
 
-pub async fn remove(ctx: &AgentContext, cid: &str, timeout_secs: u32) -> Result<(), Failure> {
+pub async fn remove(ctx: &AgentContext, cid: &str, timeout_secs: u32) -> Result<()> {
     let container = ctx
         .sandbox
         .lock()
@@ -37,7 +38,7 @@ pub async fn remove(ctx: &AgentContext, cid: &str, timeout_secs: u32) -> Result<
                 .await
                 .containers
                 .insert(cid.to_string(), container);
-            return Err(Failure::Internal(e));
+            return Err(Error::Internal(e));
         }
         Err(_) => {
             // Keep it so that a later remove can finish the job.
@@ -46,7 +47,7 @@ pub async fn remove(ctx: &AgentContext, cid: &str, timeout_secs: u32) -> Result<
                 .await
                 .containers
                 .insert(cid.to_string(), container);
-            return Err(Failure::Internal(anyhow::anyhow!(
+            return Err(Error::Internal(anyhow::anyhow!(
                 "container {cid}: its processes did not exit within {timeout_secs}s"
             )));
         }
@@ -111,7 +112,7 @@ async fn stop_all(c: &Container) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn release(ctx: &AgentContext, c: Container) -> Result<(), Failure> {
+async fn release(ctx: &AgentContext, c: Container) -> Result<()> {
     let mut errors = Vec::new();
     if let Err(e) = c.cgroup.destroy() {
         errors.push(format!("{e:#}"));
@@ -125,7 +126,7 @@ async fn release(ctx: &AgentContext, c: Container) -> Result<(), Failure> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(Failure::Internal(anyhow::anyhow!(
+        Err(Error::Internal(anyhow::anyhow!(
             "removing container {}: {}",
             c.id,
             errors.join("; ")

@@ -7,19 +7,15 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{unknown_container, unknown_process, Failure};
+use super::{unknown_container, unknown_process};
+use crate::error::{Error, Result};
 use crate::rpc::AgentContext;
 
-pub async fn signal(
-    ctx: &AgentContext,
-    cid: &str,
-    exec_id: &str,
-    signo: u32,
-) -> Result<(), Failure> {
+pub async fn signal(ctx: &AgentContext, cid: &str, exec_id: &str, signo: u32) -> Result<()> {
     let sig = i32::try_from(signo)
         .ok()
         .and_then(|s| Signal::try_from(s).ok())
-        .ok_or_else(|| Failure::invalid(format!("{signo} is not a signal")))?;
+        .ok_or_else(|| Error::invalid(format!("{signo} is not a signal")))?;
     let (targets, is_init, exited) = {
         let sandbox = ctx.sandbox.lock().await;
         let c = sandbox
@@ -59,7 +55,7 @@ pub async fn signal(
         match kill(Pid::from_raw(*pid), sig) {
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(e) if i == 0 => {
-                return Err(Failure::Internal(anyhow::anyhow!(
+                return Err(Error::Internal(anyhow::anyhow!(
                     "sending {sig} to pid {pid}: {e}"
                 )))
             }

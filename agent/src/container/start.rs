@@ -6,10 +6,11 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::Context;
 
-use super::{hooks, launcher, unknown_container, Failure, Status};
+use super::{hooks, launcher, unknown_container, Status};
+use crate::error::{Error, Result};
 use crate::rpc::AgentContext;
 
-pub async fn start(ctx: &AgentContext, cid: &str) -> Result<(), Failure> {
+pub async fn start(ctx: &AgentContext, cid: &str) -> Result<()> {
     let (mut channel, fifo, bundle_dir, pid) = {
         let mut sandbox = ctx.sandbox.lock().await;
         let c = sandbox
@@ -17,7 +18,7 @@ pub async fn start(ctx: &AgentContext, cid: &str) -> Result<(), Failure> {
             .get_mut(cid)
             .ok_or_else(|| unknown_container(cid))?;
         if c.status != Status::Created {
-            return Err(Failure::invalid(format!(
+            return Err(Error::invalid(format!(
                 "container {cid} is {}, not created",
                 c.status.as_str()
             )));
@@ -25,7 +26,7 @@ pub async fn start(ctx: &AgentContext, cid: &str) -> Result<(), Failure> {
         let channel = c
             .parked
             .take()
-            .ok_or_else(|| Failure::invalid(format!("container {cid} is being started already")))?;
+            .ok_or_else(|| Error::invalid(format!("container {cid} is being started already")))?;
         (
             channel,
             c.bundle.fifo.clone(),
@@ -57,7 +58,7 @@ pub async fn start(ctx: &AgentContext, cid: &str) -> Result<(), Failure> {
     c.bundle.remove_fifo();
     if let Err(e) = started {
         c.status = Status::Stopped;
-        return Err(Failure::Internal(
+        return Err(Error::Internal(
             e.context(format!("starting container {cid}")),
         ));
     }

@@ -2,11 +2,12 @@
 //! delivered by the reaper (no polling). An exec'd process is forgotten once
 //! waited for, as in Kata.
 
-use super::{unknown_container, unknown_process, Failure, Status};
+use super::{unknown_container, unknown_process, Status};
+use crate::error::Result;
 use crate::reaper;
 use crate::rpc::AgentContext;
 
-pub async fn wait(ctx: &AgentContext, cid: &str, exec_id: &str) -> Result<i32, Failure> {
+pub async fn wait(ctx: &AgentContext, cid: &str, exec_id: &str) -> Result<i32> {
     let (mut exit, is_init) = {
         let sandbox = ctx.sandbox.lock().await;
         let c = sandbox

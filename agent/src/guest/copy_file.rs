@@ -16,28 +16,17 @@ use nix::errno::Errno;
 use nix::sys::stat::Mode;
 use protocols::agent::CopyFileRequest;
 
+use crate::error::{self, Error};
 use crate::safe_path;
 
 pub const SHARED_ROOT: &str = "/run/kata-containers/shared";
 
-/// A request that can never succeed (the caller must change it).
-#[derive(Debug)]
-pub struct BadRequest(pub String);
-
-impl std::fmt::Display for BadRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+fn bad(msg: String) -> Error {
+    Error::InvalidArgument(msg)
 }
 
-impl std::error::Error for BadRequest {}
-
-fn bad(msg: String) -> anyhow::Error {
-    BadRequest(msg).into()
-}
-
-/// The path relative to `root` and the file name, or a BadRequest.
-pub fn check_path(root: &Path, path: &str) -> Result<(PathBuf, PathBuf)> {
+/// The path relative to `root` and the file name, or InvalidArgument.
+pub fn check_path(root: &Path, path: &str) -> error::Result<(PathBuf, PathBuf)> {
     let p = Path::new(path);
     if !p.is_absolute() {
         return Err(bad(format!("CopyFile path {path:?} is not absolute")));
@@ -61,7 +50,7 @@ pub fn check_path(root: &Path, path: &str) -> Result<(PathBuf, PathBuf)> {
     Ok((parent, PathBuf::from(name)))
 }
 
-pub fn copy_file(root: &Path, req: &CopyFileRequest) -> Result<()> {
+pub fn copy_file(root: &Path, req: &CopyFileRequest) -> error::Result<()> {
     let (parent, name) = check_path(root, &req.path)?;
     if req.offset < 0 || req.file_size < 0 {
         return Err(bad(format!(
@@ -85,11 +74,11 @@ pub fn copy_file(root: &Path, req: &CopyFileRequest) -> Result<()> {
     let dir = safe_path::mkdir_all_in_root(root, &parent, dir_mode)
         .with_context(|| format!("creating the directory of {}", req.path))?;
     if req.file_mode & libc::S_IFMT == libc::S_IFLNK {
-        return make_symlink(&dir, &name, &req.data, &req.path);
+        return Ok(make_symlink(&dir, &name, &req.data, &req.path)?);
     }
     let tmp = temp_name(&name);
     let file = open_chunk_file(&dir, &tmp, req.offset == 0)
-        .with_context(|| format!("opening the temp file of {}", req.path))?;
+        .map_err(|e| e.context(format!("opening the temp file of {}", req.path)))?;
     nix::sys::uio::pwrite(&file, &req.data, req.offset).with_context(|| {
         format!(
             "writing {} bytes at {} of {}",
@@ -101,7 +90,8 @@ pub fn copy_file(root: &Path, req: &CopyFileRequest) -> Result<()> {
     if end < req.file_size as u64 {
         return Ok(());
     }
-    finish(&dir, &file, &tmp, &name, req).with_context(|| format!("completing {}", req.path))
+    finish(&dir, &file, &tmp, &name, req).with_context(|| format!("completing {}", req.path))?;
+    Ok(())
 }
 
 /// `.name.kata-copy`: hidden, beside the target (same filesystem for rename).
@@ -112,7 +102,7 @@ fn temp_name(name: &Path) -> PathBuf {
     PathBuf::from(t)
 }
 
-fn open_chunk_file(dir: &OwnedFd, tmp: &Path, first: bool) -> Result<OwnedFd> {
+fn open_chunk_file(dir: &OwnedFd, tmp: &Path, first: bool) -> error::Result<OwnedFd> {
     let flags = if first {
         libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC
     } else {
@@ -136,7 +126,7 @@ fn open_chunk_file(dir: &OwnedFd, tmp: &Path, first: bool) -> Result<OwnedFd> {
                 tmp.display()
             )));
         }
-        return Err(e.into());
+        return Err(anyhow::Error::from(e).into());
     }
     // SAFETY: openat returned a new descriptor that we now own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })

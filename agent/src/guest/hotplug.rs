@@ -13,6 +13,16 @@ pub const SYSFS_MEMORY: &str = "/sys/devices/system/memory";
 const CPU_RETRIES: u32 = 50;
 const CPU_RETRY_WAIT: Duration = Duration::from_millis(50);
 
+/// OnlineCPUMem: `nb_cpus` hot-added CPUs, and every memory block too
+/// unless `cpu_only`.
+pub fn online_cpu_mem(nb_cpus: u32, cpu_only: bool) -> Result<()> {
+    online_cpus(Path::new(SYSFS_CPU), nb_cpus)?;
+    if !cpu_only && Path::new(SYSFS_MEMORY).exists() {
+        online_all(Path::new(SYSFS_MEMORY), "memory")?;
+    }
+    Ok(())
+}
+
 /// Write "1" to every `<dir>/<prefix>N/online` that reads "0"; returns how
 /// many went online. Entries without an `online` file (cpu0) are skipped.
 pub fn online_all(dir: &Path, prefix: &str) -> Result<u32> {

@@ -7,25 +7,24 @@ use std::sync::Arc;
 use protocols::agent::*;
 use protocols::empty::Empty;
 
-use super::container::to_status;
-use super::status::{internal, invalid_argument, status};
 use super::AgentContext;
 use crate::container::{unknown_container, unknown_process};
+use crate::error::{Error, Invalid, Result};
 use crate::process::{ProcessIo, ReadResult};
 
 /// Kata's agent answers a read at end of stream with this error (INTERNAL);
 /// the runtime's copy loop takes any read error as the end of the stream.
 const EOF_MESSAGE: &str = "read meet eof";
 
-async fn process_io(ctx: &AgentContext, cid: &str, exec_id: &str) -> ttrpc::Result<Arc<ProcessIo>> {
+async fn process_io(ctx: &AgentContext, cid: &str, exec_id: &str) -> Result<Arc<ProcessIo>> {
     let sandbox = ctx.sandbox.lock().await;
     let c = sandbox
         .containers
         .get(cid)
-        .ok_or_else(|| to_status(unknown_container(cid)))?;
+        .ok_or_else(|| unknown_container(cid))?;
     let p = c
         .process(exec_id)
-        .ok_or_else(|| to_status(unknown_process(cid, exec_id)))?;
+        .ok_or_else(|| unknown_process(cid, exec_id))?;
     Ok(p.io.clone())
 }
 
@@ -33,56 +32,49 @@ async fn read(
     ctx: &AgentContext,
     req: ReadStreamRequest,
     stderr: bool,
-) -> ttrpc::Result<ReadStreamResponse> {
+) -> Result<ReadStreamResponse> {
     let io = process_io(ctx, &req.container_id, &req.exec_id).await?;
-    match io.read(stderr, req.len as usize).await.map_err(internal)? {
+    match io.read(stderr, req.len as usize).await? {
         ReadResult::Data(data) => {
             let mut resp = ReadStreamResponse::new();
             resp.data = data;
             Ok(resp)
         }
-        ReadResult::Eof => Err(status(ttrpc::Code::INTERNAL, EOF_MESSAGE)),
+        ReadResult::Eof => Err(Error::internal(EOF_MESSAGE)),
     }
 }
 
 pub async fn write_stdin(
     ctx: &AgentContext,
     req: WriteStreamRequest,
-) -> ttrpc::Result<WriteStreamResponse> {
+) -> Result<WriteStreamResponse> {
     let io = process_io(ctx, &req.container_id, &req.exec_id).await?;
-    let n = io.write_stdin(&req.data).await.map_err(internal)?;
+    let n = io.write_stdin(&req.data).await?;
     let mut resp = WriteStreamResponse::new();
     resp.len = n as u32;
     Ok(resp)
 }
 
-pub async fn read_stdout(
-    ctx: &AgentContext,
-    req: ReadStreamRequest,
-) -> ttrpc::Result<ReadStreamResponse> {
+pub async fn read_stdout(ctx: &AgentContext, req: ReadStreamRequest) -> Result<ReadStreamResponse> {
     read(ctx, req, false).await
 }
 
-pub async fn read_stderr(
-    ctx: &AgentContext,
-    req: ReadStreamRequest,
-) -> ttrpc::Result<ReadStreamResponse> {
+pub async fn read_stderr(ctx: &AgentContext, req: ReadStreamRequest) -> Result<ReadStreamResponse> {
     read(ctx, req, true).await
 }
 
-pub async fn close_stdin(ctx: &AgentContext, req: CloseStdinRequest) -> ttrpc::Result<Empty> {
+pub async fn close_stdin(ctx: &AgentContext, req: CloseStdinRequest) -> Result<Empty> {
     let io = process_io(ctx, &req.container_id, &req.exec_id).await?;
     io.close_stdin().await;
     Ok(Empty::new())
 }
 
-pub async fn tty_win_resize(ctx: &AgentContext, req: TtyWinResizeRequest) -> ttrpc::Result<Empty> {
+pub async fn tty_win_resize(ctx: &AgentContext, req: TtyWinResizeRequest) -> Result<Empty> {
     let io = process_io(ctx, &req.container_id, &req.exec_id).await?;
     let rows = u16::try_from(req.row)
-        .map_err(|_| invalid_argument(format!("row {} is too large", req.row)))?;
+        .map_err(|_| Error::invalid(format!("row {} is too large", req.row)))?;
     let cols = u16::try_from(req.column)
-        .map_err(|_| invalid_argument(format!("column {} is too large", req.column)))?;
-    io.resize(rows, cols)
-        .map_err(|e| invalid_argument(format!("{e:#}")))?;
+        .map_err(|_| Error::invalid(format!("column {} is too large", req.column)))?;
+    io.resize(rows, cols).invalid()?;
     Ok(Empty::new())
 }

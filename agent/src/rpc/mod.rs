@@ -60,7 +60,8 @@ impl AgentService {
 }
 
 /// Writes the trait impl: one line per RPC, `method(Request) -> Response => family::function`.
-/// Every call is logged at debug level with its outcome.
+/// Every call is logged at debug level, a failure at info level with its
+/// error; the error becomes a ttRPC status here, and only here.
 macro_rules! dispatch {
     ($($method:ident($req:ty) -> $resp:ty => $($handler:ident)::+;)*) => {
         #[async_trait]
@@ -69,11 +70,10 @@ macro_rules! dispatch {
                 async fn $method(&self, _ttrpc: &TtrpcContext, req: $req) -> ttrpc::Result<$resp> {
                     let rpc = stringify!($method);
                     slog::debug!(self.ctx.logger, "rpc request"; "rpc" => rpc);
-                    let result = $($handler)::+(&self.ctx, req).await;
-                    if let Err(e) = &result {
-                        slog::info!(self.ctx.logger, "rpc failed"; "rpc" => rpc, "error" => format!("{e:?}"));
-                    }
-                    result
+                    $($handler)::+(&self.ctx, req).await.map_err(|e| {
+                        slog::info!(self.ctx.logger, "rpc failed"; "rpc" => rpc, "error" => format!("{e:#}"));
+                        status::to_status(&e)
+                    })
                 }
             )*
         }

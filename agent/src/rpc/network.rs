@@ -1,39 +1,37 @@
 //! Guest network: interfaces, routes, ARP neighbours, iptables.
 //! The work is in `crate::network`; this module maps requests and errors.
 
+use super::AgentContext;
+use crate::error::{Error, Result};
+use crate::network::{self, iptables, link, neigh, route};
 use protocols::agent::*;
 use protocols::empty::Empty;
 use protocols::types;
-use ttrpc::Code;
-
-use super::status::{internal, invalid_argument, status};
-use super::AgentContext;
-use crate::network::{self, iptables, link, neigh, route};
 
 pub async fn update_interface(
     _ctx: &AgentContext,
     req: UpdateInterfaceRequest,
-) -> ttrpc::Result<types::Interface> {
+) -> Result<types::Interface> {
     let iface = req
         .interface
         .as_ref()
-        .ok_or_else(|| invalid_argument("UpdateInterface: no interface in the request"))?;
-    let h = network::connect().map_err(internal)?;
+        .ok_or_else(|| Error::invalid("UpdateInterface: no interface in the request"))?;
+    let h = network::connect()?;
     link::update_interface(&h, iface)
         .await
-        .map_err(|e| internal(e.context("UpdateInterface")))
+        .map_err(|e| Error::from(e.context("UpdateInterface")))
 }
 
-pub async fn update_routes(_ctx: &AgentContext, req: UpdateRoutesRequest) -> ttrpc::Result<Routes> {
+pub async fn update_routes(_ctx: &AgentContext, req: UpdateRoutesRequest) -> Result<Routes> {
     let wanted = req
         .routes
         .as_ref()
         .map(|r| r.Routes.clone())
         .unwrap_or_default();
-    let h = network::connect().map_err(internal)?;
+    let h = network::connect()?;
     let now = route::update_routes(&h, &wanted)
         .await
-        .map_err(|e| internal(e.context("UpdateRoutes")))?;
+        .map_err(|e| Error::from(e.context("UpdateRoutes")))?;
     let mut resp = Routes::new();
     resp.Routes = now;
     Ok(resp)
@@ -42,57 +40,53 @@ pub async fn update_routes(_ctx: &AgentContext, req: UpdateRoutesRequest) -> ttr
 pub async fn list_interfaces(
     _ctx: &AgentContext,
     _req: ListInterfacesRequest,
-) -> ttrpc::Result<Interfaces> {
-    let h = network::connect().map_err(internal)?;
+) -> Result<Interfaces> {
+    let h = network::connect()?;
     let mut resp = Interfaces::new();
     resp.Interfaces = link::list_interfaces(&h)
         .await
-        .map_err(|e| internal(e.context("ListInterfaces")))?;
+        .map_err(|e| Error::from(e.context("ListInterfaces")))?;
     Ok(resp)
 }
 
-pub async fn list_routes(_ctx: &AgentContext, _req: ListRoutesRequest) -> ttrpc::Result<Routes> {
-    let h = network::connect().map_err(internal)?;
+pub async fn list_routes(_ctx: &AgentContext, _req: ListRoutesRequest) -> Result<Routes> {
+    let h = network::connect()?;
     let mut resp = Routes::new();
     resp.Routes = route::list_routes(&h)
         .await
-        .map_err(|e| internal(e.context("ListRoutes")))?;
+        .map_err(|e| Error::from(e.context("ListRoutes")))?;
     Ok(resp)
 }
 
-pub async fn add_arp_neighbors(
-    _ctx: &AgentContext,
-    req: AddARPNeighborsRequest,
-) -> ttrpc::Result<Empty> {
+pub async fn add_arp_neighbors(_ctx: &AgentContext, req: AddARPNeighborsRequest) -> Result<Empty> {
     let list = req
         .neighbors
         .as_ref()
         .map(|n| n.ARPNeighbors.clone())
         .unwrap_or_default();
-    let h = network::connect().map_err(internal)?;
+    let h = network::connect()?;
     neigh::add_neighbors(&h, &list)
         .await
-        .map_err(|e| internal(e.context("AddARPNeighbors")))?;
+        .map_err(|e| Error::from(e.context("AddARPNeighbors")))?;
     Ok(Empty::new())
 }
 
-fn no_iptables(rpc: &str, v6: bool) -> ttrpc::Error {
+fn no_iptables(rpc: &str, v6: bool) -> Error {
     let tool = if v6 { "ip6tables" } else { "iptables" };
-    status(
-        Code::UNIMPLEMENTED,
-        format!("{rpc}: this guest image has no {tool}-save/{tool}-restore"),
-    )
+    Error::Unimplemented(format!(
+        "{rpc}: this guest image has no {tool}-save/{tool}-restore"
+    ))
 }
 
 pub async fn get_ip_tables(
     _ctx: &AgentContext,
     req: GetIPTablesRequest,
-) -> ttrpc::Result<GetIPTablesResponse> {
+) -> Result<GetIPTablesResponse> {
     let v6 = req.is_ipv6;
     let out = tokio::task::spawn_blocking(move || iptables::save(v6))
         .await
-        .map_err(|e| internal(anyhow::anyhow!("worker thread failed: {e}")))?
-        .map_err(|e| internal(e.context("GetIPTables")))?;
+        .map_err(|e| Error::internal(format!("worker thread failed: {e}")))?
+        .map_err(|e| Error::from(e.context("GetIPTables")))?;
     let mut resp = GetIPTablesResponse::new();
     resp.data = out.ok_or_else(|| no_iptables("GetIPTables", v6))?;
     Ok(resp)
@@ -101,12 +95,12 @@ pub async fn get_ip_tables(
 pub async fn set_ip_tables(
     _ctx: &AgentContext,
     req: SetIPTablesRequest,
-) -> ttrpc::Result<SetIPTablesResponse> {
+) -> Result<SetIPTablesResponse> {
     let v6 = req.is_ipv6;
     let out = tokio::task::spawn_blocking(move || iptables::restore(v6, &req.data))
         .await
-        .map_err(|e| internal(anyhow::anyhow!("worker thread failed: {e}")))?
-        .map_err(|e| internal(e.context("SetIPTables")))?;
+        .map_err(|e| Error::internal(format!("worker thread failed: {e}")))?
+        .map_err(|e| Error::from(e.context("SetIPTables")))?;
     let mut resp = SetIPTablesResponse::new();
     resp.data = out.ok_or_else(|| no_iptables("SetIPTables", v6))?;
     Ok(resp)

@@ -12,11 +12,10 @@ use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use protocols::agent::*;
 use protocols::empty::Empty;
-use ttrpc::Code;
 
-use super::status::{internal, invalid_argument, status};
 use super::AgentContext;
-use crate::container::{self, Failure};
+use crate::container;
+use crate::error::{self, Error, Invalid};
 use crate::pidns::PauseProcess;
 use crate::sandbox::Sandbox;
 use crate::storage::{mountinfo, STORAGE_ROOT};
@@ -28,24 +27,21 @@ const GUEST_DNS_FILE: &str = "/etc/resolv.conf";
 /// Where Kata's runtime mounts the shared directory of containers.
 const SHARED_CONTAINERS_DIR: &str = "/run/kata-containers/shared/containers";
 
-pub async fn create_sandbox(ctx: &AgentContext, req: CreateSandboxRequest) -> ttrpc::Result<Empty> {
+pub async fn create_sandbox(ctx: &AgentContext, req: CreateSandboxRequest) -> error::Result<Empty> {
     let mut sandbox = ctx.sandbox.lock().await;
     if sandbox.created {
-        return Err(status(
-            Code::ALREADY_EXISTS,
-            format!(
-                "sandbox {:?} already exists: DestroySandbox first",
-                sandbox.id
-            ),
-        ));
+        return Err(Error::AlreadyExists(format!(
+            "sandbox {:?} already exists: DestroySandbox first",
+            sandbox.id
+        )));
     }
-    validate(&req).map_err(invalid_argument)?;
+    validate(&req).invalid()?;
     if let Err(e) = setup(&mut sandbox, &req) {
         // Leave nothing half-made behind: the next CreateSandbox must work.
         if let Err(undo) = teardown(&mut sandbox) {
             slog::warn!(ctx.logger, "undoing a failed CreateSandbox"; "error" => format!("{undo:#}"));
         }
-        return Err(internal(e.context("CreateSandbox")));
+        return Err(e.context("CreateSandbox").into());
     }
     sandbox.created = true;
     slog::info!(ctx.logger, "sandbox created"; "sandbox" => &sandbox.id);
@@ -59,7 +55,7 @@ const CONTAINER_REMOVE_TIMEOUT_SECS: u32 = 10;
 pub async fn destroy_sandbox(
     ctx: &AgentContext,
     _req: DestroySandboxRequest,
-) -> ttrpc::Result<Empty> {
+) -> error::Result<Empty> {
     // Containers first, through their own remove path (kill, wait, poststop
     // hooks, cgroup, bundle, storage references); it takes the lock itself.
     let ids: Vec<String> = ctx
@@ -73,7 +69,7 @@ pub async fn destroy_sandbox(
     let mut errors = Vec::new();
     for cid in ids {
         if let Err(f) = container::remove::remove(ctx, &cid, CONTAINER_REMOVE_TIMEOUT_SECS).await {
-            errors.push(format!("container {cid}: {}", failure_text(f)));
+            errors.push(format!("container {cid}: {f}"));
         }
     }
     let mut sandbox = ctx.sandbox.lock().await;
@@ -81,7 +77,7 @@ pub async fn destroy_sandbox(
         errors.push(format!("{e:#}"));
     }
     if !errors.is_empty() {
-        return Err(internal(anyhow::anyhow!(
+        return Err(Error::internal(format!(
             "DestroySandbox: {}",
             errors.join("; ")
         )));
@@ -90,21 +86,14 @@ pub async fn destroy_sandbox(
     Ok(Empty::new())
 }
 
-fn failure_text(f: Failure) -> String {
-    match f {
-        Failure::Invalid(e) | Failure::Internal(e) => format!("{e:#}"),
-        Failure::NotFound(what) => what,
-    }
-}
-
 pub async fn update_ephemeral_mounts(
     ctx: &AgentContext,
     req: UpdateEphemeralMountsRequest,
-) -> ttrpc::Result<Empty> {
+) -> error::Result<Empty> {
     let mut sandbox = ctx.sandbox.lock().await;
     for s in &req.storages {
         if s.driver != "ephemeral" {
-            return Err(invalid_argument(format!(
+            return Err(Error::invalid(format!(
                 "UpdateEphemeralMounts: storage {} has driver {:?}, expected \"ephemeral\"",
                 s.mount_point, s.driver
             )));
@@ -112,7 +101,7 @@ pub async fn update_ephemeral_mounts(
         sandbox
             .storages
             .update_ephemeral(s)
-            .map_err(|e| internal(e.context("UpdateEphemeralMounts")))?;
+            .context("UpdateEphemeralMounts")?;
     }
     Ok(Empty::new())
 }
@@ -120,10 +109,10 @@ pub async fn update_ephemeral_mounts(
 pub async fn remove_stale_virtiofs_share_mounts(
     ctx: &AgentContext,
     _req: RemoveStaleVirtiofsShareMountsRequest,
-) -> ttrpc::Result<Empty> {
+) -> error::Result<Empty> {
     let _sandbox = ctx.sandbox.lock().await;
     let removed = remove_stale_share_mounts(Path::new(SHARED_CONTAINERS_DIR))
-        .map_err(|e| internal(e.context("RemoveStaleVirtiofsShareMounts")))?;
+        .context("RemoveStaleVirtiofsShareMounts")?;
     slog::info!(ctx.logger, "removed stale virtio-fs share mounts"; "count" => removed);
     Ok(Empty::new())
 }

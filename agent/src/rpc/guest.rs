@@ -108,28 +108,25 @@ pub async fn set_policy(_ctx: &AgentContext, _req: SetPolicyRequest) -> Result<E
     unimplemented("SetPolicy")
 }
 
-pub async fn add_swap_path(_ctx: &AgentContext, _req: AddSwapPathRequest) -> ttrpc::Result<Empty> {
+pub async fn add_swap_path(_ctx: &AgentContext, _req: AddSwapPathRequest) -> Result<Empty> {
     unimplemented("AddSwapPath")
 }
 
 pub async fn get_diagnostic_data(
     _ctx: &AgentContext,
     _req: GetDiagnosticDataRequest,
-) -> ttrpc::Result<GetDiagnosticDataResponse> {
+) -> Result<GetDiagnosticDataResponse> {
     unimplemented("GetDiagnosticData")
 }
 
 /// Kata's mem-agent is not part of this agent.
-pub async fn mem_agent_memcg_set(
-    _ctx: &AgentContext,
-    _req: MemAgentMemcgConfig,
-) -> ttrpc::Result<Empty> {
+pub async fn mem_agent_memcg_set(_ctx: &AgentContext, _req: MemAgentMemcgConfig) -> Result<Empty> {
     unimplemented("MemAgentMemcgSet")
 }
 
 pub async fn mem_agent_compact_set(
     _ctx: &AgentContext,
     _req: MemAgentCompactConfig,
-) -> ttrpc::Result<Empty> {
+) -> Result<Empty> {
     unimplemented("MemAgentCompactSet")
 }

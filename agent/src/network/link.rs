@@ -216,6 +216,22 @@ pub async fn update_interface(h: &Handle, iface: &Interface) -> Result<Interface
     Ok(to_interface(now, &addresses(h).await?))
 }
 
+/// Bring `lo` up. Kata's runtime never sends it in UpdateInterface; the
+/// agent as init raises it itself (Kata: src/agent/src/main.rs start_sandbox,
+/// netlink.rs handle_localhost), or 127.0.0.1 is unreachable in the pod.
+pub async fn bring_up_loopback(h: &Handle) -> Result<()> {
+    let lo = links(h)
+        .await?
+        .into_iter()
+        .find(|l| l.name == "lo")
+        .context("the guest has no loopback interface \"lo\"")?;
+    h.link()
+        .set(LinkUnspec::new_with_index(lo.index).up().build())
+        .execute()
+        .await
+        .context("bringing lo up")
+}
+
 pub fn is_up(flags: u32) -> bool {
     LinkFlags::from_bits_retain(flags).contains(LinkFlags::Up)
 }

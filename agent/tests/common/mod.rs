@@ -70,6 +70,26 @@ impl TestAgent {
         .await
     }
 
+    /// As `start_as_pid1`, in a new network namespace too (only `lo`, down).
+    pub async fn start_as_pid1_isolated(cmdline: &str) -> TestAgent {
+        Self::spawn(
+            cmdline,
+            &[],
+            &[
+                "unshare",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount",
+                "--propagation",
+                "private",
+                "--net",
+                "--",
+            ],
+        )
+        .await
+    }
+
     async fn spawn(cmdline: &str, env: &[(&str, &str)], wrapper: &[&str]) -> TestAgent {
         let dir = tempfile::tempdir().expect("creating a temp dir");
         let socket = dir.path().join("agent.sock");

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod hooks;
 pub mod init;
 mod launcher;
+pub mod pod_ns;
 pub mod remove;
 mod rollback;
 pub mod signal;

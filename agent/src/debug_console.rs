@@ -11,7 +11,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use slog::Logger;
+
+use crate::reaper::{self, ExitReceiver};
 
 const SHELLS: &[&str] = &["/bin/bash", "/bin/sh", "/usr/bin/bash", "/usr/bin/sh"];
 
@@ -47,15 +51,18 @@ fn serve_console(logger: &Logger) -> Result<()> {
             .write(true)
             .open("/dev/console")
             .context("opening /dev/console")?;
-        let status = Command::new(sh)
-            .stdin(Stdio::from(console.try_clone()?))
+        let mut cmd = Command::new(sh);
+        cmd.stdin(Stdio::from(console.try_clone()?))
             .stdout(Stdio::from(console.try_clone()?))
-            .stderr(Stdio::from(console))
-            .spawn()
-            .with_context(|| format!("running {sh} on the console"))?
-            // The reaper may collect the status first (ECHILD here): either
-            // way the shell is gone and gets started again.
-            .wait();
+            .stderr(Stdio::from(console));
+        let (_, mut exit) = reaper::spawn(|| {
+            let child = cmd
+                .spawn()
+                .with_context(|| format!("running {sh} on the console"))?;
+            Ok((child.id() as i32, ()))
+        })?;
+        drop(cmd);
+        let status = reaper::wait_blocking(&mut exit);
         slog::info!(logger, "debug console shell exited"; "status" => format!("{status:?}"));
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -89,7 +96,7 @@ where
     for<'a> &'a S: Read + Write,
 {
     let pty = nix::pty::openpty(None, None).context("opening a pseudo-terminal")?;
-    let mut child = spawn_on_tty(shell()?, &pty.slave)?;
+    let (pid, mut exit) = spawn_on_tty(shell()?, &pty.slave)?;
     drop(pty.slave);
     let master = std::fs::File::from(pty.master);
     let stream = std::sync::Arc::new(stream);
@@ -102,15 +109,16 @@ where
     // Reading the master fails with EIO once the shell (the last slave
     // holder) is gone: that ends the session.
     let _ = std::io::copy(&mut &master, &mut &*stream);
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    let _ = reaper::wait_blocking(&mut exit);
     // SAFETY: shutdown on a socket we own; it unblocks the other copy thread.
     unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_RDWR) };
     let _ = to_shell.join();
     Ok(())
 }
 
-fn spawn_on_tty(sh: &str, tty: &OwnedFd) -> Result<std::process::Child> {
+/// The shell's pid and its exit status (from the reaper).
+fn spawn_on_tty(sh: &str, tty: &OwnedFd) -> Result<(i32, ExitReceiver)> {
     let fd = || -> Result<Stdio> { Ok(Stdio::from(tty.try_clone().context("dup of the pty")?)) };
     let mut cmd = Command::new(sh);
     cmd.arg("-i")
@@ -127,7 +135,11 @@ fn spawn_on_tty(sh: &str, tty: &OwnedFd) -> Result<std::process::Child> {
             Ok(())
         });
     }
-    cmd.spawn().with_context(|| format!("starting {sh}"))
+    let (pid, exit) = reaper::spawn(|| {
+        let child = cmd.spawn().with_context(|| format!("starting {sh}"))?;
+        Ok((child.id() as i32, child.id() as i32))
+    })?;
+    Ok((pid, exit))
 }
 
 #[cfg(test)]
@@ -138,6 +150,8 @@ mod tests {
 
     #[test]
     fn shell_session_over_a_socket() {
+        // The shell's exit status comes from the reaper.
+        crate::reaper::start_for_tests();
         let (mut ours, theirs) = UnixStream::pair().expect("socketpair");
         let server = std::thread::spawn(move || super::serve_shell(theirs));
         ours.write_all(b"echo kata-$((6*7))\n").expect("write");

@@ -8,6 +8,8 @@ pub mod debug_console;
 pub mod error;
 pub mod guest;
 pub mod logging;
+pub mod mount_options;
+pub mod mountinfo;
 pub mod network;
 pub mod pid1;
 pub mod pidns;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use kata_agent::config::AgentConfig;
-use kata_agent::rpc::AgentContext;
+use kata_agent::sandbox::AgentContext;
 use kata_agent::{logging, server, version};
 
 const USAGE: &str = "usage: kata-agent [--cmdline FILE] | --version | init

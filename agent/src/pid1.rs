@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
 
-use crate::storage::mountinfo;
+use crate::mountinfo;
 
 /// (source, target, fstype, flags, data)
 type Mount = (

@@ -12,17 +12,24 @@
 
 use std::path::PathBuf;
 use std::sync::{mpsc, Mutex, OnceLock};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
+
+use crate::reaper::{self, ExitReceiver};
+
+/// How long `stop` waits for the reaper to report the killed pause process.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct PauseProcess {
     pid: Pid,
     /// It is PID 1 of its own PID namespace (sandbox_pidns).
     pid_ns: bool,
+    /// Its exit status, from the reaper (which collects every child).
+    exit: ExitReceiver,
 }
 
 impl PauseProcess {
@@ -40,10 +47,10 @@ impl PauseProcess {
             .map_err(|_| anyhow::anyhow!("the pause spawner lock is poisoned"))?
             .send((flags, reply_tx))
             .context("the pause spawner thread is gone")?;
-        let pid = reply_rx
+        let (pid, exit) = reply_rx
             .recv()
             .context("the pause spawner thread did not answer")??;
-        Ok(PauseProcess { pid, pid_ns })
+        Ok(PauseProcess { pid, pid_ns, exit })
     }
 
     pub fn pid(&self) -> i32 {
@@ -60,21 +67,27 @@ impl PauseProcess {
         PathBuf::from(format!("/proc/{}/ns/{kind}", self.pid))
     }
 
-    /// Kill it (which kills every process left in its namespace) and reap it.
-    pub fn stop(self) -> Result<()> {
+    /// Kill it (which kills every process left in its namespace) and wait
+    /// until the reaper has collected it.
+    pub async fn stop(mut self) -> Result<()> {
         match kill(self.pid, Signal::SIGKILL) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
             Err(e) => return Err(e).with_context(|| format!("killing pause process {}", self.pid)),
         }
-        // ECHILD: the agent's reaper got there first.
-        match waitpid(self.pid, None) {
-            Ok(_) | Err(nix::errno::Errno::ECHILD) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("reaping pause process {}", self.pid)),
+        match tokio::time::timeout(STOP_TIMEOUT, reaper::wait(&mut self.exit)).await {
+            Ok(status) => status.map(|_| ()),
+            Err(_) => {
+                reaper::forget(self.pid.as_raw());
+                anyhow::bail!(
+                    "pause process {} was not reaped within {STOP_TIMEOUT:?} of SIGKILL",
+                    self.pid
+                )
+            }
         }
     }
 }
 
-type Reply = (CloneFlags, mpsc::Sender<Result<Pid>>);
+type Reply = (CloneFlags, mpsc::Sender<Result<(Pid, ExitReceiver)>>);
 
 /// The one thread that creates pause processes; it never exits.
 fn spawner() -> &'static Mutex<mpsc::Sender<Reply>> {
@@ -85,7 +98,9 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Reply>> {
             .name("pause-spawner".into())
             .spawn(move || {
                 for (flags, reply) in rx {
-                    let _ = reply.send(clone_pause(flags));
+                    // Registered with the reaper before it can exit.
+                    let pause = reaper::spawn(|| clone_pause(flags).map(|pid| (pid.as_raw(), pid)));
+                    let _ = reply.send(pause);
                 }
                 // The sender lives in a static: this line is never reached,
                 // and the thread never exits.

@@ -152,6 +152,11 @@ pub async fn wait(rx: &mut ExitReceiver) -> Result<i32> {
     Ok(status.unwrap_or(-1))
 }
 
+/// [`wait`] for plain threads (the debug console): blocks this thread.
+pub fn wait_blocking(rx: &mut ExitReceiver) -> Result<i32> {
+    block_on(wait(rx))
+}
+
 /// Run a command to completion through the reaper; returns its exit status.
 pub async fn run_command(mut cmd: std::process::Command) -> Result<i32> {
     let (_, mut rx) = spawn(|| {
@@ -241,6 +246,22 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     }
 }
 
+/// The reaper for unit tests: one runtime for the whole test binary runs
+/// it, so no test's reaper dies with that test's runtime.
+#[cfg(test)]
+pub(crate) fn start_for_tests() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("the reaper's test runtime");
+        rt.block_on(async { start() }).expect("starting the reaper");
+        rt
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,24 +280,20 @@ mod tests {
         assert_eq!(exit_code(WaitStatus::Exited(pid, 3)), Some((42, 3)));
     }
 
-    #[tokio::test]
-    async fn output_runs_a_command_through_the_reaper() {
-        start().unwrap();
+    #[test]
+    fn output_runs_a_command_through_the_reaper() {
+        let rt = start_for_tests();
         let mut cmd = std::process::Command::new("/bin/sh");
         cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
-        let out = output(cmd).await.unwrap();
+        let out = rt.block_on(output(cmd)).unwrap();
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(out.stdout, b"out\n");
         assert_eq!(out.stderr, b"err\n");
 
-        // The blocking variant, from a worker thread, with stdin. Same test:
-        // the reaper task lives on this test's runtime.
+        // The blocking variant, from a plain thread, with stdin.
         let mut cmd = std::process::Command::new("/bin/sh");
         cmd.args(["-c", "cat; echo err >&2; exit 4"]);
-        let out = tokio::task::spawn_blocking(move || output_blocking(cmd, Some(b"in\n".to_vec())))
-            .await
-            .unwrap()
-            .unwrap();
+        let out = output_blocking(cmd, Some(b"in\n".to_vec())).unwrap();
         assert_eq!(out.status.code(), Some(4));
         assert_eq!(out.stdout, b"in\n");
         assert_eq!(out.stderr, b"err\n");

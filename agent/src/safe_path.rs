@@ -26,6 +26,23 @@ use nix::errno::Errno;
 /// more means a loop.
 const MAX_SYMLINKS: usize = 40;
 
+/// The lexical check for a path a request names below a fixed `root`
+/// (storage mount points, CopyFile targets): absolute, free of `.` and `..`
+/// components, and strictly below `root`. Returns it relative to `root`;
+/// `what` names it in the error. Resolve the result with `open_in_root`.
+pub fn relative_below(root: &Path, what: &str, path: &str) -> Result<PathBuf> {
+    if !Path::new(path).is_absolute() {
+        bail!("{what} {path:?} is not an absolute path");
+    }
+    if path.split('/').any(|c| c == "." || c == "..") {
+        bail!("{what} {path:?} contains '.' or '..'");
+    }
+    match Path::new(path).strip_prefix(root) {
+        Ok(rel) if !rel.as_os_str().is_empty() => Ok(rel.to_path_buf()),
+        _ => bail!("{what} {path:?} is not below {}/", root.display()),
+    }
+}
+
 /// `root` joined with `unsafe_path`, with every symlink on the way resolved as
 /// if `root` were `/` (like filepath-securejoin). The result is inside `root`.
 /// Not race-free on its own: use `open_in_root` to act on the result.
@@ -314,6 +331,31 @@ fn walk_in_root(root: &OwnedFd, path: &Path, flags: i32) -> Result<OwnedFd, Errn
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn relative_below_is_strictly_below_the_root() {
+        let root = Path::new("/run/kata-containers/shared");
+        assert_eq!(
+            relative_below(root, "p", "/run/kata-containers/shared/a/b").expect("below"),
+            PathBuf::from("a/b")
+        );
+        for (bad, why) in [
+            ("a/b", "not an absolute path"),
+            ("/run/kata-containers/shared/../x", "'.' or '..'"),
+            ("/run/kata-containers/shared/./x", "'.' or '..'"),
+            ("/run/kata-containers/shared", "not below"),
+            ("/run/kata-containers/shared/", "not below"),
+            ("/run/kata-containers/sharedX/a", "not below"),
+            ("/etc/passwd", "not below"),
+        ] {
+            let err = relative_below(root, "the path", bad).expect_err(bad);
+            let msg = format!("{err:#}");
+            assert!(
+                msg.starts_with("the path") && msg.contains(why),
+                "{bad}: {msg}"
+            );
+        }
+    }
 
     type Opener = fn(&OwnedFd, &Path, i32) -> Result<OwnedFd, Errno>;
     const OPENERS: [(&str, Opener); 2] = [("openat2", openat2_in_root), ("walk", walk_in_root)];

@@ -11,7 +11,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use ttrpc::r#async::Server;
 
 use crate::rpc::health::HealthService;
-use crate::rpc::{AgentContext, AgentService};
+use crate::rpc::AgentService;
+use crate::sandbox::AgentContext;
 
 /// Check an address before handing it to ttrpc, so a typo gives a clear error.
 /// Accepted: `vsock://CID:PORT` (CID -1 = any), `unix:///path`, `unix://@name`.

@@ -14,6 +14,8 @@ use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 
+use crate::mountinfo;
+
 const ROOT: &str = "/sys/fs/cgroup";
 
 /// v1 controller groups, each mounted at ROOT/<names joined by ','>.
@@ -191,13 +193,11 @@ fn parse_proc_cgroups(text: &str) -> HashSet<String> {
         .collect()
 }
 
-/// Mount points of this mount namespace (/proc/self/mountinfo field 5).
+/// Mount points of this mount namespace.
 fn mount_points() -> Result<HashSet<String>> {
-    let text =
-        fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+    Ok(mountinfo::mount_points()?
+        .into_iter()
+        .map(|p| p.to_string_lossy().into_owned())
         .collect())
 }
 

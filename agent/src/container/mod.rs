@@ -1,21 +1,16 @@
-//! Containers: the life cycle (create, start, exec, wait, signal, remove),
-//! one file per verb, and the `kata-agent init` child that sets a container
-//! up (`init`).
+//! One container: its state (`Container`), its spec from the wire
+//! (`spec`, `validator`), its bundle, its OCI hooks, the launcher that
+//! starts its processes and the `kata-agent init` child that sets it up
+//! (`init`). The verbs that add it to or take it from the sandbox are in
+//! `sandbox::containers`; nothing here knows the sandbox.
 
 pub mod bundle;
-pub mod create;
-pub mod exec;
 pub mod hooks;
 pub mod init;
-mod launcher;
+pub mod launcher;
 pub mod pod_ns;
-pub mod remove;
-mod rollback;
-pub mod signal;
 pub mod spec;
-pub mod start;
 pub mod validator;
-pub mod wait;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +18,6 @@ use std::sync::Arc;
 use oci_spec::runtime::Spec;
 
 use crate::cgroups;
-use crate::error::Error;
 use crate::process::Process;
 use bundle::Bundle;
 use init::channel::AgentChannel;
@@ -71,13 +65,4 @@ impl Container {
         }
         self.execs.get(exec_id)
     }
-}
-
-/// Kata's wording for an unknown container (runtimes match on it).
-pub fn unknown_container(cid: &str) -> Error {
-    Error::NotFound(format!("Invalid container id {cid}"))
-}
-
-pub fn unknown_process(cid: &str, exec_id: &str) -> Error {
-    Error::NotFound(format!("Invalid exec id {exec_id} in container {cid}"))
 }

@@ -16,7 +16,7 @@ use nix::errno::Errno;
 use nix::sys::stat::Mode;
 use protocols::agent::CopyFileRequest;
 
-use crate::error::{self, Error};
+use crate::error::{self, Error, Invalid};
 use crate::safe_path;
 
 pub const SHARED_ROOT: &str = "/run/kata-containers/shared";
@@ -27,22 +27,7 @@ fn bad(msg: String) -> Error {
 
 /// The path relative to `root` and the file name, or InvalidArgument.
 pub fn check_path(root: &Path, path: &str) -> error::Result<(PathBuf, PathBuf)> {
-    let p = Path::new(path);
-    if !p.is_absolute() {
-        return Err(bad(format!("CopyFile path {path:?} is not absolute")));
-    }
-    if path.split('/').any(|c| c == "..") {
-        return Err(bad(format!("CopyFile path {path:?} contains '..'")));
-    }
-    let rel = match p.strip_prefix(root) {
-        Ok(rel) if !rel.as_os_str().is_empty() => rel,
-        _ => {
-            return Err(bad(format!(
-                "CopyFile path {path:?} is not below {}/",
-                root.display()
-            )))
-        }
-    };
+    let rel = safe_path::relative_below(root, "CopyFile path", path).invalid()?;
     let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
     let name = rel
         .file_name()

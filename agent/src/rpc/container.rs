@@ -1,15 +1,14 @@
 //! Container life cycle RPCs: create, start, exec, wait, signal, remove.
-//! The work is in `crate::container`; this maps requests to calls.
+//! The work is in `sandbox::containers`; this maps requests to calls.
 
 use protocols::agent::*;
 use protocols::empty::Empty;
 
 use super::AgentContext;
-use crate::container;
 use crate::error::Result;
+use crate::sandbox::containers as container;
 
 pub async fn create_container(ctx: &AgentContext, req: CreateContainerRequest) -> Result<Empty> {
-    crate::reaper::start()?;
     container::create::create(ctx, req).await?;
     Ok(Empty::new())
 }

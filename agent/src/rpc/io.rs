@@ -8,7 +8,6 @@ use protocols::agent::*;
 use protocols::empty::Empty;
 
 use super::AgentContext;
-use crate::container::{unknown_container, unknown_process};
 use crate::error::{Error, Invalid, Result};
 use crate::process::{ProcessIo, ReadResult};
 
@@ -17,15 +16,7 @@ use crate::process::{ProcessIo, ReadResult};
 const EOF_MESSAGE: &str = "read meet eof";
 
 async fn process_io(ctx: &AgentContext, cid: &str, exec_id: &str) -> Result<Arc<ProcessIo>> {
-    let sandbox = ctx.sandbox.lock().await;
-    let c = sandbox
-        .containers
-        .get(cid)
-        .ok_or_else(|| unknown_container(cid))?;
-    let p = c
-        .process(exec_id)
-        .ok_or_else(|| unknown_process(cid, exec_id))?;
-    Ok(p.io.clone())
+    Ok(ctx.sandbox.lock().await.process(cid, exec_id)?.io.clone())
 }
 
 async fn read(

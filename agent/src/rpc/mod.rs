@@ -1,9 +1,11 @@
 //! The ttRPC services: `grpc.AgentService` and `grpc.Health`.
 //!
 //! This module only dispatches: each RPC goes to a function in its family's
-//! module (container life cycle, process I/O, network, sandbox, guest). A
-//! family function that is not written yet answers UNIMPLEMENTED naming the
-//! RPC, so a runtime gets a clear status instead of a hang.
+//! module (container life cycle, process I/O, network, sandbox, guest),
+//! which maps the request to a call into the layer below and the result to
+//! a response; errors become ttRPC statuses here, once (`status`). An RPC
+//! this agent does not implement answers UNIMPLEMENTED naming it, so a
+//! runtime gets a clear status instead of a hang.
 
 pub mod container;
 pub mod guest;
@@ -20,32 +22,9 @@ use async_trait::async_trait;
 use protocols::agent::*;
 use protocols::empty::Empty;
 use protocols::{agent_ttrpc, csi, types};
-use slog::Logger;
 use ttrpc::r#async::TtrpcContext;
 
-use crate::config::AgentConfig;
-use crate::sandbox::Sandbox;
-
-/// Everything an RPC handler may need, shared by all connections.
-pub struct AgentContext {
-    pub config: AgentConfig,
-    pub logger: Logger,
-    /// The one sandbox this agent serves (Kata runs one agent per pod VM).
-    pub sandbox: tokio::sync::Mutex<Sandbox>,
-    /// The agent runs as PID 1 (the guest's init).
-    pub init_daemon: bool,
-}
-
-impl AgentContext {
-    pub fn new(config: AgentConfig, logger: Logger, init_daemon: bool) -> Arc<Self> {
-        Arc::new(AgentContext {
-            sandbox: tokio::sync::Mutex::new(Sandbox::new(&config, logger.clone())),
-            config,
-            logger,
-            init_daemon,
-        })
-    }
-}
+use crate::sandbox::AgentContext;
 
 /// The `grpc.AgentService` implementation.
 #[derive(Clone)]

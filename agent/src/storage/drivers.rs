@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use nix::mount::{mount, MsFlags};
 use protocols::agent::Storage;
 
-use super::{blk, options};
+use super::blk;
+use crate::mount_options;
 
 /// What the registry must undo when the last reference goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,9 +122,9 @@ fn shared_fs(s: &Storage, target: &Path, fstype: &str, defaults: &[(&str, &str)]
 
 /// mount flags and data, with `key=value` defaults for keys not given.
 fn with_defaults(opts: &[String], defaults: &[(&str, &str)]) -> (MsFlags, String) {
-    let (flags, mut data) = options::parse(opts);
+    let (flags, mut data) = mount_options::parse(opts).flags_and_data();
     for (key, value) in defaults {
-        if options::value(opts, key).is_none() {
+        if mount_options::value(opts, key).is_none() {
             if !data.is_empty() {
                 data.push(',');
             }
@@ -142,7 +143,7 @@ fn bind(s: &Storage, target: &Path, reopen: Reopen) -> Result<Undo> {
             s.source
         );
     }
-    let (flags, _) = options::parse(&s.options);
+    let (flags, _) = mount_options::parse(&s.options).flags_and_data();
     mount(
         Some(source),
         target,
@@ -181,7 +182,7 @@ fn bind(s: &Storage, target: &Path, reopen: Reopen) -> Result<Undo> {
 /// the new tmpfs; a stray `remount` is no flag for a first mount; `size=`
 /// and `mode=` are tmpfs's own.
 fn ephemeral(s: &Storage, target: &Path, reopen: Reopen) -> Result<Undo> {
-    let (flags, data) = options::parse(&without_agent_options(&s.options));
+    let (flags, data) = mount_options::parse(&without_agent_options(&s.options)).flags_and_data();
     let flags = flags - MsFlags::MS_REMOUNT;
     let fstype = if s.fstype.is_empty() {
         "tmpfs"
@@ -200,7 +201,7 @@ fn ephemeral(s: &Storage, target: &Path, reopen: Reopen) -> Result<Undo> {
         flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         &data,
     )?;
-    if let Some(gid) = options::value(&s.options, FS_GID) {
+    if let Some(gid) = mount_options::value(&s.options, FS_GID) {
         let result = gid
             .parse::<u32>()
             .with_context(|| format!("{FS_GID}={gid:?} is not a group id"))
@@ -229,7 +230,7 @@ fn set_group(dir: &Path, gid: u32) -> Result<()> {
 /// Kata's "local" driver: a directory on the guest's own disk/memory, with
 /// the mode from `mode=` (default 0777, as Kata), and the fs_group's gid.
 fn local(s: &Storage, target: &Path) -> Result<Undo> {
-    let mode = match options::value(&s.options, "mode") {
+    let mode = match mount_options::value(&s.options, "mode") {
         Some(m) => u32::from_str_radix(m, 8)
             .with_context(|| format!("local storage {}: mode {m:?} is not octal", s.mount_point))?,
         None => 0o777,
@@ -254,7 +255,7 @@ fn block(s: &Storage, target: &Path, timeout: Duration) -> Result<Undo> {
     }
     let dev = blk::device_for_source(&s.source, timeout)
         .with_context(|| format!("{} storage for {}", s.driver, s.mount_point))?;
-    let (flags, data) = options::parse(&s.options);
+    let (flags, data) = mount_options::parse(&s.options).flags_and_data();
     do_mount(&dev.to_string_lossy(), target, &s.fstype, flags, &data)?;
     Ok(Undo::Unmount)
 }

@@ -6,7 +6,7 @@
 //! stay when the last container goes, for a restarted container to find
 //! its volume, and go with DestroySandbox.
 //!
-//! CONTRACT (used by `container` and `rpc::sandbox`; keep the signatures).
+//! CONTRACT (used by `sandbox`; keep the signatures).
 //!
 //! Mount points come from the runtime and must lie under
 //! `/run/kata-containers/`: they are checked lexically (absolute, no `..`)
@@ -16,8 +16,6 @@
 
 mod blk;
 pub mod drivers;
-pub mod mountinfo;
-pub mod options;
 pub mod watcher;
 
 use std::collections::HashMap;
@@ -29,6 +27,8 @@ use anyhow::{bail, Context, Result};
 use nix::mount::{umount2, MntFlags};
 use protocols::agent::Storage;
 
+use crate::mount_options;
+use crate::mountinfo;
 use crate::safe_path;
 use drivers::Undo;
 
@@ -163,7 +163,8 @@ impl StorageRegistry {
         // Kata's runtime sends ["remount", "size=<N>M", "fsgid=<gid>"]
         // (sandbox.go prepareEphemeralMounts): remount is a flag, the gid
         // was applied at creation, the size goes to tmpfs.
-        let (flags, data) = options::parse(&drivers::without_agent_options(&s.options));
+        let (flags, data) =
+            mount_options::parse(&drivers::without_agent_options(&s.options)).flags_and_data();
         let data = (!data.is_empty()).then_some(data.as_str());
         nix::mount::mount(
             None::<&str>,
@@ -283,17 +284,7 @@ fn key_of(mount_point: &str) -> String {
 /// `mount_point` relative to STORAGE_ROOT, or a clear error: it must be
 /// absolute, under the root, and free of `.`/`..` components.
 pub fn validate_mount_point(mount_point: &str) -> Result<PathBuf> {
-    let p = Path::new(mount_point);
-    if !p.is_absolute() {
-        bail!("storage mount point {mount_point:?} is not an absolute path");
-    }
-    if mount_point.split('/').any(|c| c == "." || c == "..") {
-        bail!("storage mount point {mount_point:?} contains '.' or '..'");
-    }
-    match p.strip_prefix(STORAGE_ROOT) {
-        Ok(rel) if !rel.as_os_str().is_empty() => Ok(rel.to_path_buf()),
-        _ => bail!("storage mount point {mount_point:?} is not below {STORAGE_ROOT}/"),
-    }
+    safe_path::relative_below(Path::new(STORAGE_ROOT), "storage mount point", mount_point)
 }
 
 /// Create the mount point inside `root` (a directory, or an empty file for

@@ -9,6 +9,7 @@ use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::Mount;
 
+use crate::mount_options;
 use crate::safe_path;
 
 /// Mount propagation of / in the new namespace: nothing the container mounts
@@ -41,75 +42,6 @@ pub fn bind_onto_itself(rootfs: &Path) -> Result<()> {
     .with_context(|| format!("bind-mounting the rootfs {} onto itself", rootfs.display()))
 }
 
-/// Mount options split into flags, propagation flags and filesystem data.
-struct Options {
-    flags: MsFlags,
-    propagation: MsFlags,
-    data: Vec<String>,
-}
-
-fn parse_options(options: &[String]) -> Options {
-    let mut o = Options {
-        flags: MsFlags::empty(),
-        propagation: MsFlags::empty(),
-        data: Vec::new(),
-    };
-    for opt in options {
-        let (set, clear, prop) = match opt.as_str() {
-            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty(), MsFlags::empty()),
-            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY, MsFlags::empty()),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty(), MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID, MsFlags::empty()),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty(), MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV, MsFlags::empty()),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty(), MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty(), MsFlags::empty()),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty(), MsFlags::empty()),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty(), MsFlags::empty()),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty(), MsFlags::empty()),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty(), MsFlags::empty()),
-            "bind" => (MsFlags::MS_BIND, MsFlags::empty(), MsFlags::empty()),
-            "rbind" => (
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                MsFlags::empty(),
-                MsFlags::empty(),
-            ),
-            "private" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE),
-            "rprivate" => (
-                MsFlags::empty(),
-                MsFlags::empty(),
-                MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-            ),
-            "slave" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SLAVE),
-            "rslave" => (
-                MsFlags::empty(),
-                MsFlags::empty(),
-                MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            ),
-            "shared" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SHARED),
-            "rshared" => (
-                MsFlags::empty(),
-                MsFlags::empty(),
-                MsFlags::MS_SHARED | MsFlags::MS_REC,
-            ),
-            "unbindable" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_UNBINDABLE),
-            "runbindable" => (
-                MsFlags::empty(),
-                MsFlags::empty(),
-                MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
-            ),
-            _ => {
-                o.data.push(opt.clone());
-                continue;
-            }
-        };
-        o.flags = (o.flags | set) & !clear;
-        o.propagation |= prop;
-    }
-    o
-}
-
 /// Create the mount point (a file for a bind mount of a file) inside the
 /// rootfs; returns the resolved host path.
 fn make_mount_point(rootfs: &Path, dest: &Path, file: bool) -> Result<PathBuf> {
@@ -134,7 +66,7 @@ fn make_mount_point(rootfs: &Path, dest: &Path, file: bool) -> Result<PathBuf> {
 pub fn mount_in_root(rootfs: &Path, m: &Mount) -> Result<()> {
     let dest = m.destination();
     let typ = m.typ().as_deref().unwrap_or("");
-    let opts = parse_options(m.options().as_deref().unwrap_or_default());
+    let opts = mount_options::parse(m.options().as_deref().unwrap_or_default());
     let bind = typ == "bind" || opts.flags.contains(MsFlags::MS_BIND);
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
     let is_file = bind && source.is_file();
@@ -143,8 +75,7 @@ pub fn mount_in_root(rootfs: &Path, m: &Mount) -> Result<()> {
     let fd = safe_path::open_in_root(rootfs, rel, libc::O_PATH | libc::O_CLOEXEC)
         .with_context(|| format!("opening mount destination {} in the rootfs", dest.display()))?;
     let target = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    let data = opts.data.join(",");
-    let data = (!data.is_empty()).then_some(data.as_str());
+    let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
     let what = || {
         format!(
             "mounting {} ({typ}) on {}",
@@ -290,26 +221,4 @@ pub fn make_readonly(path: &Path) -> Result<()> {
         None::<&str>,
     )
     .with_context(|| format!("making {} read-only", path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn options() {
-        let o = parse_options(&[
-            "ro".into(),
-            "rbind".into(),
-            "rprivate".into(),
-            "mode=755".into(),
-        ]);
-        assert!(o
-            .flags
-            .contains(MsFlags::MS_RDONLY | MsFlags::MS_BIND | MsFlags::MS_REC));
-        assert_eq!(o.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
-        assert_eq!(o.data, vec!["mode=755".to_string()]);
-        let o = parse_options(&["ro".into(), "rw".into()]);
-        assert!(!o.flags.contains(MsFlags::MS_RDONLY));
-    }
 }

@@ -1,0 +1,174 @@
+//! CreateContainer: validate, mount storages, set up the bundle, create the
+//! cgroup, start the container init and wait until it is parked on
+//! exec.fifo. Each step registers its undo; on failure all of them run.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use protocols::agent::CreateContainerRequest;
+
+use super::rollback::{Rollback, Undo};
+use crate::cgroups;
+use crate::container::bundle::Bundle;
+use crate::container::init::channel::{InitConfig, Mode};
+use crate::container::{hooks, launcher, pod_ns, spec, validator, Container, Status};
+use crate::error::{Error, Invalid, Result};
+use crate::process::{Process, ProcessIo};
+use crate::reaper;
+use crate::sandbox::AgentContext;
+
+/// Ids being created right now: a second create of the same id must fail
+/// even before the first one is in the sandbox.
+static CREATING: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+struct Reservation(String);
+
+impl Reservation {
+    fn take(cid: &str) -> Option<Reservation> {
+        let mut set = CREATING.lock().unwrap_or_else(|p| p.into_inner());
+        set.get_or_insert_with(HashSet::new)
+            .insert(cid.to_string())
+            .then(|| Reservation(cid.to_string()))
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut set = CREATING.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = set.as_mut() {
+            s.remove(&self.0);
+        }
+    }
+}
+
+pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<()> {
+    // Containers need the reaper (a stand-alone agent starts it only now).
+    reaper::start()?;
+    let cid = req.container_id.clone();
+    validator::check_id("container id", &cid).invalid()?;
+    let grpc = req
+        .OCI
+        .as_ref()
+        .ok_or_else(|| Error::invalid("the request has no OCI spec"))?;
+    let oci = spec::spec_from_grpc(grpc).invalid()?;
+    if grpc.Linux.as_ref().is_some_and(|l| l.Seccomp.is_some()) {
+        // Kata runtimes send it only with guest seccomp enabled (off by default).
+        slog::warn!(ctx.logger, "seccomp profiles are not applied by this agent"; "container" => &cid);
+    }
+    validator::check_spec(&oci).invalid()?;
+    let exec_id = if req.exec_id.is_empty() {
+        cid.clone()
+    } else {
+        req.exec_id.clone()
+    };
+    validator::check_id("exec id", &exec_id).invalid()?;
+
+    let _reservation = Reservation::take(&cid)
+        .ok_or_else(|| Error::invalid(format!("container {cid} is being created already")))?;
+    if ctx.sandbox.lock().await.containers.contains_key(&cid) {
+        return Err(Error::invalid(format!("container {cid} already exists")));
+    }
+    let mut rollback = Rollback::default();
+    match build(ctx, &req, oci, exec_id, &mut rollback).await {
+        Ok(container) => {
+            rollback.commit();
+            ctx.sandbox.lock().await.containers.insert(cid, container);
+            Ok(())
+        }
+        Err(e) => {
+            rollback.run(ctx).await;
+            Err(e)
+        }
+    }
+}
+
+async fn build(
+    ctx: &AgentContext,
+    req: &CreateContainerRequest,
+    mut oci: oci_spec::runtime::Spec,
+    exec_id: String,
+    rollback: &mut Rollback,
+) -> Result<Container> {
+    let cid = &req.container_id;
+    let storage_mounts = ctx
+        .sandbox
+        .lock()
+        .await
+        .storages
+        .add(&req.storages)
+        .context("mounting the container's storages")?;
+    rollback.push(Undo::Storages(storage_mounts.clone()));
+
+    {
+        let sandbox = ctx.sandbox.lock().await;
+        let pause = sandbox.pause.as_ref();
+        let pod = pod_ns::PodNamespaces {
+            ipc: pause.map(|p| p.ns_path("ipc")),
+            uts: pause.map(|p| p.ns_path("uts")),
+            pid: sandbox.shared_pid_ns(),
+        };
+        let first = sandbox.containers.is_empty();
+        pod_ns::apply(&mut oci, &pod, req.sandbox_pidns, first).invalid()?;
+    }
+    let bundle = Arc::new(Bundle::create(cid, &mut oci).invalid()?);
+    rollback.push(Undo::Bundle(bundle.clone()));
+
+    let linux = oci.linux().clone().unwrap_or_default();
+    let cgroup = Arc::new(
+        cgroups::Manager::new(
+            cid,
+            linux
+                .cgroups_path()
+                .as_deref()
+                .and_then(|p| p.to_str())
+                .unwrap_or(""),
+            linux.resources().as_ref(),
+            ctx.config.unified_cgroup_hierarchy,
+        )
+        .context("creating the container's cgroup")?,
+    );
+    rollback.push(Undo::Cgroup(cgroup.clone()));
+
+    let process = oci.process().clone().context("the spec has no process")?;
+    let (io, stdio) = ProcessIo::for_process(&process, ctx.config.container_pipe_size)?;
+    let config = InitConfig {
+        mode: Mode::Create {
+            spec: Box::new(oci.clone()),
+            fifo: bundle.fifo.clone(),
+        },
+        process,
+    };
+    let pending = launcher::spawn(config, stdio).await?;
+    let (pid, exit) = (pending.pid, pending.exit.clone());
+    rollback.push(Undo::Process(pid, exit.clone()));
+
+    cgroup
+        .add_process(pid)
+        .with_context(|| format!("moving the container init (pid {pid}) into its cgroup"))?;
+    let state = hooks::state(cid, Status::Created, pid, &bundle.dir, &oci);
+    let oci_hooks = oci.hooks().clone().unwrap_or_default();
+    hooks::run("createRuntime", oci_hooks.create_runtime().as_ref(), &state).await?;
+    hooks::run("prestart", oci_hooks.prestart().as_ref(), &state).await?;
+    let channel = pending.proceed_to_parked().await.map_err(|e| {
+        // The container's own setup failed: most often a bad mount or path.
+        Error::invalid(format!("setting up container {cid}: {e:#}"))
+    })?;
+
+    Ok(Container {
+        id: cid.clone(),
+        status: Status::Created,
+        spec: oci,
+        bundle,
+        init: Process {
+            exec_id,
+            pid,
+            exit,
+            io,
+        },
+        execs: HashMap::new(),
+        cgroup,
+        storage_mounts,
+        parked: Some(channel),
+    })
+}

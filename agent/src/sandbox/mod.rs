@@ -1,0 +1,139 @@
+//! The sandbox: the state of the one pod this agent serves, the context
+//! every RPC gets, and every operation that changes that state: set-up and
+//! teardown (`setup`, `dns`), its storages (`mounts`) and the life cycle of
+//! its containers (`containers`).
+//!
+//! Each field of [`Sandbox`] belongs to one module, which owns its type and
+//! its logic: containers to `container`, storages to `storage`, the pause
+//! process to `pidns`, the rest to `setup`. The modules below the sandbox
+//! (container, storage, process, cgroups, ...) never see it.
+
+pub mod containers;
+mod dns;
+pub mod mounts;
+pub mod setup;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use slog::Logger;
+
+use crate::config::AgentConfig;
+use crate::container::Container;
+use crate::error::{Error, Result};
+use crate::pidns::PauseProcess;
+use crate::process::Process;
+use crate::storage::StorageRegistry;
+
+/// Everything an RPC handler may need, shared by all connections.
+pub struct AgentContext {
+    pub config: AgentConfig,
+    pub logger: Logger,
+    /// The one sandbox this agent serves (Kata runs one agent per pod VM).
+    pub sandbox: tokio::sync::Mutex<Sandbox>,
+    /// The agent runs as PID 1 (the guest's init).
+    pub init_daemon: bool,
+}
+
+impl AgentContext {
+    pub fn new(config: AgentConfig, logger: Logger, init_daemon: bool) -> Arc<Self> {
+        Arc::new(AgentContext {
+            sandbox: tokio::sync::Mutex::new(Sandbox::new(&config, logger.clone())),
+            config,
+            logger,
+            init_daemon,
+        })
+    }
+}
+
+pub struct Sandbox {
+    pub logger: Logger,
+    /// Set by CreateSandbox; empty before.
+    pub id: String,
+    pub hostname: String,
+    pub containers: HashMap<String, Container>,
+    pub storages: StorageRegistry,
+    pub config: AgentConfig,
+    /// CreateSandbox ran and DestroySandbox did not yet.
+    pub created: bool,
+    /// Mount points of the CreateSandbox storages (released by DestroySandbox).
+    pub sandbox_storages: Vec<String>,
+    /// The pause process holding the pod's IPC and UTS namespaces, and its
+    /// PID namespace with sandbox_pidns (started by CreateSandbox).
+    pub pause: Option<PauseProcess>,
+    /// Directory of OCI hooks to add to every container (guest_hook_path):
+    /// its prestart/, poststart/, poststop/ subdirectories hold executables.
+    pub guest_hook_path: Option<PathBuf>,
+    /// /etc/resolv.conf is bind-mounted from the sandbox's DNS file.
+    pub dns_mounted: bool,
+}
+
+impl Sandbox {
+    pub fn new(config: &AgentConfig, logger: Logger) -> Self {
+        let mut storages = StorageRegistry::default();
+        storages.hotplug_timeout = config.hotplug_timeout;
+        storages.watcher.logger = Some(logger.clone());
+        Sandbox {
+            logger,
+            id: String::new(),
+            hostname: String::new(),
+            containers: HashMap::new(),
+            storages,
+            config: config.clone(),
+            created: false,
+            sandbox_storages: Vec::new(),
+            pause: None,
+            guest_hook_path: None,
+            dns_mounted: false,
+        }
+    }
+
+    /// The PID namespace every container of the sandbox joins, when
+    /// CreateSandbox asked for one (sandbox_pidns).
+    pub fn shared_pid_ns(&self) -> Option<PathBuf> {
+        self.pause.as_ref().and_then(PauseProcess::pid_ns_path)
+    }
+
+    /// The guest hooks to add to a new container's spec (none without a
+    /// guest_hook_path). Read at each call: the directory may change.
+    pub fn guest_hooks(&self) -> anyhow::Result<crate::guest::hooks::GuestHooks> {
+        match &self.guest_hook_path {
+            Some(dir) => crate::guest::hooks::load(dir),
+            None => Ok(Default::default()),
+        }
+    }
+
+    /// The container an RPC names; Kata's wording when there is none
+    /// (runtimes match on it).
+    pub fn container(&self, cid: &str) -> Result<&Container> {
+        self.containers
+            .get(cid)
+            .ok_or_else(|| unknown_container(cid))
+    }
+
+    pub fn container_mut(&mut self, cid: &str) -> Result<&mut Container> {
+        self.containers
+            .get_mut(cid)
+            .ok_or_else(|| unknown_container(cid))
+    }
+
+    /// Take the container out of the sandbox (RemoveContainer).
+    pub fn take_container(&mut self, cid: &str) -> Result<Container> {
+        self.containers
+            .remove(cid)
+            .ok_or_else(|| unknown_container(cid))
+    }
+
+    /// The process an RPC names: exec id "" (or the init's own) is the
+    /// container's init.
+    pub fn process(&self, cid: &str, exec_id: &str) -> Result<&Process> {
+        self.container(cid)?
+            .process(exec_id)
+            .ok_or_else(|| Error::NotFound(format!("Invalid exec id {exec_id} in container {cid}")))
+    }
+}
+
+fn unknown_container(cid: &str) -> Error {
+    Error::NotFound(format!("Invalid container id {cid}"))
+}

@@ -1,0 +1,81 @@
+//! Containers inside their pod: the namespaces Kata's agent gives them.
+
+use agent_ctl::context;
+use protocols::agent::{CreateContainerRequest, CreateSandboxRequest};
+use protocols::oci;
+use test_support::TestAgent;
+use test_support::{container as cu, spec};
+
+/// A spec as Kata's runtime sends it: without a `pid` namespace entry
+/// (kata_agent.go handlePidNamespace removes it).
+fn kata_spec(id: &str, rootfs: &std::path::Path, script: &str) -> oci::Spec {
+    let mut s = spec::container(id, rootfs, &["sh", "-c", script]);
+    if let Some(l) = s.Linux.as_mut() {
+        l.Namespaces.retain(|n| n.Type != "pid");
+    }
+    s
+}
+
+async fn run(c: &agent_ctl::AgentClient, id: &str, spec: oci::Spec, sandbox_pidns: bool) -> String {
+    let mut req = CreateContainerRequest::new();
+    req.container_id = id.into();
+    req.exec_id = id.into();
+    req.sandbox_pidns = sandbox_pidns;
+    req.OCI = Some(spec).into();
+    c.agent
+        .create_container(context(30), &req)
+        .await
+        .expect("CreateContainer");
+    cu::start(c, id).await.expect("start");
+    let out = cu::read_all(c, id, id, false).await;
+    assert_eq!(cu::wait(c, id, id).await.expect("wait"), 0, "{out}");
+    cu::remove(c, id).await.expect("remove");
+    out
+}
+
+/// Kata's agent adds a new PID namespace to every container whose spec has
+/// none (src/agent/src/rpc.rs update_container_namespaces), the sandbox's
+/// when sandbox_pidns is set, and points IPC and UTS at the pod's shared
+/// ones (sandbox.rs setup_shared_namespaces).
+#[tokio::test]
+async fn containers_get_their_pid_namespace_and_share_ipc_and_uts() {
+    test_support::setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let mut sb = CreateSandboxRequest::new();
+    sb.sandbox_pidns = true;
+    sb.hostname = "pod-host".into();
+    c.agent
+        .create_sandbox(context(20), &sb)
+        .await
+        .expect("CreateSandbox");
+
+    let script = "echo $$; for n in ipc uts pid; do readlink /proc/self/ns/$n; done";
+    let a = cu::cid("ns-a");
+    let own = run(c, &a, kata_spec(&a, &rootfs, script), false).await;
+    let own: Vec<&str> = own.lines().collect();
+    assert_eq!(
+        own.first(),
+        Some(&"1"),
+        "a PID namespace of its own: {own:?}"
+    );
+
+    let b = cu::cid("ns-b");
+    let shared = run(c, &b, kata_spec(&b, &rootfs, script), true).await;
+    let shared: Vec<&str> = shared.lines().collect();
+    assert_ne!(
+        shared.first(),
+        Some(&"1"),
+        "the pause process is 1: {shared:?}"
+    );
+    assert_ne!(own.get(3), shared.get(3), "different PID namespaces");
+
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").expect("readlink");
+    assert_eq!(own.get(1), shared.get(1), "one IPC namespace for the pod");
+    assert_eq!(own.get(2), shared.get(2), "one UTS namespace for the pod");
+    assert_ne!(
+        own.get(1).copied(),
+        host_ipc.to_str(),
+        "the pod's IPC namespace is not the agent's"
+    );
+}

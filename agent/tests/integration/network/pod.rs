@@ -1,0 +1,80 @@
+//! The pod network as Kata's runtime and agent set it up: what the runtime
+//! never sends and the agent does itself, and the details of the interfaces
+//! and routes it does send.
+
+use agent_ctl::context;
+use kata_agent::network::iptables;
+use protocols::agent::{GetIPTablesRequest, ListInterfacesRequest, SetIPTablesRequest};
+use test_support::TestAgent;
+
+const IFF_UP: u32 = 1;
+
+/// Kata's runtime sends no UpdateInterface for `lo`; Kata's agent, as init,
+/// raises it at start (src/agent/src/main.rs start_sandbox ->
+/// netlink.rs handle_localhost). A new network namespace's `lo` is down.
+#[tokio::test]
+async fn init_agent_brings_up_loopback() {
+    test_support::require_root!();
+    let agent = TestAgent::start_as_pid1_isolated("").await;
+    let ifaces = agent
+        .client
+        .agent
+        .list_interfaces(context(10), &ListInterfacesRequest::new())
+        .await
+        .expect("ListInterfaces");
+    let lo = ifaces
+        .Interfaces
+        .iter()
+        .find(|i| i.name == "lo")
+        .expect("lo is listed");
+    assert_ne!(
+        lo.raw_flags & IFF_UP,
+        0,
+        "lo is up: flags {:#x}",
+        lo.raw_flags
+    );
+}
+
+/// Get/SetIPTables run the image's iptables-save/-restore (as Kata's agent:
+/// src/agent/src/rpc.rs get_ip_tables/set_ip_tables). An image without
+/// them answers UNIMPLEMENTED naming the missing binary and where it was
+/// looked for, for IPv4 and IPv6 alike.
+#[tokio::test]
+async fn iptables_errors_name_the_missing_tool() {
+    test_support::require_root!();
+    let agent = TestAgent::start_isolated("").await;
+    let c = &agent.client.agent;
+    for v6 in [false, true] {
+        let mut get = GetIPTablesRequest::new();
+        get.is_ipv6 = v6;
+        let save = iptables::tool(v6, "save");
+        match (
+            iptables::find_tool(&save),
+            c.get_ip_tables(context(10), &get).await,
+        ) {
+            (Some(_), got) => {
+                got.expect("GetIPTables with the tool present");
+            }
+            (None, got) => {
+                let msg = format!("{:?}", got.expect_err("no tool"));
+                assert!(msg.contains("UNIMPLEMENTED"), "{msg}");
+                assert!(
+                    msg.contains(&format!("no {save} (looked in /usr/sbin")),
+                    "{msg}"
+                );
+            }
+        }
+        let mut set = SetIPTablesRequest::new();
+        set.is_ipv6 = v6;
+        let restore = iptables::tool(v6, "restore");
+        if iptables::find_tool(&restore).is_none() {
+            let msg = format!(
+                "{:?}",
+                c.set_ip_tables(context(10), &set)
+                    .await
+                    .expect_err("no tool")
+            );
+            assert!(msg.contains(&format!("no {restore} (looked in")), "{msg}");
+        }
+    }
+}

@@ -24,8 +24,12 @@ async fn read(
     req: ReadStreamRequest,
     stderr: bool,
 ) -> Result<ReadStreamResponse> {
-    let io = process_io(ctx, &req.container_id, &req.exec_id).await?;
-    match io.read(stderr, req.len as usize).await? {
+    let (io, exit) = {
+        let sandbox = ctx.sandbox.lock().await;
+        let p = sandbox.process(&req.container_id, &req.exec_id)?;
+        (p.io.clone(), p.exit.clone())
+    };
+    match io.read_until_exit(stderr, req.len as usize, exit).await? {
         ReadResult::Data(data) => {
             let mut resp = ReadStreamResponse::new();
             resp.data = data;

@@ -79,3 +79,41 @@ async fn containers_get_their_pid_namespace_and_share_ipc_and_uts() {
         "the pod's IPC namespace is not the agent's"
     );
 }
+
+/// `kubectl exec sh -c 'x &'`: the exec'd shell exits while its background
+/// child keeps the stdout pipe open. Kata's agent answers a pending or later
+/// ReadStdout with EOF at most 500 ms after the exit (src/agent/src/rpc.rs
+/// do_read_stream, term_exit_notifier); without that the runtime's copy
+/// loop, and kubectl with it, hangs until the child ends.
+#[tokio::test]
+async fn exec_read_ends_when_the_process_exits_despite_a_background_child() {
+    test_support::setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("bg-exec");
+    cu::create(c, &id, spec::container(&id, &rootfs, &["sleep", "60"]))
+        .await
+        .expect("create");
+    cu::start(c, &id).await.expect("start");
+    let script = "sleep 30 & echo started";
+    cu::exec(c, &id, "bg", spec::process(&["sh", "-c", script]))
+        .await
+        .expect("exec");
+    let start = std::time::Instant::now();
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(8),
+        cu::read_all(c, &id, "bg", false),
+    )
+    .await
+    .expect("ReadStdout must reach EOF although `sleep 30` holds the pipe");
+    assert_eq!(out, "started\n");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(cu::wait(c, &id, "bg").await.expect("wait"), 0);
+    cu::signal(c, &id, "", 9).await.expect("kill");
+    cu::wait(c, &id, "").await.expect("wait init");
+    cu::remove(c, &id).await.expect("remove");
+}

@@ -20,7 +20,9 @@ async fn cycle(agent: &TestAgent, rootfs: &std::path::Path, id: &str) {
 #[tokio::test]
 async fn many_cycles_leak_nothing() {
     test_support::setup!(dir, rootfs);
-    let agent = TestAgent::start("").await;
+    // Its own mount namespace: the tests of this binary run in parallel, and
+    // their mounts must not count as this agent's.
+    let agent = TestAgent::start_isolated("").await;
     let pid = agent.pid();
     // Warm up: lazily created things (the reaper, the runtime's threads).
     cycle(&agent, &rootfs, &cu::cid("warmup")).await;

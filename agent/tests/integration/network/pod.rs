@@ -4,7 +4,9 @@
 
 use agent_ctl::context;
 use kata_agent::network::iptables;
-use protocols::agent::{GetIPTablesRequest, ListInterfacesRequest, SetIPTablesRequest};
+use protocols::agent::{
+    GetIPTablesRequest, ListInterfacesRequest, Routes, SetIPTablesRequest, UpdateRoutesRequest,
+};
 use test_support::TestAgent;
 
 const IFF_UP: u32 = 1;
@@ -77,4 +79,45 @@ async fn iptables_errors_name_the_missing_tool() {
             assert!(msg.contains(&format!("no {restore} (looked in")), "{msg}");
         }
     }
+}
+
+/// RTNH_F_ONLINK (linux/rtnetlink.h): the gateway is on the link even
+/// outside its subnets.
+const ONLINK: u32 = 4;
+
+/// Kata's runtime sends a route's `flags` (onlink for a gateway outside the
+/// pod subnet, as some CNIs set up) and `mtu` (types.proto Route 8); Kata's
+/// agent sets both (src/agent/src/netlink.rs update_routes, RouteMetric::Mtu)
+/// and lists them back.
+#[tokio::test]
+async fn update_routes_sets_onlink_and_mtu() {
+    test_support::require_root!();
+    if !super::have_tools() {
+        return;
+    }
+    let agent = super::agent_with_dummy().await;
+    super::update_interface(&agent).await;
+    let mut r = super::route("192.168.7.0/24", "172.16.0.1", 0);
+    r.flags = ONLINK;
+    r.mtu = 1300;
+    let mut routes = Routes::new();
+    routes.Routes = vec![r];
+    let mut req = UpdateRoutesRequest::new();
+    req.routes = Some(routes).into();
+    let got = agent
+        .client
+        .agent
+        .update_routes(context(10), &req)
+        .await
+        .expect("UpdateRoutes with an onlink gateway outside the subnet");
+    let shown = super::ip_in(&agent, &["route", "show", "192.168.7.0/24"]);
+    assert!(shown.contains("onlink"), "{shown}");
+    assert!(shown.contains("mtu 1300"), "{shown}");
+    let listed = got
+        .Routes
+        .iter()
+        .find(|r| r.dest == "192.168.7.0/24")
+        .expect("the route is listed");
+    assert_eq!(listed.mtu, 1300);
+    assert_ne!(listed.flags & ONLINK, 0, "flags {:#x}", listed.flags);
 }

@@ -203,8 +203,11 @@ pub async fn update_interface(h: &Handle, iface: &Interface) -> Result<Interface
             .await
             .with_context(|| format!("adding {ip}/{prefix} to {}", link.name))?;
     }
+    // raw_flags IFF_NOARP: Kata's agent turns ARP off with it, on without
+    // (src/agent/src/netlink.rs update_interface).
+    let arp = iface.raw_flags & libc::IFF_NOARP as u32 == 0;
     h.link()
-        .set(LinkUnspec::new_with_index(idx).up().build())
+        .set(LinkUnspec::new_with_index(idx).arp(arp).up().build())
         .execute()
         .await
         .with_context(|| format!("bringing {} up", link.name))?;

@@ -5,8 +5,10 @@
 use agent_ctl::context;
 use kata_agent::network::iptables;
 use protocols::agent::{
-    GetIPTablesRequest, ListInterfacesRequest, Routes, SetIPTablesRequest, UpdateRoutesRequest,
+    GetIPTablesRequest, ListInterfacesRequest, Routes, SetIPTablesRequest, UpdateInterfaceRequest,
+    UpdateRoutesRequest,
 };
+use protocols::types::Interface;
 use test_support::TestAgent;
 
 const IFF_UP: u32 = 1;
@@ -120,4 +122,40 @@ async fn update_routes_sets_onlink_and_mtu() {
         .expect("the route is listed");
     assert_eq!(listed.mtu, 1300);
     assert_ne!(listed.flags & ONLINK, 0, "flags {:#x}", listed.flags);
+}
+
+/// IFF_NOARP (linux/if.h).
+const NOARP: u32 = 0x80;
+
+/// UpdateInterface's `raw_flags` carries NOARP (a point-to-point pod NIC);
+/// Kata's agent turns ARP off for it and on without it
+/// (src/agent/src/netlink.rs update_interface: `.arp(raw_flags & NOARP == 0)`).
+#[tokio::test]
+async fn update_interface_applies_noarp() {
+    test_support::require_root!();
+    if !super::have_tools() {
+        return;
+    }
+    let agent = super::agent_with_dummy().await;
+    let mut iface = Interface::new();
+    iface.hwAddr = super::MAC.into();
+    iface.name = "eth0".into();
+    iface.raw_flags = NOARP;
+    let mut req = UpdateInterfaceRequest::new();
+    req.interface = Some(iface.clone()).into();
+    let c = &agent.client.agent;
+    let got = c
+        .update_interface(context(10), &req)
+        .await
+        .expect("UpdateInterface with NOARP");
+    assert_ne!(got.raw_flags & NOARP, 0, "flags {:#x}", got.raw_flags);
+    let shown = super::ip_in(&agent, &["link", "show", "eth0"]);
+    assert!(shown.contains("NOARP"), "{shown}");
+    iface.raw_flags = 0;
+    req.interface = Some(iface).into();
+    let got = c
+        .update_interface(context(10), &req)
+        .await
+        .expect("UpdateInterface without NOARP");
+    assert_eq!(got.raw_flags & NOARP, 0, "flags {:#x}", got.raw_flags);
 }

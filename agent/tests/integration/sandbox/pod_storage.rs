@@ -8,28 +8,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kata_agent::mountinfo;
 use kata_agent::storage::watcher::WATCH_ROOT;
 use kata_agent::storage::StorageRegistry;
-use protocols::agent::Storage;
 
-fn storage(driver: &str, source: &str, mount_point: &str, options: &[&str]) -> Storage {
-    let mut s = Storage::new();
-    s.driver = driver.into();
-    s.source = source.into();
-    s.fstype = "tmpfs".into();
-    s.mount_point = mount_point.into();
-    s.options = options.iter().map(|o| o.to_string()).collect();
-    s
-}
-
-fn test_dir(name: &str) -> String {
-    format!("/run/kata-containers/test-{}-{name}", std::process::id())
-}
-
-fn mounts_at(p: &str) -> usize {
-    mountinfo::mount_count(Path::new(p)).expect("reading mountinfo")
-}
+use super::storage::{mounts_at, storage, test_dir};
 
 /// Clears the registry (DestroySandbox) even when an assertion fails.
 struct Registry(StorageRegistry);

@@ -42,7 +42,23 @@ pub fn apply(p: &Process) -> Result<()> {
     }
     nix::unistd::chdir(p.cwd()).with_context(|| format!("chdir to cwd {}", p.cwd().display()))?;
     set_env(p);
+    if std::env::var_os("HOME").is_none() {
+        // As Kata's agent (rustjail container.rs): the user's home from the
+        // container's /etc/passwd, else "/".
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let home = home_of(&passwd, p.user().uid()).unwrap_or("/");
+        std::env::set_var("HOME", home);
+    }
     Ok(())
+}
+
+/// The home directory of `uid` in a passwd(5) text.
+fn home_of(passwd: &str, uid: u32) -> Option<&str> {
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        let matches = fields.len() >= 7 && fields[2].parse() == Ok(uid);
+        (matches && !fields[5].is_empty()).then_some(fields[5])
+    })
 }
 
 /// nix's portable names: libc's resource type differs between glibc and musl.

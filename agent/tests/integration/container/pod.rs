@@ -117,3 +117,25 @@ async fn exec_read_ends_when_the_process_exits_despite_a_background_child() {
     cu::wait(c, &id, "").await.expect("wait init");
     cu::remove(c, &id).await.expect("remove");
 }
+
+/// A process whose environment has no HOME gets its user's home from the
+/// container's /etc/passwd, else "/" (Kata's agent:
+/// src/agent/rustjail/src/container.rs, HOME_ENV_KEY). The busybox rootfs
+/// has root with /root; uid 1234 has no entry.
+#[tokio::test]
+async fn home_comes_from_the_container_passwd_else_slash() {
+    test_support::setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    for (uid, want) in [(0, "/root\n"), (1234, "/\n")] {
+        let id = cu::cid(&format!("home-{uid}"));
+        let mut s = spec::container(&id, &rootfs, &["sh", "-c", "echo $HOME"]);
+        if let Some(p) = s.Process.as_mut() {
+            p.Env.retain(|e| !e.starts_with("HOME="));
+            if let Some(u) = p.User.as_mut() {
+                u.UID = uid;
+            }
+        }
+        assert_eq!(run(c, &id, s, false).await, want, "uid {uid}");
+    }
+}

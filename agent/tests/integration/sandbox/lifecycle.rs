@@ -211,13 +211,17 @@ async fn create_after_a_killed_agent_works() {
         mounted(&host, &mp),
         "the killed agent's storage is still mounted"
     );
-    for _ in 0..100 {
-        if !Path::new(&format!("/proc/{}", pause[0])).exists() {
-            break;
+    // Gone or a zombie; bounded, generously: every test of the binary runs
+    // at once and the machine may be busy.
+    let pause_stat = || std::fs::read_to_string(format!("/proc/{}/stat", pause[0]));
+    for _ in 0..500 {
+        match pause_stat() {
+            Ok(stat) if !stat.contains(") Z") => {}
+            _ => break,
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pause[0])).unwrap_or_default();
+    let stat = pause_stat().unwrap_or_default();
     assert!(
         stat.is_empty() || stat.contains(") Z"),
         "the pause process died with its agent: {stat}"

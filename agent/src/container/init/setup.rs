@@ -33,6 +33,7 @@ pub fn apply(p: &Process) -> Result<()> {
     if let Some(c) = caps {
         drop_bounding(c)?;
     }
+    stdio_to_user(p.user().uid())?;
     set_user(p)?;
     if let Some(c) = caps {
         set_caps(c)?;
@@ -131,6 +132,25 @@ fn set_caps(c: &LinuxCapabilities) -> Result<()> {
     let ambient = to_caps(c.ambient())?;
     if !ambient.is_empty() {
         caps::set(None, CapSet::Ambient, &ambient).context("setting ambient capabilities")?;
+    }
+    Ok(())
+}
+
+/// Give the process's user its stdio (pipes or pty), so a non-root process
+/// can open /dev/stdout or /proc/self/fd/1 by path, as Kata's rustjail does
+/// (container.rs set_stdio_permissions). /dev/null stays root's. Done while
+/// still root.
+fn stdio_to_user(uid: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let null = std::fs::metadata("/dev/null").ok().map(|m| m.rdev());
+    for fd in 0..3 {
+        let st = nix::sys::stat::fstat(fd).context("fstat on stdio")?;
+        let is_null = (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && Some(st.st_rdev) == null;
+        if is_null || st.st_uid == uid {
+            continue;
+        }
+        nix::unistd::fchown(fd, Some(nix::unistd::Uid::from_raw(uid)), None)
+            .context("giving the process's user its stdio")?;
     }
     Ok(())
 }

@@ -139,3 +139,24 @@ async fn home_comes_from_the_container_passwd_else_slash() {
         assert_eq!(run(c, &id, s, false).await, want, "uid {uid}");
     }
 }
+
+/// A non-root process opens its stdout by path (`echo > /dev/stdout`, what
+/// nginx and many images do): its pipes are its user's, as Kata's rustjail
+/// makes them (container.rs set_stdio_permissions).
+#[tokio::test]
+async fn a_non_root_process_can_open_its_stdout_by_path() {
+    test_support::setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("stdio-user");
+    let mut s = spec::container(
+        &id,
+        &rootfs,
+        &["sh", "-c", "echo by-path > /proc/self/fd/1"],
+    );
+    if let Some(u) = s.Process.as_mut().and_then(|p| p.User.as_mut()) {
+        u.UID = 1234;
+        u.GID = 1234;
+    }
+    assert_eq!(run(c, &id, s, false).await, "by-path\n");
+}

@@ -15,6 +15,9 @@ pub async fn signal(ctx: &AgentContext, cid: &str, exec_id: &str, signo: u32) ->
         .ok()
         .and_then(|s| Signal::try_from(s).ok())
         .ok_or_else(|| Error::invalid(format!("{signo} is not a signal")))?;
+    if exec_id.is_empty() && sig == Signal::SIGKILL {
+        return kill_all(ctx, cid).await;
+    }
     let (targets, is_init, exited) = {
         let sandbox = ctx.sandbox.lock().await;
         let c = sandbox.container(cid)?;
@@ -57,6 +60,37 @@ pub async fn signal(ctx: &AgentContext, cid: &str, exec_id: &str, signo: u32) ->
         }
     }
     Ok(())
+}
+
+/// SIGKILL to the whole container (exec id ""), whatever the init's state:
+/// freeze its cgroup so nothing forks meanwhile, kill every process in it,
+/// thaw (Kata's agent: src/agent/src/rpc.rs do_signal_process). Without a
+/// freezer the processes are killed as they are listed.
+async fn kill_all(ctx: &AgentContext, cid: &str) -> Result<()> {
+    let (cgroup, init) = {
+        let sandbox = ctx.sandbox.lock().await;
+        let c = sandbox.container(cid)?;
+        (c.cgroup.clone(), c.init.pid)
+    };
+    let frozen = cgroup.freeze().is_ok();
+    let mut pids = cgroup.pids().unwrap_or_default();
+    pids.push(init);
+    let mut failed = None;
+    for pid in pids {
+        match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => failed = Some(format!("sending SIGKILL to pid {pid}: {e}")),
+        }
+    }
+    if frozen {
+        cgroup
+            .thaw()
+            .map_err(|e| Error::Internal(e.context(format!("thawing container {cid}"))))?;
+    }
+    match failed {
+        Some(msg) => Err(Error::internal(msg)),
+        None => Ok(()),
+    }
 }
 
 /// The process has a handler for `sig` (SigCgt in /proc/<pid>/status).

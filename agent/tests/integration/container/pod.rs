@@ -160,3 +160,59 @@ async fn a_non_root_process_can_open_its_stdout_by_path() {
     }
     assert_eq!(run(c, &id, s, false).await, "by-path\n");
 }
+
+/// SignalProcess(SIGKILL) with an empty exec id kills every process of the
+/// container's cgroup, even after its init exited (Kata's agent:
+/// src/agent/src/rpc.rs do_signal_process: freeze, kill all, thaw). In the
+/// sandbox PID namespace the init's exit leaves its background child alive.
+#[tokio::test]
+async fn sigkill_to_the_container_kills_its_whole_cgroup_after_the_init_exited() {
+    test_support::setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let mut sb = CreateSandboxRequest::new();
+    sb.sandbox_pidns = true;
+    c.agent
+        .create_sandbox(context(20), &sb)
+        .await
+        .expect("CreateSandbox");
+    let id = cu::cid("kill-all");
+    let mut req = CreateContainerRequest::new();
+    req.container_id = id.clone();
+    req.exec_id = id.clone();
+    req.sandbox_pidns = true;
+    req.OCI = Some(kata_spec(
+        &id,
+        &rootfs,
+        "sleep 100 >/dev/null 2>&1 & echo bg",
+    ))
+    .into();
+    c.agent
+        .create_container(context(30), &req)
+        .await
+        .expect("CreateContainer");
+    cu::start(c, &id).await.expect("start");
+    assert_eq!(cu::read_all(c, &id, &id, false).await, "bg\n");
+    assert_eq!(cu::wait(c, &id, &id).await.expect("wait"), 0);
+    let procs = |id: &str| -> usize {
+        cu::cgroup_dirs(id)
+            .iter()
+            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .map(|t| t.lines().count())
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(procs(&id) > 0, "the background sleep is in the cgroup");
+    cu::signal(c, &id, "", 9)
+        .await
+        .expect("SIGKILL to the container");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while procs(&id) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cgroup still has processes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    cu::remove(c, &id).await.expect("remove");
+}

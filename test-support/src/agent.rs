@@ -77,6 +77,12 @@ impl TestAgent {
         w
     }
 
+    /// Start the agent through `wrapper` (a program that execs its
+    /// arguments, e.g. `prlimit --nofile=1024:4096 --`: same pid).
+    pub async fn start_wrapped(cmdline: &str, wrapper: &[&str]) -> TestAgent {
+        Self::spawn(cmdline, &[], wrapper).await
+    }
+
     async fn spawn(cmdline: &str, env: &[(&str, &str)], wrapper: &[&str]) -> TestAgent {
         let dir = tempfile::tempdir().expect("creating a temp dir");
         let socket = dir.path().join("agent.sock");

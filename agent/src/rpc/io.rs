@@ -9,6 +9,7 @@ use protocols::empty::Empty;
 
 use super::AgentContext;
 use crate::error::{Error, Invalid, Result};
+use crate::limits;
 use crate::process::{ProcessIo, ReadResult};
 
 /// Kata's agent answers a read at end of stream with this error (INTERNAL);
@@ -24,12 +25,14 @@ async fn read(
     req: ReadStreamRequest,
     stderr: bool,
 ) -> Result<ReadStreamResponse> {
+    let len = limits::check("ReadStream len", req.len.into(), limits::MAX_READ_LEN)
+        .map_err(Error::invalid)?;
     let (io, exit) = {
         let sandbox = ctx.sandbox.lock().await;
         let p = sandbox.process(&req.container_id, &req.exec_id)?;
         (p.io.clone(), p.exit.clone())
     };
-    match io.read_until_exit(stderr, req.len as usize, exit).await? {
+    match io.read_until_exit(stderr, len, exit).await? {
         ReadResult::Data(data) => {
             let mut resp = ReadStreamResponse::new();
             resp.data = data;

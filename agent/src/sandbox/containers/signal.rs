@@ -15,6 +15,7 @@ pub async fn signal(ctx: &AgentContext, cid: &str, exec_id: &str, signo: u32) ->
         .ok()
         .and_then(|s| Signal::try_from(s).ok())
         .ok_or_else(|| Error::invalid(format!("{signo} is not a signal")))?;
+    // Exec id "" with SIGKILL is Kata's "all": every process of the container.
     if exec_id.is_empty() && sig == Signal::SIGKILL {
         return kill_all(ctx, cid).await;
     }
@@ -62,35 +63,36 @@ pub async fn signal(ctx: &AgentContext, cid: &str, exec_id: &str, signo: u32) ->
     Ok(())
 }
 
-/// SIGKILL to the whole container (exec id ""), whatever the init's state:
-/// freeze its cgroup so nothing forks meanwhile, kill every process in it,
-/// thaw (Kata's agent: src/agent/src/rpc.rs do_signal_process). Without a
-/// freezer the processes are killed as they are listed.
+/// SIGKILL to the whole container, whatever the init's state: freeze its
+/// cgroup so nothing forks meanwhile, kill every process in it, thaw (also
+/// a paused container: the killed processes must run to die) (Kata's
+/// agent: src/agent/src/rpc.rs do_signal_process). Without a freezer the
+/// processes are killed as they are listed.
 async fn kill_all(ctx: &AgentContext, cid: &str) -> Result<()> {
     let (cgroup, init) = {
         let sandbox = ctx.sandbox.lock().await;
         let c = sandbox.container(cid)?;
         (c.cgroup.clone(), c.init.pid)
     };
-    let frozen = cgroup.freeze().is_ok();
-    let mut pids = cgroup.pids().unwrap_or_default();
-    pids.push(init);
-    let mut failed = None;
-    for pid in pids {
-        match kill(Pid::from_raw(pid), Signal::SIGKILL) {
-            Ok(()) | Err(Errno::ESRCH) => {}
-            Err(e) => failed = Some(format!("sending SIGKILL to pid {pid}: {e}")),
+    tokio::task::spawn_blocking(move || {
+        let _ = cgroup.freeze();
+        let mut pids = cgroup.pids().unwrap_or_default();
+        pids.push(init);
+        let mut failed = None;
+        for pid in pids {
+            match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(e) => failed = Some(format!("sending SIGKILL to pid {pid}: {e}")),
+            }
         }
-    }
-    if frozen {
-        cgroup
-            .thaw()
-            .map_err(|e| Error::Internal(e.context(format!("thawing container {cid}"))))?;
-    }
-    match failed {
-        Some(msg) => Err(Error::internal(msg)),
-        None => Ok(()),
-    }
+        cgroup.thaw_if_frozen()?;
+        match failed {
+            Some(msg) => Err(Error::internal(msg)),
+            None => Ok(()),
+        }
+    })
+    .await
+    .map_err(|e| Error::internal(format!("killing container {cid}: {e}")))?
 }
 
 /// The process has a handler for `sig` (SigCgt in /proc/<pid>/status).

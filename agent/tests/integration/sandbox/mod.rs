@@ -5,4 +5,4 @@ mod destroy_containers;
 mod lifecycle;
 mod pid1;
 mod pod_storage;
-mod storage;
+pub(crate) mod storage;

@@ -27,8 +27,12 @@ async fn read(
 ) -> Result<ReadStreamResponse> {
     let len = limits::check("ReadStream len", req.len.into(), limits::MAX_READ_LEN)
         .map_err(Error::invalid)?;
-    let io = process_io(ctx, &req.container_id, &req.exec_id).await?;
-    match io.read(stderr, len).await? {
+    let (io, exit) = {
+        let sandbox = ctx.sandbox.lock().await;
+        let p = sandbox.process(&req.container_id, &req.exec_id)?;
+        (p.io.clone(), p.exit.clone())
+    };
+    match io.read_until_exit(stderr, len, exit).await? {
         ReadResult::Data(data) => {
             let mut resp = ReadStreamResponse::new();
             resp.data = data;

@@ -59,7 +59,8 @@ pub struct Sandbox {
     pub created: bool,
     /// Mount points of the CreateSandbox storages (released by DestroySandbox).
     pub sandbox_storages: Vec<String>,
-    /// The pause process holding the shared PID namespace (sandbox_pidns).
+    /// The pause process holding the pod's IPC and UTS namespaces, and its
+    /// PID namespace with sandbox_pidns (started by CreateSandbox).
     pub pause: Option<PauseProcess>,
     /// Directory of OCI hooks to add to every container (guest_hook_path):
     /// its prestart/, poststart/, poststop/ subdirectories hold executables.
@@ -72,6 +73,7 @@ impl Sandbox {
     pub fn new(config: &AgentConfig, logger: Logger) -> Self {
         let mut storages = StorageRegistry::default();
         storages.hotplug_timeout = config.hotplug_timeout;
+        storages.watcher.logger = Some(logger.clone());
         Sandbox {
             logger,
             id: String::new(),
@@ -90,7 +92,7 @@ impl Sandbox {
     /// The PID namespace every container of the sandbox joins, when
     /// CreateSandbox asked for one (sandbox_pidns).
     pub fn shared_pid_ns(&self) -> Option<PathBuf> {
-        self.pause.as_ref().map(PauseProcess::pid_ns_path)
+        self.pause.as_ref().and_then(PauseProcess::pid_ns_path)
     }
 
     /// The guest hooks to add to a new container's spec (none without a

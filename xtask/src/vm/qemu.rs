@@ -398,10 +398,11 @@ fn console_args(console: &Console) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn cfg(arch: Arch, machine: Machine, boot: Boot) -> VmConfig {
+    /// A VmConfig with test paths (also for the kata machine's tests).
+    pub(in crate::vm) fn cfg(arch: Arch, machine: Machine, boot: Boot) -> VmConfig {
         VmConfig {
             arch,
             machine,

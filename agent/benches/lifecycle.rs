@@ -5,14 +5,9 @@
 //! WaitProcess, RemoveContainer for `true`; prints p50/p99 per step as a
 //! markdown table.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/container_util/mod.rs"]
-mod container_util;
-
 use std::time::{Duration, Instant};
 
-use container_util as cu;
+use test_support::{container as cu, spec, TestAgent};
 
 const CYCLES: usize = 200;
 
@@ -43,21 +38,13 @@ async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    if !common::is_root() {
-        eprintln!("SKIPPED: the lifecycle bench needs root (namespaces, mounts, cgroups)");
-        return;
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let Some(rootfs) = common::busybox_rootfs(dir.path()) else {
-        eprintln!("SKIPPED: busybox-static is not installed");
-        return;
-    };
-    let agent = common::TestAgent::start("").await;
+    test_support::setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
     let c = &agent.client;
     let mut s = Samples::default();
     for i in 0..CYCLES + 5 {
         let id = format!("{}-{i}", cu::cid("bench"));
-        let spec = cu::spec(&id, &rootfs, &["true"]);
+        let spec = spec::container(&id, &rootfs, &["true"]);
         let t0 = Instant::now();
         let (r, create) = timed(cu::create(c, &id, spec)).await;
         r.expect("create");

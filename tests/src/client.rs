@@ -1,22 +1,21 @@
-//! The connection to the agent: agent-ctl's ttRPC clients over hybrid vsock,
-//! retried while the guest boots (a CONNECT before the agent listens is reset).
+//! The connection to the agent: agent-ctl's client over hybrid vsock,
+//! retried while the guest boots (a CONNECT before the agent listens is
+//! reset) until the agent answers Health.Check.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use agent_ctl::{Address, AgentClient, RpcResultExt};
 use anyhow::{bail, Result};
-use protocols::agent_ttrpc::AgentServiceClient;
 use protocols::health::CheckRequest;
-use protocols::health_ttrpc::HealthClient;
-
-pub struct Agent {
-    pub agent: AgentServiceClient,
-    pub health: HealthClient,
-}
 
 /// Kata's address form for hybrid vsock.
 pub fn address(socket: &Path, port: u32) -> String {
-    format!("hvsock://{}:{port}", socket.display())
+    Address::HybridVsock {
+        uds: socket.to_path_buf(),
+        port,
+    }
+    .to_string()
 }
 
 /// Is the VM process still running? (Gone, or a zombie, means it exited:
@@ -40,7 +39,7 @@ pub async fn connect_until(
     port: u32,
     deadline: Instant,
     vm_pid: Option<u32>,
-) -> Result<Agent> {
+) -> Result<AgentClient> {
     let addr = address(socket, port);
     let mut last = String::from("no attempt made");
     while Instant::now() < deadline {
@@ -56,16 +55,15 @@ pub async fn connect_until(
     bail!("agent at {addr} did not answer Health.Check before the deadline: {last}")
 }
 
-async fn try_connect(addr: &str) -> Result<Agent> {
-    let clients = agent_ctl::connect(addr, Duration::from_secs(2)).await?;
-    let agent = Agent {
-        agent: clients.agent,
-        health: clients.health,
-    };
+async fn try_connect(addr: &str) -> Result<AgentClient> {
+    let agent = agent_ctl::connect(addr, Duration::from_secs(2)).await?;
     // The handshake can succeed while the guest side is still coming up:
     // only an answered RPC proves the agent serves.
-    let ctx = ttrpc::context::with_timeout(Duration::from_secs(5).as_nanos() as i64);
-    agent.health.check(ctx, &CheckRequest::new()).await?;
+    agent
+        .health
+        .check(agent_ctl::context(5), &CheckRequest::new())
+        .await
+        .rpc("Health.Check")?;
     Ok(agent)
 }
 

@@ -6,5 +6,4 @@ pub mod fixture;
 pub mod lifecycle;
 pub mod report;
 pub mod serial;
-pub mod spec;
 pub mod suite;

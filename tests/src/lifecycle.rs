@@ -12,8 +12,11 @@ use protocols::agent::{
     RemoveContainerRequest, StartContainerRequest, WaitProcessRequest,
 };
 
-use crate::client::{connect_until, Agent};
-use crate::{fixture, spec, suite};
+use agent_ctl::{AgentClient, RpcResultExt};
+use test_support::spec;
+
+use crate::client::connect_until;
+use crate::{fixture, suite};
 
 pub struct LifecycleConfig {
     pub socket: PathBuf,
@@ -54,7 +57,7 @@ pub async fn run(cfg: LifecycleConfig) -> Result<LifecycleReport> {
         .agent
         .create_sandbox(ctx(), &sandbox)
         .await
-        .map_err(|e| anyhow::anyhow!("CreateSandbox: {e:?}"))?;
+        .rpc("CreateSandbox")?;
     let mut times = Vec::with_capacity(cfg.runs);
     for i in 0..cfg.runs {
         let id = format!("bench-{i}");
@@ -69,20 +72,20 @@ pub async fn run(cfg: LifecycleConfig) -> Result<LifecycleReport> {
             .agent
             .remove_container(ctx(), &remove)
             .await
-            .map_err(|e| anyhow::anyhow!("RemoveContainer {id}: {e:?}"))?;
+            .rpc(format!("RemoveContainer {id}"))?;
     }
     let rss = agent_rss(&agent, ctx()).await?;
     agent
         .agent
         .destroy_sandbox(ctx(), &DestroySandboxRequest::new())
         .await
-        .map_err(|e| anyhow::anyhow!("DestroySandbox: {e:?}"))?;
+        .rpc("DestroySandbox")?;
     Ok(summarize(&mut times, rss))
 }
 
 /// One container: create, start, wait for `true` to exit 0.
 async fn create_start_wait(
-    agent: &Agent,
+    agent: &AgentClient,
     id: &str,
     root: &str,
     ctx: ttrpc::context::Context,
@@ -91,19 +94,19 @@ async fn create_start_wait(
     let mut create = CreateContainerRequest::new();
     create.container_id = id.into();
     create.exec_id = id.into();
-    create.OCI = Some(spec::busybox(id, root, &["true"])).into();
+    create.OCI = Some(spec::container(id, root, &["true"])).into();
     agent
         .agent
         .create_container(ctx.clone(), &create)
         .await
-        .map_err(|e| anyhow::anyhow!("CreateContainer: {e:?}"))?;
+        .rpc("CreateContainer")?;
     let mut start = StartContainerRequest::new();
     start.container_id = id.into();
     agent
         .agent
         .start_container(ctx.clone(), &start)
         .await
-        .map_err(|e| anyhow::anyhow!("StartContainer: {e:?}"))?;
+        .rpc("StartContainer")?;
     let mut wait = WaitProcessRequest::new();
     wait.container_id = id.into();
     wait.exec_id = id.into();
@@ -111,7 +114,7 @@ async fn create_start_wait(
         .agent
         .wait_process(ctx, &wait)
         .await
-        .map_err(|e| anyhow::anyhow!("WaitProcess: {e:?}"))?
+        .rpc("WaitProcess")?
         .status;
     let took = started.elapsed();
     if status != 0 {
@@ -121,12 +124,12 @@ async fn create_start_wait(
 }
 
 /// `kata_agent_process_resident_memory_bytes` from GetMetrics.
-async fn agent_rss(agent: &Agent, ctx: ttrpc::context::Context) -> Result<u64> {
+async fn agent_rss(agent: &AgentClient, ctx: ttrpc::context::Context) -> Result<u64> {
     let metrics = agent
         .agent
         .get_metrics(ctx, &GetMetricsRequest::new())
         .await
-        .map_err(|e| anyhow::anyhow!("GetMetrics: {e:?}"))?;
+        .rpc("GetMetrics")?;
     parse_metric(&metrics.metrics, "kata_agent_process_resident_memory_bytes")
 }
 

@@ -2,11 +2,17 @@
 //! real agent inside the VM over hybrid vsock. Tests run in order; a test
 //! whose prerequisite failed is skipped with the reason, so one broken RPC
 //! gives one FAIL row rather than a cascade.
+//!
+//! The tests are listed once, in [`TESTS`]: a new test is an `async fn
+//! name(ctx: &mut Ctx) -> Result<()>` here and one line in the table.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use agent_ctl::{describe, AgentClient, RpcResultExt};
 use anyhow::{bail, ensure, Context, Result};
 use protocols::agent::{
     CloseStdinRequest, CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest,
@@ -16,10 +22,10 @@ use protocols::agent::{
 };
 use protocols::health::{health_check_response::ServingStatus, CheckRequest};
 
-use crate::client::Agent;
+use test_support::spec;
+
 use crate::fixture;
 use crate::report::{Outcome, Verdict};
-use crate::spec;
 
 pub struct SuiteConfig {
     /// Hybrid vsock Unix socket of the VM's vsock backend.
@@ -48,38 +54,42 @@ const BAD_ID: &str = "e2e-bad";
 const EXEC_ID: &str = "e2e-exec-cat";
 const SANDBOX_ID: &str = "e2e-sandbox";
 
-/// Test names in run order, each with the tests it needs to have passed.
-pub const TESTS: &[(&str, &[&str])] = &[
-    ("health_check", &[]),
-    ("get_guest_details", &["health_check"]),
-    ("agent_options_from_cmdline", &["health_check"]),
-    ("create_sandbox", &["health_check"]),
-    ("container_echo_hello", &["create_sandbox"]),
-    ("start_long_running", &["create_sandbox"]),
-    ("exec_stdin_round_trip", &["start_long_running"]),
-    ("stats_container", &["start_long_running"]),
-    ("signal_process", &["start_long_running"]),
-    ("remove_container", &["create_sandbox"]),
-    ("bad_spec_rejected", &["health_check"]),
-    ("destroy_sandbox", &["create_sandbox"]),
-];
-
-/// ttRPC errors as `CODE: message` instead of the protobuf Debug dump.
-trait RpcExt<T> {
-    fn rpc(self, what: impl std::fmt::Display) -> Result<T>;
+/// One test of the suite: its name (the function's), the tests that must
+/// have passed before it, and the function.
+pub struct Test {
+    pub name: &'static str,
+    pub needs: &'static [&'static str],
+    run: TestFn,
 }
 
-impl<T> RpcExt<T> for ttrpc::Result<T> {
-    fn rpc(self, what: impl std::fmt::Display) -> Result<T> {
-        self.map_err(|e| anyhow::anyhow!("{what}: {}", rpc_error_text(&e)))
-    }
+type TestFn = for<'a> fn(&'a mut Ctx) -> Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
+
+/// `tests! { name needs [other, ...]; ... }`: the table, in run order; each
+/// name is the test's function.
+macro_rules! tests {
+    ($($name:ident needs [$($need:ident),*];)*) => {
+        /// Every test in run order, each with the tests it needs to have passed.
+        pub const TESTS: &[Test] = &[$(Test {
+            name: stringify!($name),
+            needs: &[$(stringify!($need)),*],
+            run: |ctx| Box::pin($name(ctx)),
+        }),*];
+    };
 }
 
-fn rpc_error_text(e: &ttrpc::Error) -> String {
-    match e {
-        ttrpc::Error::RpcStatus(s) => format!("{:?}: {}", s.code(), s.message),
-        other => other.to_string(),
-    }
+tests! {
+    health_check needs [];
+    get_guest_details needs [health_check];
+    agent_options_from_cmdline needs [health_check];
+    create_sandbox needs [health_check];
+    container_echo_hello needs [create_sandbox];
+    start_long_running needs [create_sandbox];
+    exec_stdin_round_trip needs [start_long_running];
+    stats_container needs [start_long_running];
+    signal_process needs [start_long_running];
+    remove_container needs [create_sandbox];
+    bad_spec_rejected needs [health_check];
+    destroy_sandbox needs [create_sandbox];
 }
 
 fn rpc_code(e: &ttrpc::Error) -> Option<ttrpc::Code> {
@@ -101,16 +111,16 @@ impl std::fmt::Display for SkipTest {
 
 impl std::error::Error for SkipTest {}
 
-struct Ctx {
+pub struct Ctx {
     cfg: SuiteConfig,
-    agent: Option<Agent>,
+    agent: Option<AgentClient>,
     passed: HashSet<&'static str>,
     /// Containers created so far, for remove_container.
     created: Vec<&'static str>,
 }
 
 impl Ctx {
-    fn agent(&self) -> Result<&Agent> {
+    fn agent(&self) -> Result<&AgentClient> {
         self.agent.as_ref().context("no connection to the agent")
     }
 
@@ -128,7 +138,7 @@ pub async fn run(cfg: SuiteConfig) -> Vec<Outcome> {
         created: Vec::new(),
     };
     let mut outcomes = Vec::new();
-    for &(name, needs) in TESTS {
+    for &Test { name, needs, run } in TESTS {
         if !ctx.cfg.only.is_empty() && !ctx.cfg.only.iter().any(|o| name.contains(o.as_str())) {
             continue;
         }
@@ -153,7 +163,7 @@ pub async fn run(cfg: SuiteConfig) -> Vec<Outcome> {
             } else {
                 Duration::ZERO
             };
-        let verdict = match tokio::time::timeout(budget, run_one(&mut ctx, name)).await {
+        let verdict = match tokio::time::timeout(budget, run(&mut ctx)).await {
             Ok(Ok(())) => {
                 ctx.passed.insert(name);
                 Verdict::Pass
@@ -171,24 +181,6 @@ pub async fn run(cfg: SuiteConfig) -> Vec<Outcome> {
         });
     }
     outcomes
-}
-
-async fn run_one(ctx: &mut Ctx, name: &str) -> Result<()> {
-    match name {
-        "health_check" => health_check(ctx).await,
-        "get_guest_details" => guest_details(ctx).await,
-        "agent_options_from_cmdline" => crate::serial::check_agent_debug_log(&ctx.cfg.serial_log),
-        "create_sandbox" => create_sandbox(ctx).await,
-        "container_echo_hello" => echo_hello(ctx).await,
-        "start_long_running" => start_long_running(ctx).await,
-        "exec_stdin_round_trip" => exec_stdin(ctx).await,
-        "stats_container" => stats(ctx).await,
-        "signal_process" => signal(ctx).await,
-        "remove_container" => remove(ctx).await,
-        "bad_spec_rejected" => bad_spec(ctx).await,
-        "destroy_sandbox" => destroy(ctx).await,
-        other => bail!("no test named {other}"),
-    }
 }
 
 /// Connect (retrying while the guest boots) and ask Health.Check.
@@ -216,7 +208,7 @@ async fn check_serving(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-async fn guest_details(ctx: &mut Ctx) -> Result<()> {
+async fn get_guest_details(ctx: &mut Ctx) -> Result<()> {
     let mut req = GuestDetailsRequest::new();
     req.mem_block_size = true;
     let resp = ctx
@@ -259,6 +251,11 @@ pub fn shared_storage(share: &str) -> Result<Storage> {
     Ok(s)
 }
 
+/// `agent.log=debug` on the kernel command line shows on the console.
+async fn agent_options_from_cmdline(ctx: &mut Ctx) -> Result<()> {
+    crate::serial::check_agent_debug_log(&ctx.cfg.serial_log)
+}
+
 async fn create_sandbox(ctx: &mut Ctx) -> Result<()> {
     let mut req = CreateSandboxRequest::new();
     req.hostname = "kata-e2e".into();
@@ -279,7 +276,7 @@ async fn create_container(ctx: &mut Ctx, id: &'static str, args: &[&str]) -> Res
     let mut req = CreateContainerRequest::new();
     req.container_id = id.into();
     req.exec_id = id.into();
-    req.OCI = Some(spec::busybox(id, &root, args)).into();
+    req.OCI = Some(spec::container(id, &root, args)).into();
     ctx.agent()?
         .agent
         .create_container(ctx.ctx(), &req)
@@ -310,11 +307,11 @@ async fn read_stdout_until(ctx: &Ctx, id: &str, exec_id: &str, want: &str) -> Re
             Err(e) if !got.is_empty() => {
                 bail!(
                     "ReadStdout {id}/{exec_id} ended ({}) after {:?}, expected {want:?}",
-                    rpc_error_text(&e),
+                    describe(&e),
                     String::from_utf8_lossy(&got)
                 )
             }
-            Err(e) => bail!("ReadStdout {id}/{exec_id}: {}", rpc_error_text(&e)),
+            Err(e) => bail!("ReadStdout {id}/{exec_id}: {}", describe(&e)),
         }
     }
     Ok(String::from_utf8_lossy(&got).into_owned())
@@ -335,7 +332,7 @@ async fn wait_process(ctx: &Ctx, id: &str, exec_id: &str) -> Result<i32> {
     Ok(resp.status)
 }
 
-async fn echo_hello(ctx: &mut Ctx) -> Result<()> {
+async fn container_echo_hello(ctx: &mut Ctx) -> Result<()> {
     create_container(ctx, ECHO_ID, &["/bin/echo", "hello"]).await?;
     let out = read_stdout_until(ctx, ECHO_ID, ECHO_ID, "hello\n").await?;
     ensure!(
@@ -351,7 +348,7 @@ async fn start_long_running(ctx: &mut Ctx) -> Result<()> {
     create_container(ctx, LONG_ID, &["/bin/sleep", "600"]).await
 }
 
-async fn exec_stdin(ctx: &mut Ctx) -> Result<()> {
+async fn exec_stdin_round_trip(ctx: &mut Ctx) -> Result<()> {
     let mut req = ExecProcessRequest::new();
     req.container_id = LONG_ID.into();
     req.exec_id = EXEC_ID.into();
@@ -398,7 +395,7 @@ async fn exec_stdin(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-async fn stats(ctx: &mut Ctx) -> Result<()> {
+async fn stats_container(ctx: &mut Ctx) -> Result<()> {
     let mut req = StatsContainerRequest::new();
     req.container_id = LONG_ID.into();
     let resp = ctx
@@ -425,7 +422,7 @@ async fn stats(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-async fn signal(ctx: &mut Ctx) -> Result<()> {
+async fn signal_process(ctx: &mut Ctx) -> Result<()> {
     let mut req = SignalProcessRequest::new();
     req.container_id = LONG_ID.into();
     req.exec_id = String::new(); // the container's init process
@@ -445,7 +442,7 @@ async fn signal(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-async fn remove(ctx: &mut Ctx) -> Result<()> {
+async fn remove_container(ctx: &mut Ctx) -> Result<()> {
     ensure!(
         !ctx.created.is_empty(),
         "no container was created to remove"
@@ -479,7 +476,7 @@ async fn remove(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-async fn bad_spec(ctx: &mut Ctx) -> Result<()> {
+async fn bad_spec_rejected(ctx: &mut Ctx) -> Result<()> {
     let mut req = CreateContainerRequest::new();
     req.container_id = BAD_ID.into();
     req.exec_id = BAD_ID.into();
@@ -488,7 +485,7 @@ async fn bad_spec(ctx: &mut Ctx) -> Result<()> {
         Ok(_) => bail!("CreateContainer accepted a spec with no process and no root"),
         // Not implemented is not a rejection of the spec.
         Err(e) if rpc_code(&e) == Some(ttrpc::Code::UNIMPLEMENTED) => {
-            bail!("CreateContainer: {}", rpc_error_text(&e))
+            bail!("CreateContainer: {}", describe(&e))
         }
         Err(_) => {}
     }
@@ -497,7 +494,7 @@ async fn bad_spec(ctx: &mut Ctx) -> Result<()> {
         .context("agent not serving after a bad spec")
 }
 
-async fn destroy(ctx: &mut Ctx) -> Result<()> {
+async fn destroy_sandbox(ctx: &mut Ctx) -> Result<()> {
     ctx.agent()?
         .agent
         .destroy_sandbox(ctx.ctx(), &DestroySandboxRequest::new())
@@ -512,15 +509,21 @@ mod tests {
 
     #[test]
     fn prerequisites_come_first() {
-        for (i, (name, needs)) in TESTS.iter().enumerate() {
+        for (i, Test { name, needs, .. }) in TESTS.iter().enumerate() {
             for n in *needs {
-                let pos = TESTS.iter().position(|(t, _)| t == n);
+                let pos = TESTS.iter().position(|t| t.name == *n);
                 assert!(
                     matches!(pos, Some(p) if p < i),
                     "{name} needs {n}, which does not run before it"
                 );
             }
         }
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let names: HashSet<&str> = TESTS.iter().map(|t| t.name).collect();
+        assert_eq!(names.len(), TESTS.len());
     }
 
     #[test]

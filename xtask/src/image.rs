@@ -37,6 +37,11 @@ pub struct Args {
     /// Add the recipe's debug_console packages and /bin/sh (agent.debug_console).
     #[arg(long)]
     debug_console: bool,
+    /// Ship this agent binary instead of building ours (Kata's
+    /// AGENT_SOURCE_BIN): it must be a static ELF for the arch whose
+    /// `--version` runs under qemu-user.
+    #[arg(long, value_name = "PATH")]
+    agent: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -45,8 +50,14 @@ pub fn run(args: Args) -> Result<()> {
     for arch in args.arch.arches() {
         let start = Instant::now();
         let fs_kind = args.fs.unwrap_or(recipe.image.filesystem);
-        build(arch, &recipe, fs_kind, args.debug_console)
-            .with_context(|| format!("building the {arch} image"))?;
+        build(
+            arch,
+            &recipe,
+            fs_kind,
+            args.debug_console,
+            args.agent.as_deref(),
+        )
+        .with_context(|| format!("building the {arch} image"))?;
         eprintln!(
             "xtask image: {arch} done in {:.1} s -> {}",
             start.elapsed().as_secs_f64(),
@@ -61,8 +72,9 @@ fn build(
     recipe: &Recipe,
     fs_kind: recipe::Filesystem,
     debug_console: bool,
+    agent: Option<&Path>,
 ) -> Result<()> {
-    let agent = rootfs::agent_binary(arch)?;
+    let agent = rootfs::agent_binary(arch, agent)?;
     let kernel = kernel::ensure_built(arch)?;
     let epoch = rootfs::source_date_epoch()?;
     let out_dir = paths::artifacts_dir(arch);
@@ -258,7 +270,7 @@ pub fn disk_image(
     fs_kind: recipe::Filesystem,
     out: &Path,
 ) -> Result<u64> {
-    let agent = rootfs::agent_binary(arch)?;
+    let agent = rootfs::agent_binary(arch, None)?;
     let epoch = rootfs::source_date_epoch()?;
     let tree = rootfs::build(arch, recipe, &agent, false)?;
     write_disk(arch, recipe, fs_kind, &tree, epoch, out)
@@ -307,5 +319,5 @@ fn step(name: &str, start: Instant, detail: &str) {
 pub fn ensure_built(arch: Arch) -> Result<()> {
     let recipe = Recipe::load(recipe::DEFAULT_RECIPE)?;
     let fs_kind = recipe.image.filesystem;
-    build(arch, &recipe, fs_kind, false).with_context(|| format!("building the {arch} image"))
+    build(arch, &recipe, fs_kind, false, None).with_context(|| format!("building the {arch} image"))
 }

@@ -7,6 +7,7 @@
 
 mod build;
 mod fragments;
+mod kata_symbols;
 mod source;
 
 use std::fs;
@@ -21,6 +22,7 @@ use crate::{cache, paths, setup};
 
 use build::Toolchain;
 use fragments::Fragment;
+pub use fragments::Profile;
 use source::Source;
 
 /// Cache kind of built kernels.
@@ -49,6 +51,10 @@ pub struct Args {
     /// Parallel make jobs (does not change the output, so not part of the cache key).
     #[arg(long, default_value_t = 2)]
     jobs: usize,
+    /// Fragment set: `kata` (Kata's guest kernel features) or `minimal`
+    /// (what boots Kata's default command lines, faster to build and boot).
+    #[arg(long = "profile", value_enum, default_value = "kata")]
+    profile: Profile,
 }
 
 /// A built kernel, copied into `target/artifacts/<arch>/`.
@@ -80,6 +86,7 @@ pub fn run(args: Args) -> Result<()> {
         source,
         no_cache: args.no_cache,
         jobs: args.jobs.max(1),
+        profile: args.profile,
     };
     for arch in args.arch.arches() {
         let k = build_kernel(arch, &opts).with_context(|| format!("kernel for {arch}"))?;
@@ -98,14 +105,19 @@ fn print_summary(k: &KernelArtifacts) {
     println!("  cache key: {}", k.cache_key);
 }
 
-/// The pinned kernel for `arch`, built if the cache does not have it yet.
-/// This is what the image and VM steps call.
-#[allow(dead_code)] // the image/vm steps call it once they land
+/// The pinned kernel of the default profile (`kata`) for `arch`, built if the
+/// cache does not have it yet. This is what the image and VM steps call.
 pub fn ensure_built(arch: Arch) -> Result<KernelArtifacts> {
+    ensure_built_profile(arch, Profile::Kata)
+}
+
+/// The pinned kernel of `profile` for `arch`, built if the cache lacks it.
+pub fn ensure_built_profile(arch: Arch, profile: Profile) -> Result<KernelArtifacts> {
     let opts = Options {
         source: Source::from_pin(&source::read_pin()?),
         no_cache: false,
         jobs: 2,
+        profile,
     };
     build_kernel(arch, &opts).with_context(|| format!("kernel for {arch}"))
 }
@@ -114,6 +126,7 @@ struct Options {
     source: Source,
     no_cache: bool,
     jobs: usize,
+    profile: Profile,
 }
 
 fn build_kernel(arch: Arch, opts: &Options) -> Result<KernelArtifacts> {
@@ -121,16 +134,20 @@ fn build_kernel(arch: Arch, opts: &Options) -> Result<KernelArtifacts> {
     opts.source.verify()?;
     let tree = source::unpack(&opts.source)?;
     let tc = Toolchain::new(arch, tree.source_date_epoch)?;
-    let frags = fragments::for_arch(&fragments::fragments_root(), arch)?;
+    let frags = fragments::for_arch(&fragments::fragments_root(), arch, opts.profile)?;
     let key = cache_key(arch, &opts.source, &frags, &tc)?;
 
     let entry = match cache::lookup(CACHE_KIND, &key) {
         Some(dir) if !opts.no_cache => {
-            eprintln!("kernel {arch}: cached ({})", dir.display());
+            eprintln!(
+                "kernel {arch} ({}): cached ({})",
+                opts.profile.name(),
+                dir.display()
+            );
             dir
         }
         stale => refill(stale, &key, |out| {
-            build_into(arch, &tc, &tree.dir, &frags, opts.jobs, out)
+            build_into(arch, &tc, &tree.dir, &frags, opts, out)
         })?,
     };
     export(arch, &entry, &key, &opts.source)
@@ -205,9 +222,10 @@ fn build_into(
     tc: &Toolchain,
     src: &Path,
     frags: &[Fragment],
-    jobs: usize,
+    opts: &Options,
     out: &Path,
 ) -> Result<()> {
+    let jobs = opts.jobs;
     let work = paths::work_dir("kernel", arch);
     let dir = work.join("build");
     if dir.exists() {
@@ -223,6 +241,9 @@ fn build_into(
     );
     let start = Instant::now();
     build::configure(arch, tc, src, &dir, frags, &log)?;
+    if opts.profile == Profile::Kata {
+        kata_symbols::check(arch, &dir.join(".config"))?;
+    }
     build::compile(arch, tc, src, &dir, jobs, &log)?;
     let secs = start.elapsed().as_secs();
     eprintln!("kernel {arch}: built in {}m{:02}s", secs / 60, secs % 60);

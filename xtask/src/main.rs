@@ -8,6 +8,7 @@ mod bench;
 mod cache;
 mod doctor;
 mod image;
+mod install;
 mod kernel;
 mod paths;
 mod repro;
@@ -44,6 +45,8 @@ enum Command {
     Rootfs(rootfs::Args),
     /// Build the disk image, initrd, manifest.json and SHA256SUMS.
     Image(image::Args),
+    /// Install one arch's assets into Kata's layout with a configuration.toml drop-in.
+    Install(install::Args),
     /// Build everything twice in two directories and compare byte for byte.
     VerifyRepro(repro::Args),
     /// Boot the guest in QEMU (`vm test`, `vm run`).
@@ -62,6 +65,7 @@ fn main() -> Result<()> {
         Command::Kernel(args) => kernel::run(args),
         Command::Rootfs(args) => rootfs::run(args),
         Command::Image(args) => image::run(args),
+        Command::Install(args) => install::run(args),
         Command::VerifyRepro(args) => repro::run(args),
         Command::Vm(args) => vm::run(args),
         Command::Bench(args) => bench::run(args),

@@ -104,7 +104,7 @@ impl Seed {
             eprintln!("verify-repro: {arch}: the agent is rebuilt in each tree");
             None
         } else {
-            let a = fs::canonicalize(crate::rootfs::agent_binary(arch)?)?;
+            let a = fs::canonicalize(crate::rootfs::agent_binary(arch, None)?)?;
             eprintln!(
                 "verify-repro: {arch}: agent NOT rebuilt: both trees use {} (--rebuild-agent to include it)",
                 a.display()

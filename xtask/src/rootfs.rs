@@ -8,7 +8,7 @@ pub mod recipe;
 pub mod scan;
 pub mod tree;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -56,7 +56,7 @@ pub fn run(args: Args) -> Result<()> {
         Sub::Build(a) => {
             let recipe = Recipe::load(&a.recipe)?;
             for arch in a.arch.arches() {
-                let agent = agent_binary(arch)?;
+                let agent = agent_binary(arch, None)?;
                 let t = build(arch, &recipe, &agent, a.debug_console)?;
                 eprintln!(
                     "xtask rootfs: {} ({}): {} ({} entries, digest {})",
@@ -175,17 +175,21 @@ fn recipe_names() -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// The agent binary to install: `KATA_IMAGE_AGENT` when set (verify-repro
-/// hands both builds the same one), else the agent step's artifact.
-pub fn agent_binary(arch: Arch) -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("KATA_IMAGE_AGENT") {
-        let p = PathBuf::from(p);
-        if !p.is_file() {
-            bail!("KATA_IMAGE_AGENT={} is not a file", p.display());
-        }
-        return Ok(p);
+/// The agent binary to install: `given` (`image --agent PATH`), else
+/// `KATA_IMAGE_AGENT` when set (verify-repro hands both builds the same one),
+/// else the agent step's artifact. A given agent is checked like a built one
+/// (`agent::check_given`).
+pub fn agent_binary(arch: Arch, given: Option<&Path>) -> Result<PathBuf> {
+    let (p, from) = match (given, std::env::var_os("KATA_IMAGE_AGENT")) {
+        (Some(p), _) => (p.to_path_buf(), "--agent"),
+        (None, Some(p)) => (PathBuf::from(p), "KATA_IMAGE_AGENT"),
+        (None, None) => return crate::agent::ensure_built(arch),
+    };
+    if !p.is_file() {
+        bail!("{from} {} is not a file", p.display());
     }
-    crate::agent::ensure_built(arch)
+    crate::agent::check_given(arch, &p).with_context(|| format!("checking the {from} agent"))?;
+    Ok(p)
 }
 
 /// SOURCE_DATE_EPOCH when set, else the commit time of HEAD: every timestamp
@@ -217,6 +221,22 @@ pub fn source_date_epoch() -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A given agent is checked like a built one: a dynamically linked host
+    /// binary, or one for another arch, is refused before it reaches an image.
+    #[test]
+    fn given_agent_must_be_a_static_binary_for_the_arch() {
+        let ls = Path::new("/bin/ls");
+        let err = format!("{:#}", agent_binary(Arch::X86_64, Some(ls)).unwrap_err());
+        assert!(
+            err.contains("PT_INTERP") || err.contains("e_machine"),
+            "{err}"
+        );
+        let err = format!("{:#}", agent_binary(Arch::Aarch64, Some(ls)).unwrap_err());
+        assert!(err.contains("e_machine"), "{err}");
+        let err = agent_binary(Arch::X86_64, Some(Path::new("/nonexistent/agent")));
+        assert!(format!("{:#}", err.unwrap_err()).contains("is not a file"));
+    }
 
     fn lock() -> Lock {
         let h = "ab".repeat(32);

@@ -35,6 +35,10 @@ const SMOKE_ARCHES: &[&str] = &["x86_64", "aarch64", "ppc64le", "s390x"];
 /// Arches booted through the end-to-end suite in CI.
 const VM_ARCHES: &[&str] = &["x86_64", "aarch64"];
 
+/// CI is provisioned: every stage runs with `KATA_TESTS_STRICT=1`, so a
+/// test that skips for a missing capability fails (test-support's `skip`).
+const STRICT: (&str, &str) = ("KATA_TESTS_STRICT", "1");
+
 const ALL: [Stage; 4] = [Stage::Cargo, Stage::Smoke, Stage::Image, Stage::Vm];
 
 /// The `cargo xtask` invocations of a stage.
@@ -49,10 +53,15 @@ fn stage_steps(stage: Stage) -> Vec<Vec<&'static str>> {
             vec!["image", "--arch", "x86_64"],
             vec!["verify-repro", "--arch", "x86_64"],
         ],
-        Stage::Vm => VM_ARCHES
-            .iter()
-            .map(|a| vec!["vm", "test", "--arch", a])
-            .collect(),
+        Stage::Vm => {
+            let mut steps: Vec<Vec<&str>> = VM_ARCHES
+                .iter()
+                .map(|a| vec!["vm", "test", "--arch", a])
+                .collect();
+            // The drop-in check: Kata's own default QEMU command line.
+            steps.push(vec!["vm", "test", "--arch", "x86_64", "--machine", "kata"]);
+            steps
+        }
     }
 }
 
@@ -96,6 +105,7 @@ pub fn run(args: Args) -> Result<()> {
 fn run_cargo_tests() -> Result<()> {
     let status = Command::new(env!("CARGO"))
         .args(["test", "--workspace", "--locked"])
+        .env(STRICT.0, STRICT.1)
         .current_dir(crate::paths::repo_root())
         .status()
         .context("running cargo test")?;
@@ -110,6 +120,7 @@ fn run_xtask(step: &[&str]) -> Result<()> {
     let exe = std::env::current_exe().context("locating the xtask binary")?;
     let status = Command::new(exe)
         .args(step)
+        .env(STRICT.0, STRICT.1)
         .current_dir(crate::paths::repo_root())
         .status()
         .with_context(|| format!("running cargo xtask {}", step.join(" ")))?;

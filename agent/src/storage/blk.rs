@@ -201,9 +201,8 @@ mod tests {
     /// A node that shows up after the wait began is found promptly.
     #[test]
     fn late_device_is_found() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED: creating a node in /dev needs root");
-            return;
+        if !test_support::is_root() {
+            test_support::skip!("creating a node in /dev needs root");
         }
         let node = format!("/dev/kata-late-{}", std::process::id());
         let maker = {

@@ -1,6 +1,8 @@
 //! `e2e suite ...`: run the end-to-end suite against a booted VM and print
-//! the pass/fail table (exit 1 on any failure). `e2e health ...`: wait for
-//! the first answered Health.Check (the boot-time benchmark's probe).
+//! the pass/fail table (exit 1 on any failure); `--junit PATH` and `--json
+//! PATH` also write the results for CI. `e2e list`: the tests in run order.
+//! `e2e health ...`: wait for the first answered Health.Check (the
+//! boot-time benchmark's probe).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +26,8 @@ struct Cli {
 enum Cmd {
     /// Run the suite and print the table.
     Suite(SuiteArgs),
+    /// Print the tests in run order, each with the tests it needs.
+    List,
     /// Exit 0 once Health.Check is answered, 1 at the timeout.
     Health(HealthArgs),
     /// Time create+start+wait of busybox `true`; print one JSON object.
@@ -85,6 +89,12 @@ struct SuiteArgs {
     /// QEMU's pid, to stop waiting when the VM has exited.
     #[arg(long)]
     vm_pid: Option<u32>,
+    /// Also write the results as JUnit XML here (testsuite/testcase/failure/skipped).
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -113,6 +123,12 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Cmd::Suite(a) => rt.block_on(run_suite(a)),
+        Cmd::List => {
+            for t in suite::TESTS {
+                println!("{} (needs: {})", t.name, t.needs.join(", "));
+            }
+            ExitCode::SUCCESS
+        }
         Cmd::Health(a) => rt.block_on(health(a)),
         Cmd::Lifecycle(a) => rt.block_on(lifecycle(a)),
     }
@@ -141,8 +157,21 @@ async fn run_suite(a: SuiteArgs) -> ExitCode {
     };
     let outcomes = suite::run(cfg).await;
     print!("{}", report::render(&title, &outcomes));
+    let files = [
+        (a.junit.as_deref(), report::junit(&title, &outcomes)),
+        (a.json.as_deref(), report::json(&title, &outcomes)),
+    ];
+    let mut written = true;
+    for (path, text) in files {
+        if let Some(path) = path {
+            if let Err(e) = report::write(path, &text) {
+                eprintln!("e2e: {e:#}");
+                written = false;
+            }
+        }
+    }
     let (_, failed, _) = report::counts(&outcomes);
-    if failed == 0 && !outcomes.is_empty() {
+    if failed == 0 && !outcomes.is_empty() && written {
         ExitCode::SUCCESS
     } else {
         eprintln!("serial log: {}", a.serial_log.display());

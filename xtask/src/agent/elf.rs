@@ -22,6 +22,18 @@ pub struct ElfFacts {
 
 /// Fail unless `path` is a static, stripped ELF executable for `arch`.
 pub fn check(path: &Path, arch: Arch) -> Result<ElfFacts> {
+    let facts = check_static(path, arch)?;
+    ensure!(
+        !facts.symtab,
+        "{}: has a symbol table (not stripped)",
+        path.display()
+    );
+    Ok(facts)
+}
+
+/// Fail unless `path` is a statically linked ELF executable for `arch`
+/// (stripped or not: what a custom agent must be to run as the guest's init).
+pub fn check_static(path: &Path, arch: Arch) -> Result<ElfFacts> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let facts =
         parse(&bytes).with_context(|| format!("parsing ELF header of {}", path.display()))?;
@@ -37,7 +49,6 @@ pub fn check(path: &Path, arch: Arch) -> Result<ElfFacts> {
         !facts.dynamic,
         "{name}: has PT_DYNAMIC (not fully static, e.g. static-pie)"
     );
-    ensure!(!facts.symtab, "{name}: has a symbol table (not stripped)");
     Ok(facts)
 }
 

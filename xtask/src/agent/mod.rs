@@ -71,6 +71,17 @@ pub fn ensure_built(arch: Arch) -> Result<PathBuf> {
     build(arch, Libc::Musl)
 }
 
+/// Check an agent built elsewhere (`image --agent`, Kata's AGENT_SOURCE_BIN)
+/// like our own: an ELF for `arch`, statically linked, and `--version` runs
+/// under qemu-user and names the arch.
+pub fn check_given(arch: Arch, path: &Path) -> Result<()> {
+    setup::ensure_host_packages(&["cross"])?;
+    elf::check_static(path, arch)
+        .with_context(|| format!("{} cannot be the {arch} guest agent", path.display()))?;
+    smoke::version(arch, path)
+        .with_context(|| format!("{} cannot be the {arch} guest agent", path.display()))
+}
+
 /// Provision, plan, run cargo, check the ELF, install the artifact.
 fn build(arch: Arch, libc: Libc) -> Result<PathBuf> {
     setup::ensure_host_packages(&["cross"])?;

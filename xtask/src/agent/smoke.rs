@@ -73,6 +73,18 @@ pub fn run(arch: Arch, agent: &Path, agent_ctl: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `agent --version` under qemu-user only (for an agent built elsewhere).
+pub fn version(arch: Arch, agent: &Path) -> Result<()> {
+    let qemu = which(arch.qemu_user()).with_context(|| {
+        format!(
+            "{} not found: install qemu-user-static (cargo xtask setup --group cross)",
+            arch.qemu_user()
+        )
+    })?;
+    let tmp = TempDir::new(&format!("kata-agent-version-{arch}"))?;
+    check_version(arch, &qemu, agent, &tmp.0)
+}
+
 fn check_version(arch: Arch, qemu: &Path, agent: &Path, tmp: &Path) -> Result<()> {
     let log = tmp.join("version.out");
     let child = Command::new(qemu)

@@ -1,6 +1,17 @@
-//! The raw disk image: an MBR with one Linux partition (Kata boots it as
-//! root=/dev/vda1, or /dev/pmem0p1) starting at 1 MiB that holds the
-//! filesystem; the whole image is a multiple of the recipe's alignment.
+//! The raw disk image, laid out like Kata's image builder's
+//! (tools/osbuilder/image-builder/image_builder.sh, "DAX header"):
+//!
+//! ```text
+//! 0        MBR #1: one Linux partition from 3 MiB to the end   (/dev/vda1)
+//! 4 KiB    nd_pfn info block: the namespace's data starts at 2 MiB
+//! 2 MiB    MBR #2: one Linux partition from 1 MiB (of this view) to the end
+//! 3 MiB    the filesystem                                      (/dev/pmem0p1)
+//! ```
+//!
+//! A disk (virtio-blk, virtio-scsi) reads MBR #1. As an NVDIMM namespace the
+//! pmem driver finds the pfn info block, maps the namespace from its data
+//! offset, and so reads MBR #2: the same partition, now DAX-capable (ext4
+//! mounts with `dax`). The whole image is a multiple of the recipe's alignment.
 
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -9,7 +20,20 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 pub const SECTOR: u64 = 512;
+/// The partition's start in the view behind the DAX header (MBR #2).
 pub const PART_START: u64 = 1 << 20;
+/// The DAX header: MBR #1 and the pfn info block; MBR #2 follows it.
+pub const DAX_HEADER: u64 = 2 << 20;
+/// Where the filesystem starts in the file (MBR #1's partition).
+pub const FS_START: u64 = DAX_HEADER + PART_START;
+/// Where the kernel looks for the pfn info block in a namespace.
+const PFN_INFO_OFFSET: usize = 4096;
+/// The mapping's alignment the info block asks for: 2 MiB, so DAX can use
+/// huge pages (and every arch with 4 KiB pages supports it).
+const PFN_ALIGN: u32 = 2 << 20;
+/// `PFN_MODE_RAM` of the kernel's `enum nd_pfn_mode`: the struct pages of the
+/// range live in RAM, nothing is reserved on the device for them.
+const PFN_MODE_RAM: u32 = 1;
 
 /// The 512-byte MBR for one partition of `sectors` starting at `start_lba`.
 pub fn mbr(disk_id: u32, start_lba: u32, sectors: u32) -> [u8; 512] {
@@ -46,21 +70,56 @@ pub fn disk_id(digest: &str) -> u32 {
     u32::from_le_bytes([h[0], h[1], h[2], h[3]]).max(1)
 }
 
-/// Write `out`: MBR, zeros up to 1 MiB, the filesystem, zeros up to the aligned end.
+/// The 4 KiB `struct nd_pfn_sb` (drivers/nvdimm/pfn.h) of a namespace whose
+/// data starts at `dataoff`: version 0.2 (the `align` field is the last one
+/// it reads), no UUIDs (a label-less namespace has none to match), mode RAM,
+/// no padding; the kernel fills in the rest when it validates it.
+pub fn pfn_info_block(dataoff: u64) -> [u8; 4096] {
+    let mut b = [0u8; 4096];
+    b[..16].copy_from_slice(b"NVDIMM_PFN_INFO\0");
+    b[54..56].copy_from_slice(&2u16.to_le_bytes()); // version_minor
+    b[56..64].copy_from_slice(&dataoff.to_le_bytes());
+    b[72..76].copy_from_slice(&PFN_MODE_RAM.to_le_bytes());
+    b[84..88].copy_from_slice(&PFN_ALIGN.to_le_bytes());
+    let sum = fletcher64(&b);
+    b[4088..].copy_from_slice(&sum.to_le_bytes());
+    b
+}
+
+/// The kernel's `nd_fletcher64` over little-endian 32-bit words, the
+/// checksum of nvdimm info blocks (computed with the checksum field zero).
+fn fletcher64(bytes: &[u8]) -> u64 {
+    let (mut lo, mut hi) = (0u32, 0u64);
+    for w in bytes.chunks_exact(4) {
+        lo = lo.wrapping_add(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+        hi = hi.wrapping_add(u64::from(lo));
+    }
+    (hi << 32) | u64::from(lo)
+}
+
+/// Write `out`: the DAX header (MBR #1 and the pfn info block), MBR #2 at
+/// 2 MiB, the filesystem at 3 MiB, zeros up to the aligned end.
 pub fn write(fs_image: &Path, out: &Path, align: u64, disk_id: u32) -> Result<u64> {
     let fs_len = fs::metadata(fs_image)
         .with_context(|| format!("stat {}", fs_image.display()))?
         .len();
-    let total = (PART_START + fs_len).div_ceil(align) * align;
-    let sectors = (total - PART_START) / SECTOR;
-    let (Ok(start), Ok(sectors)) = (u32::try_from(PART_START / SECTOR), u32::try_from(sectors))
-    else {
+    let total = (FS_START + fs_len).div_ceil(align) * align;
+    let sectors = (total - FS_START) / SECTOR;
+    let (Ok(start), Ok(dax_start), Ok(sectors)) = (
+        u32::try_from(PART_START / SECTOR),
+        u32::try_from(FS_START / SECTOR),
+        u32::try_from(sectors),
+    ) else {
         bail!("a {total}-byte image is too big for an MBR");
     };
     let tmp = out.with_extension("tmp");
     let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(&mbr(disk_id, dax_start, sectors))?;
+    f.seek(SeekFrom::Start(PFN_INFO_OFFSET as u64))?;
+    f.write_all(&pfn_info_block(DAX_HEADER))?;
+    f.seek(SeekFrom::Start(DAX_HEADER))?;
     f.write_all(&mbr(disk_id, start, sectors))?;
-    f.seek(SeekFrom::Start(PART_START))?;
+    f.seek(SeekFrom::Start(FS_START))?;
     let mut src =
         File::open(fs_image).with_context(|| format!("opening {}", fs_image.display()))?;
     io::copy(&mut src, &mut f).context("copying the filesystem into the disk image")?;
@@ -90,29 +149,73 @@ mod tests {
     }
 
     #[test]
-    fn disk_is_aligned_and_holds_the_filesystem() {
+    fn fletcher64_is_the_kernels() {
+        // Words 1, 2, 3: lo = 1, 3, 6; hi = 1, 4, 10.
+        let bytes: Vec<u8> = [1u32, 2, 3].iter().flat_map(|w| w.to_le_bytes()).collect();
+        assert_eq!(fletcher64(&bytes), (10 << 32) | 6);
+        // The 32-bit sum wraps, the 64-bit one keeps its low 32 bits.
+        let big: Vec<u8> = [u32::MAX, 2].iter().flat_map(|w| w.to_le_bytes()).collect();
+        assert_eq!(fletcher64(&big), ((u64::from(u32::MAX) + 1) << 32) | 1);
+    }
+
+    #[test]
+    fn pfn_info_block_fields() {
+        let b = pfn_info_block(DAX_HEADER);
+        assert_eq!(&b[..16], b"NVDIMM_PFN_INFO\0");
+        assert!(b[16..48].iter().all(|&x| x == 0), "no uuid, no parent uuid");
+        assert_eq!(u16::from_le_bytes([b[52], b[53]]), 0); // version_major
+        assert_eq!(u16::from_le_bytes([b[54], b[55]]), 2); // version_minor
+        assert_eq!(u64::from_le_bytes(b[56..64].try_into().unwrap()), 2 << 20);
+        assert_eq!(u64::from_le_bytes(b[64..72].try_into().unwrap()), 0); // npfns
+        assert_eq!(u32::from_le_bytes(b[72..76].try_into().unwrap()), 1); // RAM
+        assert_eq!(u32::from_le_bytes(b[84..88].try_into().unwrap()), 2 << 20);
+        let mut zeroed = b;
+        zeroed[4088..].fill(0);
+        assert_eq!(
+            u64::from_le_bytes(b[4088..].try_into().unwrap()),
+            fletcher64(&zeroed)
+        );
+    }
+
+    #[test]
+    fn disk_has_the_dax_header_and_holds_the_filesystem() {
         let dir = tempfile::tempdir().unwrap();
         let fs_img = dir.path().join("fs");
         fs::write(&fs_img, vec![7u8; 5000]).unwrap();
         let out = dir.path().join("disk.img");
         let total = write(&fs_img, &out, 2 << 20, disk_id("d")).unwrap();
         let bytes = fs::read(&out).unwrap();
-        assert_eq!(total, 2 << 20);
+        assert_eq!(total, 4 << 20);
         assert_eq!(bytes.len() as u64, total);
-        assert_eq!(
-            &bytes[PART_START as usize..PART_START as usize + 5000],
-            &[7u8; 5000][..]
-        );
+        let fs_at = FS_START as usize;
+        assert_eq!(&bytes[fs_at..fs_at + 5000], &[7u8; 5000][..]);
+        assert!(bytes[fs_at + 5000..].iter().all(|&b| b == 0));
         assert_eq!(disk_id("d"), disk_id("d"));
-        if let Ok(o) = std::process::Command::new("sfdisk")
-            .arg("-d")
-            .arg(&out)
-            .output()
-        {
-            let t = String::from_utf8_lossy(&o.stdout);
+        // MBR #1 (the disk's view) and MBR #2 (the pmem view behind the
+        // header) point at the same bytes and end at the image's end.
+        let sectors = ((total - FS_START) / SECTOR) as u32;
+        assert_eq!(bytes[..512], mbr(disk_id("d"), 6144, sectors));
+        let dax = DAX_HEADER as usize;
+        assert_eq!(bytes[dax..dax + 512], mbr(disk_id("d"), 2048, sectors));
+        assert_eq!(bytes[4096..8192], pfn_info_block(DAX_HEADER));
+        let sfdisk = |img: &Path| {
+            std::process::Command::new("sfdisk")
+                .arg("-d")
+                .arg(img)
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        let inner = dir.path().join("behind-header.img");
+        fs::write(&inner, &bytes[dax..]).unwrap();
+        if let (Some(outer), Some(inner)) = (sfdisk(&out), sfdisk(&inner)) {
             assert!(
-                t.contains("start=        2048") && t.contains("type=83"),
-                "{t}"
+                outer.contains("start=        6144") && outer.contains("type=83"),
+                "{outer}"
+            );
+            assert!(
+                inner.contains("start=        2048") && inner.contains("type=83"),
+                "{inner}"
             );
         }
     }

@@ -1,5 +1,6 @@
-//! Config fragments (kernel/configs/fragments/{common,<arch>}/*.conf) and the
-//! check that every option they set survived `olddefconfig`.
+//! Config fragments (kernel/configs/fragments/{common,<arch>}/*.conf, plus
+//! profile-kata/{common,<arch>}/*.conf for the `kata` profile) and the check
+//! that every option they set survived `olddefconfig`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -22,12 +23,64 @@ pub struct Fragment {
     pub path: PathBuf,
 }
 
-/// The fragments for `arch`, in merge order: common/ then the arch directory,
-/// each sorted by file name (later files win on conflicts).
-pub fn for_arch(root: &Path, arch: Arch) -> Result<Vec<Fragment>> {
-    let mut all = list_dir(root, "common")?;
-    all.extend(list_dir(root, arch.kernel_fragment_dir())?);
+/// Which fragment set a kernel is built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// What boots Kata's default command lines (virtio-blk, initrd, NVDIMM
+    /// root with DAX, UEFI on arm64) and runs the agent's containers.
+    Minimal,
+    /// Minimal plus the rest of Kata's own guest kernel feature set
+    /// (netfilter, IPVS, bridge/vxlan, tc, XFS, hardening, ...).
+    Kata,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Minimal => "minimal",
+            Profile::Kata => "kata",
+        }
+    }
+
+    /// The extra fragment directory this profile adds, if any.
+    fn dir(self) -> Option<&'static str> {
+        match self {
+            Profile::Minimal => None,
+            Profile::Kata => Some("profile-kata"),
+        }
+    }
+}
+
+/// The fragments for `arch` and `profile`, in merge order: common/ then the
+/// arch directory, then the profile's common/ and arch directories, each
+/// sorted by file name (later files win on conflicts). A fragment whose
+/// `# only-arch:` line does not name `arch` is left out.
+pub fn for_arch(root: &Path, arch: Arch, profile: Profile) -> Result<Vec<Fragment>> {
+    let mut subs = vec!["common".to_string(), arch.kernel_fragment_dir().to_string()];
+    if let Some(p) = profile.dir() {
+        subs.push(format!("{p}/common"));
+        subs.push(format!("{p}/{}", arch.kernel_fragment_dir()));
+    }
+    let mut all = Vec::new();
+    for sub in subs {
+        for f in list_dir(root, &sub)? {
+            let text = fs::read_to_string(&f.path)
+                .with_context(|| format!("reading {}", f.path.display()))?;
+            if applies_to(&text, arch) {
+                all.push(f);
+            }
+        }
+    }
     Ok(all)
+}
+
+/// Whether a fragment is for `arch`: it is unless it has an `# only-arch:`
+/// line that does not name it.
+fn applies_to(text: &str, arch: Arch) -> bool {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("# only-arch:"))
+        .is_none_or(|list| list.split_whitespace().any(|a| a == arch.name()))
 }
 
 fn list_dir(root: &Path, sub: &str) -> Result<Vec<Fragment>> {
@@ -183,9 +236,33 @@ mod tests {
     }
 
     #[test]
+    fn only_arch_lines_select_fragments() {
+        assert!(applies_to("CONFIG_A=y\n", Arch::S390x));
+        let t = "# only-arch: x86_64 aarch64\nCONFIG_A=y\n";
+        assert!(applies_to(t, Arch::Aarch64));
+        assert!(!applies_to(t, Arch::S390x));
+        let s390: Vec<String> = for_arch(&fragments_root(), Arch::S390x, Profile::Minimal)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.label)
+            .collect();
+        assert!(
+            !s390.contains(&"common/nvdimm.conf".to_string()),
+            "{s390:?}"
+        );
+        let kata = for_arch(&fragments_root(), Arch::X86_64, Profile::Kata).unwrap();
+        let minimal = for_arch(&fragments_root(), Arch::X86_64, Profile::Minimal).unwrap();
+        assert!(kata.len() > minimal.len());
+        assert!(kata
+            .iter()
+            .any(|f| f.label == "profile-kata/common/netfilter.conf"));
+        assert!(!minimal.iter().any(|f| f.label.starts_with("profile-kata/")));
+    }
+
+    #[test]
     fn every_arch_has_fragments_and_no_modules() {
         for arch in Arch::ALL {
-            let frags = for_arch(&fragments_root(), arch).unwrap();
+            let frags = for_arch(&fragments_root(), arch, Profile::Kata).unwrap();
             assert!(frags.iter().any(|f| f.label.starts_with("common/")));
             assert!(frags
                 .iter()

@@ -8,6 +8,7 @@
 
 pub mod busybox;
 pub mod cleanup;
+pub mod kata;
 pub mod qemu;
 pub mod qmp;
 pub mod share;
@@ -132,14 +133,14 @@ pub struct GuestAssets {
 /// kernel comes from its content-hash cache. Paths given on the command line win.
 pub fn guest_assets(arch: Arch, opts: &VmOpts, machine: Machine) -> Result<GuestAssets> {
     let given = match (&opts.vmlinux, &opts.kernel) {
-        (Some(v), _) if machine.wants_vmlinux() => Some(v),
+        (Some(v), _) if machine.wants_vmlinux(arch) => Some(v),
         (_, k) => k.as_ref(),
     };
     let kernel = match given {
         Some(k) => k.clone(),
         None => {
             let built = crate::kernel::ensure_built(arch).context("building the guest kernel")?;
-            if machine.wants_vmlinux() {
+            if machine.wants_vmlinux(arch) {
                 built.pvh_vmlinux.with_context(|| {
                     format!(
                         "machine {} needs the PVH vmlinux, and the {arch} kernel step exports none",
@@ -228,6 +229,11 @@ pub fn boot(session: &mut Session, plan: BootPlan<'_>) -> Result<RunningVm> {
         tsc_khz: qemu::host_tsc_khz(),
     };
     let args = qemu::args(&cfg);
+    if let Machine::Kata(_) = cfg.machine {
+        for s in kata::substitutions(&cfg, &cfg.kernel) {
+            eprintln!("kata machine: {s}");
+        }
+    }
     let command_line = format!("{} {}", arch.qemu_system(), shell_join(&args));
     let mut cmd = Command::new(arch.qemu_system());
     cmd.args(&args);
@@ -390,7 +396,7 @@ fn print_summary(outcomes: &[ArchOutcome]) {
 /// guest assets (built if needed), the busybox rootfs and the accelerator.
 pub fn prepare(arch: Arch, opts: &VmOpts) -> Result<(Machine, GuestAssets, PathBuf, Accel)> {
     let machine = opts.machine.unwrap_or(Machine::default_for(arch));
-    if machine.arch() != arch {
+    if !machine.supports(arch) {
         bail!("machine {} is not for {arch}", machine.name());
     }
     let assets = guest_assets(arch, opts, machine)?;

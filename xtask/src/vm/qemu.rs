@@ -13,6 +13,8 @@ use anyhow::{bail, Result};
 
 use crate::arch::Arch;
 
+use super::kata::{self, RootDevice};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
     Kvm,
@@ -78,6 +80,9 @@ pub enum Machine {
     Pseries,
     /// s390x s390-ccw-virtio.
     S390,
+    /// The command line Kata's runtime builds for its default configuration
+    /// (q35 on x86_64, virt with UEFI on aarch64), see `kata`.
+    Kata(RootDevice),
 }
 
 const QBOOT: &str = "/usr/share/qemu/qboot.rom";
@@ -95,7 +100,13 @@ impl Machine {
     /// The choices worth measuring for an arch.
     pub fn choices(arch: Arch) -> Vec<Machine> {
         match arch {
-            Arch::X86_64 => vec![Machine::Q35, Machine::Q35Qboot, Machine::Microvm],
+            Arch::X86_64 => vec![
+                Machine::Q35,
+                Machine::Q35Qboot,
+                Machine::Microvm,
+                Machine::Kata(RootDevice::Nvdimm),
+            ],
+            Arch::Aarch64 => vec![Machine::Virt, Machine::Kata(RootDevice::Nvdimm)],
             _ => vec![Machine::default_for(arch)],
         }
     }
@@ -108,15 +119,19 @@ impl Machine {
             Machine::Virt => "virt",
             Machine::Pseries => "pseries",
             Machine::S390 => "s390-ccw-virtio",
+            Machine::Kata(RootDevice::Nvdimm) => "kata",
+            Machine::Kata(RootDevice::VirtioBlk) => "kata-virtio-blk",
         }
     }
 
-    pub fn arch(self) -> Arch {
+    /// Whether this machine exists for `arch`.
+    pub fn supports(self, arch: Arch) -> bool {
         match self {
-            Machine::Q35 | Machine::Q35Qboot | Machine::Microvm => Arch::X86_64,
-            Machine::Virt => Arch::Aarch64,
-            Machine::Pseries => Arch::Ppc64le,
-            Machine::S390 => Arch::S390x,
+            Machine::Q35 | Machine::Q35Qboot | Machine::Microvm => arch == Arch::X86_64,
+            Machine::Virt => arch == Arch::Aarch64,
+            Machine::Pseries => arch == Arch::Ppc64le,
+            Machine::S390 => arch == Arch::S390x,
+            Machine::Kata(_) => matches!(arch, Arch::X86_64 | Arch::Aarch64),
         }
     }
 
@@ -141,15 +156,21 @@ impl Machine {
         }
     }
 
-    /// microvm boots the uncompressed ELF vmlinux through PVH; others a bzImage/Image.
-    pub fn wants_vmlinux(self) -> bool {
-        self == Machine::Microvm
+    /// microvm boots the uncompressed ELF vmlinux through PVH, and so does
+    /// Kata on x86_64 (its vmlinux.container); others a bzImage/Image.
+    pub fn wants_vmlinux(self, arch: Arch) -> bool {
+        match self {
+            Machine::Microvm => true,
+            Machine::Kata(_) => arch == Arch::X86_64,
+            _ => false,
+        }
     }
 
     fn machine_arg(self, accel: Accel) -> String {
         let a = accel.name();
         match self {
-            Machine::Q35 | Machine::Q35Qboot => {
+            // (The kata machine's whole command line comes from `kata`.)
+            Machine::Q35 | Machine::Q35Qboot | Machine::Kata(_) => {
                 format!("q35,accel={a},memory-backend=mem,vmport=off,smm=off")
             }
             // No legacy PIT/PIC/RTC: the kernel enters through PVH and uses
@@ -187,8 +208,11 @@ impl FromStr for Machine {
             "virt" => Machine::Virt,
             "pseries" => Machine::Pseries,
             "s390-ccw-virtio" => Machine::S390,
+            "kata" => Machine::Kata(RootDevice::Nvdimm),
+            "kata-virtio-blk" => Machine::Kata(RootDevice::VirtioBlk),
             other => bail!(
-                "unknown machine {other:?} (q35, q35-qboot, microvm, virt, pseries, s390-ccw-virtio)"
+                "unknown machine {other:?} (q35, q35-qboot, microvm, virt, pseries, \
+                 s390-ccw-virtio, kata, kata-virtio-blk)"
             ),
         })
     }
@@ -245,6 +269,9 @@ pub struct VmConfig {
 
 /// The guest kernel command line.
 pub fn kernel_cmdline(cfg: &VmConfig) -> String {
+    if let Machine::Kata(root) = cfg.machine {
+        return kata::kernel_cmdline(cfg, root);
+    }
     let mut p: Vec<String> = vec![format!("console={}", console_device(cfg.arch))];
     // Exit QEMU on a panic (with -no-reboot) instead of hanging a test.
     p.push("panic=1".into());
@@ -283,6 +310,9 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
 
 /// The full QEMU argument list (without the binary).
 pub fn args(cfg: &VmConfig) -> Vec<String> {
+    if let Machine::Kata(root) = cfg.machine {
+        return kata::args(cfg, root);
+    }
     let t = cfg.machine.transport();
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
@@ -508,7 +538,7 @@ mod tests {
         assert!(a.contains("vhost-user-vsock-device"));
         assert!(a.contains("-initrd /i"));
         assert!(a.contains("virtio-9p-device,x"));
-        assert!(Machine::Microvm.wants_vmlinux());
+        assert!(Machine::Microvm.wants_vmlinux(Arch::X86_64));
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! See ../shared/vm.md for why (no vhost-vsock in the host kernel) and for
 //! the backend's quirks.
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -96,31 +95,9 @@ pub fn start(session: &mut Session, dir: &Path) -> Result<Backend> {
     Ok(backend)
 }
 
-/// One hybrid-vsock handshake: `CONNECT <port>\n`, then a line starting `OK `.
-/// Only the prefix is checked: this backend answers with the guest port,
-/// Firecracker with a host-side one.
+/// One hybrid-vsock handshake: agent-ctl's (the one implementation).
 pub fn connect_once(uds: &Path, port: u32, io_timeout: Duration) -> Result<UnixStream> {
-    let mut stream =
-        UnixStream::connect(uds).with_context(|| format!("connecting to {}", uds.display()))?;
-    stream.set_read_timeout(Some(io_timeout))?;
-    stream.set_write_timeout(Some(io_timeout))?;
-    stream
-        .write_all(format!("CONNECT {port}\n").as_bytes())
-        .context("sending CONNECT")?;
-    let mut line = Vec::new();
-    // Read byte by byte: anything after the newline belongs to the guest.
-    let mut reader = BufReader::with_capacity(1, &stream);
-    reader
-        .read_until(b'\n', &mut line)
-        .context("reading the CONNECT answer")?;
-    if !line.starts_with(b"OK ") {
-        bail!(
-            "hybrid vsock CONNECT {port} on {} answered {:?} (guest not listening yet?)",
-            uds.display(),
-            String::from_utf8_lossy(&line)
-        );
-    }
-    Ok(stream)
+    agent_ctl::hvsock::handshake(uds, port, io_timeout)
 }
 
 /// Retry the handshake until `deadline`: a CONNECT before the guest listens
@@ -145,55 +122,4 @@ pub fn connect(
         "guest vsock port {port} not reachable through {} before the deadline",
         uds.display()
     )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Read;
-    use std::os::unix::net::UnixListener;
-
-    /// A fake backend: accepts, reads the CONNECT line, answers `answer`, then echoes.
-    fn fake_backend(dir: &Path, answer: &'static str) -> PathBuf {
-        let path = dir.join("fake.vsock");
-        let listener = UnixListener::bind(&path).unwrap();
-        thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut line = Vec::new();
-            let mut b = [0u8; 1];
-            while s.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
-                line.push(b[0]);
-            }
-            assert_eq!(line, b"CONNECT 1024");
-            s.write_all(answer.as_bytes()).unwrap();
-            let mut buf = [0u8; 5];
-            if s.read_exact(&mut buf).is_ok() {
-                s.write_all(&buf).unwrap();
-            }
-        });
-        path
-    }
-
-    #[test]
-    fn handshake_accepts_any_ok_port_and_keeps_the_stream() {
-        let dir = std::env::temp_dir().join(format!("vsock-test-ok-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let uds = fake_backend(&dir, "OK 1073741824\n");
-        let mut s = connect_once(&uds, 1024, Duration::from_secs(2)).unwrap();
-        s.write_all(b"hello").unwrap();
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).unwrap();
-        assert_eq!(&buf, b"hello");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn handshake_rejects_other_answers() {
-        let dir = std::env::temp_dir().join(format!("vsock-test-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let uds = fake_backend(&dir, "NO\n");
-        let err = connect_once(&uds, 1024, Duration::from_secs(2)).unwrap_err();
-        assert!(format!("{err:#}").contains("answered"), "{err:#}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

@@ -1,0 +1,260 @@
+//! The resources RPCs on real containers (busybox rootfs) through the
+//! client: stats, UpdateContainer, Pause/Resume, GetOOMEvent. Needs root;
+//! CI runs as root. Works on cgroup v1 and on v2 with the memory controller.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent_ctl::{context, AgentClient};
+use protocols::agent::*;
+use protocols::oci;
+use test_support::TestAgent;
+use test_support::{container as cu, spec};
+
+/// When a test fails half way, its container's cgroups would outlive the
+/// agent: thaw them, kill what is in them, remove them.
+struct LeftoverCgroups(String);
+
+impl Drop for LeftoverCgroups {
+    fn drop(&mut self) {
+        for dir in cu::cgroup_dirs(&self.0) {
+            let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+            let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        for dir in cu::cgroup_dirs(&self.0) {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+fn v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+fn memory_controller_present() -> bool {
+    if v2() {
+        std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
+    } else {
+        Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+    }
+}
+
+/// The container's cgroup directory for `controller` (v1) or the one v2 dir.
+fn cg_dir(controller: &str, cid: &str) -> PathBuf {
+    let base = Path::new("/sys/fs/cgroup");
+    let base = if v2() {
+        base.to_path_buf()
+    } else {
+        base.join(controller)
+    };
+    base.join(spec::CGROUP_PARENT).join(cid)
+}
+
+fn memory_limit_file(cid: &str) -> String {
+    let file = if v2() {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    let path = cg_dir("memory", cid).join(file);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+fn swap_on() -> bool {
+    std::fs::read_to_string("/proc/swaps").is_ok_and(|s| s.lines().count() > 1)
+}
+
+fn memory(limit: i64) -> oci::LinuxResources {
+    let mut m = oci::LinuxMemory::new();
+    m.Limit = limit;
+    if swap_on() {
+        m.Swap = limit;
+    }
+    let mut r = oci::LinuxResources::new();
+    r.Memory = Some(m).into();
+    r
+}
+
+fn spec_with(cid: &str, rootfs: &Path, args: &[&str], r: oci::LinuxResources) -> oci::Spec {
+    let mut s = spec::container(cid, rootfs, args);
+    if let Some(l) = s.Linux.as_mut() {
+        l.Resources = Some(r).into();
+    }
+    s
+}
+
+async fn stats(c: &AgentClient, cid: &str) -> CgroupStats {
+    let mut req = StatsContainerRequest::new();
+    req.container_id = cid.into();
+    let resp = c
+        .agent
+        .stats_container(context(10), &req)
+        .await
+        .expect("StatsContainer");
+    resp.cgroup_stats
+        .into_option()
+        .expect("cgroup stats in the answer")
+}
+
+async fn update(c: &AgentClient, cid: &str, r: oci::LinuxResources) -> ttrpc::Result<()> {
+    let mut req = UpdateContainerRequest::new();
+    req.container_id = cid.into();
+    req.resources = Some(r).into();
+    c.agent
+        .update_container(context(10), &req)
+        .await
+        .map(|_| ())
+}
+
+fn frozen(cid: &str) -> bool {
+    if v2() {
+        std::fs::read_to_string(cg_dir("", cid).join("cgroup.events"))
+            .is_ok_and(|e| e.lines().any(|l| l == "frozen 1"))
+    } else {
+        std::fs::read_to_string(cg_dir("freezer", cid).join("freezer.state"))
+            .is_ok_and(|s| s.trim() == "FROZEN")
+    }
+}
+
+#[tokio::test]
+async fn stats_update_pause_and_resume_a_running_container() {
+    test_support::setup!(dir, rootfs);
+    if !memory_controller_present() {
+        test_support::skip!("no memory cgroup controller (v1 memory mount or v2 memory)");
+    }
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("cg-life");
+    let _cleanup = LeftoverCgroups(id.clone());
+    // Allocates a little after start, then waits.
+    let args = ["sh", "-c", "x=$(seq 1 20000); sleep 30"];
+    cu::create(c, &id, spec_with(&id, &rootfs, &args, memory(64 << 20)))
+        .await
+        .expect("create");
+    cu::start(c, &id).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(memory_limit_file(&id), "67108864");
+
+    let s = stats(c, &id).await;
+    let mem = s.memory_stats.as_ref().expect("memory stats");
+    let usage = mem.usage.as_ref().expect("memory usage");
+    eprintln!(
+        "container memory usage {} limit {}",
+        usage.usage, usage.limit
+    );
+    assert!(usage.usage > 0, "memory usage is 0");
+    assert_eq!(usage.limit, 64 << 20);
+    assert!(!mem.stats.is_empty(), "memory.stat map is empty");
+    assert!(s.pids_stats.as_ref().expect("pids stats").current >= 1);
+
+    update(c, &id, memory(128 << 20))
+        .await
+        .expect("UpdateContainer");
+    assert_eq!(memory_limit_file(&id), "134217728");
+    let mut bad = oci::LinuxResources::new();
+    let mut cpu = oci::LinuxCPU::new();
+    cpu.Cpus = "4000".into();
+    bad.CPU = Some(cpu).into();
+    let (code, message) = test_support::rpc::err_status(update(c, &id, bad).await);
+    assert_eq!(
+        code,
+        ttrpc::Code::INVALID_ARGUMENT,
+        "cpuset 4000: {message}"
+    );
+
+    let mut pause = PauseContainerRequest::new();
+    pause.container_id = id.clone();
+    c.agent
+        .pause_container(context(10), &pause)
+        .await
+        .expect("PauseContainer");
+    assert!(frozen(&id), "not frozen after PauseContainer");
+    let mut resume = ResumeContainerRequest::new();
+    resume.container_id = id.clone();
+    c.agent
+        .resume_container(context(10), &resume)
+        .await
+        .expect("ResumeContainer");
+    assert!(!frozen(&id), "still frozen after ResumeContainer");
+
+    cu::remove(c, &id).await.expect("remove");
+    cu::assert_gone(agent.pid(), &id);
+}
+
+#[tokio::test]
+async fn an_oom_kill_is_returned_by_get_oom_event() {
+    test_support::setup!(dir, rootfs);
+    if !memory_controller_present() {
+        test_support::skip!("no memory cgroup controller (v1 memory mount or v2 memory)");
+    }
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("cg-oom");
+    let _cleanup = LeftoverCgroups(id.clone());
+    // A 64 MiB buffer in a 16 MiB cgroup.
+    let args = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"];
+    cu::create(c, &id, spec_with(&id, &rootfs, &args, memory(16 << 20)))
+        .await
+        .expect("create");
+    // A runtime that died with a GetOOMEvent pending (its socket closed by
+    // the kernel): that call must not take the event.
+    abandon_a_get_oom_event(&agent.socket);
+
+    let waiter = agent.connect().await;
+    let oom = tokio::spawn(async move {
+        waiter
+            .agent
+            .get_oom_event(context(0), &GetOOMEventRequest::new())
+            .await
+    });
+    cu::start(c, &id).await.expect("start");
+    assert_eq!(
+        cu::wait(c, &id, "").await.expect("wait"),
+        128 + 9,
+        "dd was not killed"
+    );
+    let event = tokio::time::timeout(Duration::from_secs(10), oom)
+        .await
+        .expect("no OOM event within 10s")
+        .expect("the GetOOMEvent task")
+        .expect("GetOOMEvent");
+    assert_eq!(event.container_id, id);
+    cu::remove(c, &id).await.expect("remove");
+    cu::assert_gone(agent.pid(), &id);
+}
+
+/// Send GetOOMEvent as raw ttRPC frames on a fresh socket, then close it.
+fn abandon_a_get_oom_event(socket: &Path) {
+    use protobuf::Message;
+    use std::io::Write;
+    let mut req = ttrpc::Request::new();
+    req.service = "grpc.AgentService".into();
+    req.method = "GetOOMEvent".into();
+    req.payload = GetOOMEventRequest::new()
+        .write_to_bytes()
+        .expect("encoding");
+    let payload = req.write_to_bytes().expect("encoding");
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&1u32.to_be_bytes()); // stream id
+    frame.push(1); // request
+    frame.push(0);
+    frame.extend_from_slice(&payload);
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("connecting");
+    s.write_all(&frame).expect("sending GetOOMEvent");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(s);
+    std::thread::sleep(Duration::from_millis(300));
+}

@@ -1,0 +1,6 @@
+//! Containers through the ttRPC API with a busybox rootfs: the life cycle,
+//! bad input to CreateContainer, and many cycles leaking nothing.
+
+mod cycles;
+mod lifecycle;
+mod security;

@@ -1,0 +1,7 @@
+//! The sandbox: CreateSandbox/DestroySandbox, its storages, the agent as
+//! PID 1, and DestroySandbox with running containers.
+
+mod destroy_containers;
+mod lifecycle;
+mod pid1;
+mod storage;

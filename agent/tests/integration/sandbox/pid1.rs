@@ -1,0 +1,65 @@
+//! The agent as PID 1 (the guest's init) in its own PID and mount
+//! namespaces: it says so in GetGuestDetails and shrugs off SIGTERM.
+
+use std::time::Duration;
+
+use agent_ctl::context;
+use protocols::agent::GuestDetailsRequest;
+use protocols::health::CheckRequest;
+use test_support::TestAgent;
+
+/// The agent's pid as the host sees it: unshare's only child.
+fn agent_host_pid(unshare_pid: u32) -> u32 {
+    let kids = std::fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
+        .expect("reading unshare's children");
+    kids.split_whitespace()
+        .next()
+        .and_then(|k| k.parse().ok())
+        .expect("unshare has a child")
+}
+
+#[tokio::test]
+async fn pid1_agent_reports_init_daemon_and_ignores_sigterm() {
+    test_support::require_root!();
+    let agent = TestAgent::start_as_pid1("").await;
+    let resp = agent
+        .client
+        .agent
+        .get_guest_details(context(10), &GuestDetailsRequest::new())
+        .await
+        .expect("GetGuestDetails");
+    assert!(
+        resp.agent_details.init_daemon,
+        "the agent runs as PID 1 here"
+    );
+
+    let pid = agent_host_pid(agent.pid());
+    let ns_pid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:").map(str::to_string))
+        .expect("NSpid");
+    assert!(
+        ns_pid.split_whitespace().last() == Some("1"),
+        "NSpid {ns_pid}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    agent
+        .client
+        .health
+        .check(context(5), &CheckRequest::new())
+        .await
+        .expect("still serving after SIGTERM");
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    for target in ["/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/run"] {
+        assert!(
+            mounts.lines().any(|l| l.split(' ').nth(4) == Some(target)),
+            "{target} mounted:\n{mounts}"
+        );
+    }
+}

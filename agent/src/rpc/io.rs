@@ -2,29 +2,23 @@
 //! taken out of the sandbox (an Arc) before any wait, so a blocked read
 //! never holds the sandbox lock.
 
-use std::sync::Arc;
-
 use protocols::agent::*;
 use protocols::empty::Empty;
 
 use super::AgentContext;
 use crate::error::{Error, Invalid, Result};
-use crate::process::{ProcessIo, ReadResult};
+use crate::process::ReadResult;
 
 /// Kata's agent answers a read at end of stream with this error (INTERNAL);
 /// the runtime's copy loop takes any read error as the end of the stream.
 const EOF_MESSAGE: &str = "read meet eof";
-
-async fn process_io(ctx: &AgentContext, cid: &str, exec_id: &str) -> Result<Arc<ProcessIo>> {
-    Ok(ctx.sandbox.lock().await.process(cid, exec_id)?.io.clone())
-}
 
 async fn read(
     ctx: &AgentContext,
     req: ReadStreamRequest,
     stderr: bool,
 ) -> Result<ReadStreamResponse> {
-    let io = process_io(ctx, &req.container_id, &req.exec_id).await?;
+    let io = ctx.process_io(&req.container_id, &req.exec_id).await?;
     match io.read(stderr, req.len as usize).await? {
         ReadResult::Data(data) => {
             let mut resp = ReadStreamResponse::new();
@@ -39,7 +33,7 @@ pub async fn write_stdin(
     ctx: &AgentContext,
     req: WriteStreamRequest,
 ) -> Result<WriteStreamResponse> {
-    let io = process_io(ctx, &req.container_id, &req.exec_id).await?;
+    let io = ctx.process_io(&req.container_id, &req.exec_id).await?;
     let n = io.write_stdin(&req.data).await?;
     let mut resp = WriteStreamResponse::new();
     resp.len = n as u32;
@@ -55,13 +49,13 @@ pub async fn read_stderr(ctx: &AgentContext, req: ReadStreamRequest) -> Result<R
 }
 
 pub async fn close_stdin(ctx: &AgentContext, req: CloseStdinRequest) -> Result<Empty> {
-    let io = process_io(ctx, &req.container_id, &req.exec_id).await?;
+    let io = ctx.process_io(&req.container_id, &req.exec_id).await?;
     io.close_stdin().await;
     Ok(Empty::new())
 }
 
 pub async fn tty_win_resize(ctx: &AgentContext, req: TtyWinResizeRequest) -> Result<Empty> {
-    let io = process_io(ctx, &req.container_id, &req.exec_id).await?;
+    let io = ctx.process_io(&req.container_id, &req.exec_id).await?;
     let rows = u16::try_from(req.row)
         .map_err(|_| Error::invalid(format!("row {} is too large", req.row)))?;
     let cols = u16::try_from(req.column)

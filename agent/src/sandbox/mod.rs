@@ -23,7 +23,7 @@ use crate::config::AgentConfig;
 use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::pidns::PauseProcess;
-use crate::process::Process;
+use crate::process::{Process, ProcessIo};
 use crate::storage::StorageRegistry;
 
 /// Everything an RPC handler may need, shared by all connections.
@@ -44,6 +44,12 @@ impl AgentContext {
             logger,
             init_daemon,
         })
+    }
+
+    /// The stdio of a process, taken out of the sandbox (an Arc) so that a
+    /// blocked read or write never holds the sandbox lock.
+    pub async fn process_io(&self, cid: &str, exec_id: &str) -> Result<Arc<ProcessIo>> {
+        Ok(self.sandbox.lock().await.process(cid, exec_id)?.io.clone())
     }
 }
 

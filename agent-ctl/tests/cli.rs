@@ -62,56 +62,36 @@ fn an_rpc_without_an_address_is_a_usage_error() {
     );
 }
 
+/// `agent-ctl --server-address ADDR --timeout 30 ARGS...` fails at once
+/// (status 1, `expected` in the message) without trying to connect.
+fn fails_before_connecting(addr: &str, args: &[&str], expected: &str) {
+    let (out, took) = run(&[&["--server-address", addr, "--timeout", "30"], args].concat());
+    assert_eq!(out.status.code(), Some(1), "{args:?}");
+    let err = stderr(&out);
+    assert!(err.contains(expected), "{args:?}: {err}");
+    assert!(
+        !err.contains("connecting"),
+        "{args:?} tried to connect: {err}"
+    );
+    assert!(took < Duration::from_secs(10), "{args:?} took {took:?}");
+}
+
 /// Bad JSON is reported at once, not after the connect timeout.
 #[test]
 fn bad_json_is_rejected_before_connecting() {
     let dir = tempfile::tempdir().unwrap();
-    let addr = dead_address(&dir);
-    let (out, took) = run(&[
-        "--server-address",
-        &addr,
-        "--timeout",
-        "30",
-        "GetGuestDetails",
-        "{not json",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(
-        err.contains("GetGuestDetails: request is not a valid GuestDetailsRequest in JSON"),
-        "{err}"
+    fails_before_connecting(
+        &dead_address(&dir),
+        &["GetGuestDetails", "{not json"],
+        "GetGuestDetails: request is not a valid GuestDetailsRequest in JSON",
     );
-    assert!(!err.contains("connecting"), "it tried to connect: {err}");
-    assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
 #[test]
 fn unknown_rpc_and_bad_address_are_rejected_before_connecting() {
     let dir = tempfile::tempdir().unwrap();
-    let addr = dead_address(&dir);
-    let (out, took) = run(&["--server-address", &addr, "--timeout", "30", "Nope"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("unknown RPC \"Nope\""),
-        "{}",
-        stderr(&out)
-    );
-    assert!(took < Duration::from_secs(10), "took {took:?}");
-
-    let (out, took) = run(&[
-        "--server-address",
-        "tcp://1.2.3.4:1",
-        "--timeout",
-        "30",
-        "Check",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("expected unix:///path"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(took < Duration::from_secs(10), "took {took:?}");
+    fails_before_connecting(&dead_address(&dir), &["Nope"], "unknown RPC \"Nope\"");
+    fails_before_connecting("tcp://1.2.3.4:1", &["Check"], "expected unix:///path");
 }
 
 /// `--timeout` bounds the connection attempts.

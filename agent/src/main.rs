@@ -72,6 +72,20 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
     for w in warnings {
         slog::warn!(logger, "configuration"; "warning" => w);
     }
+    match kata_agent::process::fd_limit::raise() {
+        Ok((old, new)) => slog::info!(logger, "open-file limit"; "was" => old, "now" => new),
+        Err(e) => slog::warn!(logger, "open-file limit not raised"; "error" => format!("{e:#}")),
+    }
+    // Before any request: undo what a crashed agent provably left.
+    match kata_agent::owned::open() {
+        Ok(undone) if undone.is_empty() => {}
+        Ok(undone) => {
+            slog::info!(logger, "undid a dead agent's leftovers"; "undone" => undone.join(", "))
+        }
+        Err(e) => {
+            slog::warn!(logger, "no record of what this agent makes"; "error" => format!("{e:#}"))
+        }
+    }
     if init_daemon {
         // Needs the config (systemd.unified_cgroup_hierarchy), so after early_setup.
         match kata_agent::cgroups::mounts::mount_cgroup_hierarchies_reporting(
@@ -100,5 +114,7 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
         // Reap from the start: as PID 1, orphans arrive before any container.
         kata_agent::reaper::start()?;
         server::serve(ctx).await
-    })
+    })?;
+    kata_agent::owned::close_if_empty();
+    Ok(())
 }

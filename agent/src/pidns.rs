@@ -117,6 +117,10 @@ fn pause_main() -> isize {
     // SAFETY: plain syscalls with valid arguments.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // Inherited descriptors would outlive the agent if we do: the lock
+        // on its `owned` record among them, which tells a later agent the
+        // writer is dead.
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
         loop {
             if libc::wait(std::ptr::null_mut()) < 0 {
                 // No children: sleep; orphans re-parented meanwhile wait a second.

@@ -227,6 +227,13 @@ fn openat2_in_root(root: &OwnedFd, path: &Path, flags: i32) -> Result<OwnedFd, E
     }
 }
 
+/// `name`, one component of the directory `dir`, opened with `flags` and
+/// O_NOFOLLOW: a symlink there is refused (ELOOP), never followed. With
+/// O_CREAT a new file gets mode 0o600 (before umask).
+pub fn open_here(dir: &OwnedFd, name: &Path, flags: i32) -> Result<OwnedFd, Errno> {
+    openat_raw(dir.as_raw_fd(), name.as_os_str(), flags | libc::O_NOFOLLOW)
+}
+
 fn openat_raw(dir: RawFd, name: &OsStr, flags: i32) -> Result<OwnedFd, Errno> {
     let c_name = cstring(name.as_bytes())?;
     // SAFETY: valid descriptor and NUL-terminated name.

@@ -69,6 +69,12 @@ impl TestAgent {
         .await
     }
 
+    /// Start the agent through `wrapper` (a program that execs its
+    /// arguments, e.g. `prlimit --nofile=1024:4096 --`: same pid).
+    pub async fn start_wrapped(cmdline: &str, wrapper: &[&str]) -> TestAgent {
+        Self::spawn(cmdline, &[], wrapper).await
+    }
+
     async fn spawn(cmdline: &str, env: &[(&str, &str)], wrapper: &[&str]) -> TestAgent {
         let dir = tempfile::tempdir().expect("creating a temp dir");
         let socket = dir.path().join("agent.sock");

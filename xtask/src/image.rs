@@ -37,6 +37,10 @@ pub struct Args {
     /// Add the recipe's debug_console packages and /bin/sh (agent.debug_console).
     #[arg(long)]
     debug_console: bool,
+    /// Take every pinned .deb and the kernel source from this input store
+    /// (`cargo xtask fetch --to DIR`): a build with no network.
+    #[arg(long, value_name = "DIR")]
+    inputs: Option<PathBuf>,
     /// Ship this agent binary instead of building ours (Kata's
     /// AGENT_SOURCE_BIN): it must be a static ELF for the arch whose
     /// `--version` runs under qemu-user.
@@ -45,6 +49,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(dir) = &args.inputs {
+        crate::fetch::use_store(dir)?;
+    }
     crate::setup::ensure_host_packages(&["image"])?;
     let recipe = Recipe::load(&args.recipe)?;
     for arch in args.arch.arches() {

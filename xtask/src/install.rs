@@ -63,16 +63,16 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// One thing to put in place.
+/// One thing to put in place (also what `cargo xtask release` packs).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Item {
+pub enum Item {
     Copy { from: PathBuf, to: PathBuf },
     Link { target: String, at: PathBuf },
     Write { text: String, to: PathBuf },
 }
 
 impl Item {
-    fn dest(&self) -> &Path {
+    pub fn dest(&self) -> &Path {
         match self {
             Item::Copy { to, .. } | Item::Write { to, .. } => to,
             Item::Link { at, .. } => at,
@@ -130,7 +130,12 @@ struct BuiltRecipe {
     filesystem: String,
 }
 
-fn plan(arch: Arch, from: &Path, prefix: &Path, boot: crate::vm::BootMode) -> Result<Vec<Item>> {
+pub fn plan(
+    arch: Arch,
+    from: &Path,
+    prefix: &Path,
+    boot: crate::vm::BootMode,
+) -> Result<Vec<Item>> {
     let manifest_path = from.join(image::MANIFEST);
     let text = fs::read_to_string(&manifest_path).with_context(|| {
         format!(

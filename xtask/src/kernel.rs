@@ -10,6 +10,8 @@ mod fragments;
 mod kata_symbols;
 mod source;
 
+pub use source::read_pin;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -80,7 +82,7 @@ pub struct KernelArtifacts {
 pub fn run(args: Args) -> Result<()> {
     let source = match (&args.source, &args.sha256) {
         (Some(path), Some(sha)) => Source::from_path(path, sha)?,
-        _ => Source::from_pin(&source::read_pin()?),
+        _ => Source::from_pin(&source::read_pin()?)?,
     };
     let opts = Options {
         source,
@@ -114,7 +116,7 @@ pub fn ensure_built(arch: Arch) -> Result<KernelArtifacts> {
 /// The pinned kernel of `profile` for `arch`, built if the cache lacks it.
 pub fn ensure_built_profile(arch: Arch, profile: Profile) -> Result<KernelArtifacts> {
     let opts = Options {
-        source: Source::from_pin(&source::read_pin()?),
+        source: Source::from_pin(&source::read_pin()?)?,
         no_cache: false,
         jobs: 2,
         profile,

@@ -6,16 +6,22 @@ mod agent;
 mod arch;
 mod bench;
 mod cache;
+mod cargo_lock;
 mod doctor;
+mod fetch;
 mod image;
 mod install;
 mod kernel;
 mod paths;
+mod release;
 mod repro;
 mod rootfs;
 mod sbom;
 mod setup;
+mod sign;
 mod test;
+#[cfg(test)]
+mod testutil;
 mod vm;
 
 use anyhow::Result;
@@ -43,8 +49,16 @@ enum Command {
     Kernel(kernel::Args),
     /// Assemble the guest rootfs; `rootfs lock` refreshes a package lock.
     Rootfs(rootfs::Args),
+    /// Put every pinned input (.debs, kernel source, crates) into a store keyed by sha256.
+    Fetch(fetch::Args),
     /// Build the disk image, initrd, manifest.json and SHA256SUMS.
     Image(image::Args),
+    /// The release assets in target/dist/: per-arch tarball (Kata's layout), manifest, SBOM, SHA256SUMS, signature.
+    Release(release::Args),
+    /// Sign a release's SHA256SUMS with an SSH key (ssh-keygen -Y sign).
+    Sign(sign::SignArgs),
+    /// Check a downloaded release: the signature of SHA256SUMS and every sum.
+    Verify(sign::VerifyArgs),
     /// Install one arch's assets into Kata's layout with a configuration.toml drop-in.
     Install(install::Args),
     /// Build everything twice in two directories and compare byte for byte.
@@ -64,7 +78,11 @@ fn main() -> Result<()> {
         Command::Agent(args) => agent::run(args),
         Command::Kernel(args) => kernel::run(args),
         Command::Rootfs(args) => rootfs::run(args),
+        Command::Fetch(args) => fetch::run(args),
         Command::Image(args) => image::run(args),
+        Command::Release(args) => release::run(args),
+        Command::Sign(args) => sign::run_sign(args),
+        Command::Verify(args) => sign::run_verify(args),
         Command::Install(args) => install::run(args),
         Command::VerifyRepro(args) => repro::run(args),
         Command::Vm(args) => vm::run(args),

@@ -133,6 +133,8 @@ pub fn build(
 /// Refresh the lock of one recipe for all four arches.
 fn relock(name: &str) -> Result<()> {
     let recipe = Recipe::load(name)?;
+    let old = Lock::load(name).unwrap_or_default();
+    let now = crate::fetch::snapshot_of_apt_lists()?;
     let mut entries = Vec::new();
     for arch in Arch::ALL {
         eprintln!("xtask rootfs lock: resolving {name} for {}", arch.debian());
@@ -147,6 +149,18 @@ fn relock(name: &str) -> Result<()> {
                 entries.push(e);
             }
         }
+    }
+    // A line that did not change keeps the snapshot time it was locked at.
+    for e in &mut entries {
+        e.snapshot = old
+            .entries
+            .iter()
+            .find(|o| {
+                (&o.name, &o.version, &o.arch, &o.sha256)
+                    == (&e.name, &e.version, &e.arch, &e.sha256)
+            })
+            .and_then(|o| o.snapshot.clone())
+            .or_else(|| now.clone());
     }
     let lock = Lock { entries };
     let path = lock::lock_path(name);

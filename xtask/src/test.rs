@@ -71,7 +71,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         args.only
     };
-    setup::ensure_host_packages(&["test"])?;
+    setup::ensure_host_packages(&["test", "release"])?;
     let mut results: Vec<(String, Duration, bool)> = Vec::new();
     for stage in stages {
         if stage == Stage::Cargo {

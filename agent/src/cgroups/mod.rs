@@ -173,6 +173,19 @@ impl Manager {
         self.set_freezer(FreezerState::Thawed)
     }
 
+    /// After SIGKILL to every process: a frozen process (cgroup v1) dies
+    /// only once thawed, so a paused container is resumed, as Kata's agent
+    /// does after signalling all (src/agent/src/rpc.rs do_signal_process).
+    pub fn thaw_if_frozen(&self) -> Result<()> {
+        if !self.v2 && !self.controllers.contains("freezer") {
+            return Ok(()); // nothing can have frozen it
+        }
+        if self.is_frozen()? {
+            self.thaw()?;
+        }
+        Ok(())
+    }
+
     /// Every pid in the cgroup (to signal all processes of a container).
     pub fn pids(&self) -> Result<Vec<i32>> {
         if !self.cgroup.exists() {

@@ -31,13 +31,13 @@ pub async fn spawn(config: InitConfig, stdio: ChildStdio) -> Result<Pending> {
         .stdin(Stdio::from(stdio.stdin))
         .stdout(Stdio::from(stdio.stdout))
         .stderr(Stdio::from(stdio.stderr));
-    // SAFETY: only fcntl (async-signal-safe) runs between fork and exec.
+    // SAFETY: only fcntl and setrlimit (async-signal-safe) run between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             if libc::fcntl(raw, libc::F_SETFD, 0) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(())
+            crate::process::fd_limit::restore_in_child()
         });
     }
     let (_, intermediate) = reaper::spawn(|| {

@@ -6,6 +6,8 @@ use std::path::{Component, Path};
 use anyhow::{bail, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
+use crate::limits;
+
 /// Container and exec ids: `[a-zA-Z0-9][a-zA-Z0-9_.-]*` (as Kata checks
 /// them); they name directories, so no `/` and never `.` or `..`.
 pub fn check_id(what: &str, id: &str) -> Result<()> {
@@ -37,7 +39,13 @@ pub fn check_spec(spec: &Spec) -> Result<()> {
         bail!("the spec has no process");
     };
     check_process(process)?;
-    for m in spec.mounts().iter().flatten() {
+    let mounts = spec.mounts().as_deref().unwrap_or_default();
+    limits::check(
+        "the number of mounts",
+        mounts.len() as u64,
+        limits::MAX_MOUNTS,
+    )?;
+    for m in mounts {
         check_destination(m.destination())?;
     }
     let linux = spec
@@ -83,6 +91,13 @@ pub fn check_process(p: &Process) -> Result<()> {
         Some(args) if !args.is_empty() && !args[0].is_empty() => {}
         _ => bail!("the process has no args (nothing to execute)"),
     }
+    let count = |v: &Option<Vec<String>>| v.as_ref().map_or(0, |v| v.len() as u64);
+    limits::check("the number of args", count(p.args()), limits::MAX_ARGS)?;
+    limits::check(
+        "the number of env entries",
+        count(p.env()),
+        limits::MAX_ENV_ENTRIES,
+    )?;
     if !p.cwd().is_absolute() {
         bail!("the process cwd {} is not absolute", p.cwd().display());
     }

@@ -6,6 +6,7 @@
 //! written before the first ReadStdout is lost; reads wait on the fd's
 //! readiness (epoll through tokio), never by polling.
 
+pub mod fd_limit;
 mod stream;
 
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -7,6 +7,7 @@ use protocols::empty::Empty;
 
 use super::AgentContext;
 use crate::error::{Error, Invalid, Result};
+use crate::limits;
 use crate::process::ReadResult;
 
 /// Kata's agent answers a read at end of stream with this error (INTERNAL);
@@ -18,8 +19,10 @@ async fn read(
     req: ReadStreamRequest,
     stderr: bool,
 ) -> Result<ReadStreamResponse> {
+    let len = limits::check("ReadStream len", req.len.into(), limits::MAX_READ_LEN)
+        .map_err(Error::invalid)?;
     let io = ctx.process_io(&req.container_id, &req.exec_id).await?;
-    match io.read(stderr, req.len as usize).await? {
+    match io.read(stderr, len).await? {
         ReadResult::Data(data) => {
             let mut resp = ReadStreamResponse::new();
             resp.data = data;

@@ -17,7 +17,8 @@ use crate::mount_options;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Undo {
     Unmount,
-    /// A plain directory (the "local" driver): remove it with its contents.
+    /// A plain directory (the "local" driver): remove it with its contents
+    /// when the agent created it, never across a mount point below it.
     RemoveDir,
 }
 
@@ -152,7 +153,13 @@ fn bind(s: &Storage, target: &Path, reopen: Reopen) -> Result<Undo> {
             .map_err(anyhow::Error::from)
         });
         if let Err(e) = result {
-            let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+            // Unmount the top of the mount point, which is the mount just
+            // made: `target` names the directory below it, which may be a
+            // mount that is not ours.
+            if let Ok(fd) = reopen() {
+                let top = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                let _ = nix::mount::umount2(top.as_str(), nix::mount::MntFlags::MNT_DETACH);
+            }
             return Err(e)
                 .with_context(|| format!("applying {:?} to {}", s.options, target.display()));
         }

@@ -25,6 +25,7 @@ use protocols::agent::Storage;
 
 use crate::mount_options;
 use crate::mountinfo;
+use crate::owned::{self, Made};
 use crate::safe_path;
 use drivers::Undo;
 
@@ -46,6 +47,8 @@ struct Entry {
     real: PathBuf,
     /// We created the mount point directory, so we remove it at the end.
     created: bool,
+    /// What `owned` records for it.
+    made: Vec<Made>,
 }
 
 impl StorageRegistry {
@@ -155,15 +158,11 @@ impl StorageRegistry {
         let root = Path::new(STORAGE_ROOT);
         std::fs::create_dir_all(root).with_context(|| format!("creating {STORAGE_ROOT}"))?;
         let existed = safe_path::open_in_root(root, &rel, libc::O_PATH).is_ok();
-        let mut target = prepare_target(root, &rel, drivers::wants_file_target(s))
+        let target = prepare_target(root, &rel, drivers::wants_file_target(s))
             .with_context(|| format!("preparing mount point {}", s.mount_point))?;
+        // A mount already on this path is not ours (what a crashed agent
+        // left is undone at start-up, see `owned`): ours goes on top.
         let real = safe_path::fd_path(&target)?;
-        let stale = clear_stale_mounts(&real)?;
-        if stale {
-            // The descriptor named the stale mount's root: take the
-            // directory that is visible now.
-            target = safe_path::open_in_root(root, &rel, libc::O_PATH)?;
-        }
         let proc_path = PathBuf::from(format!("/proc/self/fd/{}", target.as_raw_fd()));
         let timeout = if self.hotplug_timeout.is_zero() {
             Duration::from_secs(3)
@@ -180,14 +179,16 @@ impl StorageRegistry {
                 return Err(e);
             }
         };
+        let made = made_for(undo, &real, !existed);
+        owned::record(&made);
         self.entries.insert(
             key,
             Entry {
                 refs: 1,
                 undo,
                 real,
-                // A mount point left by a dead agent is ours to remove as well.
-                created: !existed || stale,
+                created: !existed,
+                made,
             },
         );
         Ok(())
@@ -224,20 +225,28 @@ fn prepare_target(root: &Path, rel: &Path, file: bool) -> Result<OwnedFd> {
     safe_path::open_in_root(root, rel, libc::O_PATH)
 }
 
-/// A mount left on this path by an agent that died (kill -9, crash) would
-/// hide ours and never be undone: take it away first. True if there was one.
-fn clear_stale_mounts(real: &Path) -> Result<bool> {
-    for i in 0..16 {
-        if mountinfo::mount_count(real)? == 0 {
-            return Ok(i > 0);
-        }
-        umount2(real, MntFlags::MNT_DETACH)
-            .with_context(|| format!("unmounting stale mount {}", real.display()))?;
+/// What the agent made for a storage (see `owned`), decided once when it is
+/// mounted: the same list is forgotten when it is released.
+fn made_for(undo: Undo, real: &Path, created: bool) -> Vec<Made> {
+    let mut made = Vec::new();
+    if undo == Undo::Unmount {
+        made.push(Made::Mount(real.to_path_buf()));
     }
-    bail!("{}: too many stale mounts stacked", real.display())
+    if created && real.is_dir() {
+        made.push(Made::Dir(real.to_path_buf()));
+    } else if created {
+        made.push(Made::File(real.to_path_buf()));
+    }
+    made
 }
 
 fn release(entry: &Entry) -> Result<()> {
+    undo(entry)?;
+    owned::forget(&entry.made);
+    Ok(())
+}
+
+fn undo(entry: &Entry) -> Result<()> {
     match entry.undo {
         Undo::Unmount => {
             if let Err(e) = umount2(&entry.real, MntFlags::empty()) {
@@ -253,9 +262,54 @@ fn release(entry: &Entry) -> Result<()> {
                 remove_path(&entry.real)?;
             }
         }
-        Undo::RemoveDir => {
-            std::fs::remove_dir_all(&entry.real)
-                .with_context(|| format!("removing local storage {}", entry.real.display()))?;
+        // Kata never deletes local storage content it did not make: a
+        // directory that was there before is the pod's.
+        Undo::RemoveDir if entry.created => remove_local_tree(&entry.real)?,
+        Undo::RemoveDir => {}
+    }
+    Ok(())
+}
+
+/// Remove a local storage directory we created, with what the containers
+/// put in it, but never across a mount point: a storage mounted below it
+/// (a bind of an outside directory, say) keeps its files, and the
+/// directories on the way to it stay.
+fn remove_local_tree(dir: &Path) -> Result<()> {
+    let mounts = mountinfo::mount_points()?;
+    if mounts.iter().any(|m| m == dir) {
+        // Something is mounted on the directory itself: nothing in it is ours.
+        return Ok(());
+    }
+    remove_below(dir, &mounts)?;
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        // A mount below it is still there: leave the way to it.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing local storage {}", dir.display())),
+    }
+}
+
+/// The entries of `dir`, depth first, never following a symlink and never
+/// entering a directory that is a mount point.
+fn remove_below(dir: &Path, mounts: &[PathBuf]) -> Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("listing {}", dir.display()))?
+            .path();
+        let meta = std::fs::symlink_metadata(&path)
+            .with_context(|| format!("inspecting {}", path.display()))?;
+        if !meta.is_dir() {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            continue;
+        }
+        if mounts.iter().any(|m| m == &path) {
+            continue;
+        }
+        remove_below(&path, mounts)?;
+        if !mounts.iter().any(|m| m.starts_with(&path)) {
+            std::fs::remove_dir(&path).with_context(|| format!("removing {}", path.display()))?;
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ use protocols::csi::volume_usage::Unit;
 use test_support::rpc::code;
 use test_support::TestAgent;
 
-const SHARED: &str = "/run/kata-containers/shared";
+const SHARED: &str = "/run/kata-containers/shared/containers";
 
 fn copy_req(path: &str, size: usize, offset: usize, data: &[u8], mode: u32) -> CopyFileRequest {
     let mut r = CopyFileRequest::new();

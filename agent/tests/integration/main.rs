@@ -15,6 +15,7 @@
 mod cgroups;
 mod container;
 mod guest;
+mod hardening;
 mod network;
 mod sandbox;
 mod server;

@@ -245,3 +245,68 @@ fn bad_server_address_exits_non_zero_with_a_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tcp://1.2.3.4:5"), "{err}");
 }
+
+/// A hybrid-vsock backend in front of the agent's unix socket, like
+/// vhost-device-vsock's `--uds-path`: reads `CONNECT <port>\n`, answers
+/// `OK <port>\n`, then relays bytes both ways.
+fn hybrid_vsock_proxy(
+    dir: &std::path::Path,
+    agent_socket: std::path::PathBuf,
+) -> std::path::PathBuf {
+    let uds = dir.join("vm.vsock");
+    let listener = std::os::unix::net::UnixListener::bind(&uds).expect("binding the proxy");
+    std::thread::spawn(move || {
+        for host in listener.incoming().flatten() {
+            let agent_socket = agent_socket.clone();
+            std::thread::spawn(move || {
+                let mut host = host;
+                let mut line = Vec::new();
+                let mut b = [0u8; 1];
+                while host.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
+                    line.push(b[0]);
+                }
+                let Some(port) = line.strip_prefix(b"CONNECT ") else {
+                    return;
+                };
+                let mut answer = b"OK ".to_vec();
+                answer.extend_from_slice(port);
+                answer.push(b'\n');
+                let Ok(guest) = UnixStream::connect(&agent_socket) else {
+                    return;
+                };
+                if host.write_all(&answer).is_err() {
+                    return;
+                }
+                let (mut h2, mut g2) = match (host.try_clone(), guest.try_clone()) {
+                    (Ok(h), Ok(g)) => (h, g),
+                    _ => return,
+                };
+                std::thread::spawn(move || std::io::copy(&mut g2, &mut h2));
+                let (mut host, mut guest) = (host, guest);
+                let _ = std::io::copy(&mut host, &mut guest);
+            });
+        }
+    });
+    uds
+}
+
+/// agent-ctl's client over an `hvsock://` address (the path the e2e suite
+/// and `vm run` use) reaches the agent through the handshake, and the first
+/// bytes after `OK` are not lost.
+#[tokio::test]
+async fn hybrid_vsock_address_reaches_the_agent() {
+    let agent = TestAgent::start("").await;
+    let uds = hybrid_vsock_proxy(agent.dir.path(), agent.socket.clone());
+    let addr = agent_ctl::Address::HybridVsock { uds, port: 1024 }.to_string();
+    let client = agent_ctl::connect(&addr, Duration::from_secs(10))
+        .await
+        .expect("connecting through the hybrid vsock proxy");
+    for _ in 0..3 {
+        let resp = client
+            .health
+            .check(context(5), &CheckRequest::new())
+            .await
+            .expect("Health.Check over hybrid vsock");
+        assert_eq!(resp.status.enum_value(), Ok(ServingStatus::SERVING));
+    }
+}

@@ -168,27 +168,15 @@ fn prepare_one(patch: &CratePatch) -> Result<Prepared> {
 
 /// The registry checksum Cargo.lock pins for `name` `version`.
 fn lock_checksum(name: &str, version: &str) -> Result<String> {
-    let path = paths::repo_root().join("Cargo.lock");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let lock: toml::Value = toml::from_str(&text).context("parsing Cargo.lock")?;
-    let packages = lock
-        .get("package")
-        .and_then(|p| p.as_array())
-        .context("Cargo.lock has no [[package]] list")?;
-    packages
-        .iter()
-        .find(|p| {
-            p.get("name").and_then(|v| v.as_str()) == Some(name)
-                && p.get("version").and_then(|v| v.as_str()) == Some(version)
-        })
-        .and_then(|p| p.get("checksum")?.as_str().map(str::to_string))
+    crate::cargo_lock::registry_checksums()?
+        .remove(&(name.to_string(), version.to_string()))
         .with_context(|| {
             format!("Cargo.lock pins no registry {name} {version}: is the patch still needed?")
         })
 }
 
 /// The downloaded `.crate`, fetching the lock's crates if it is not there yet.
-fn find_crate_file(name: &str, version: &str) -> Result<PathBuf> {
+pub fn find_crate_file(name: &str, version: &str) -> Result<PathBuf> {
     let file = format!("{name}-{version}.crate");
     if let Some(found) = search_registry_cache(&file) {
         return Ok(found);

@@ -15,6 +15,9 @@ mod sysroot;
 pub mod toolchain;
 mod unwind;
 
+/// A registry crate's `.crate` file (for the input store).
+pub use crate_patch::find_crate_file as crate_file;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -170,15 +170,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("a.cpio");
         std::fs::write(&archive, sample(1_700_000_000)).unwrap();
-        let list = std::process::Command::new("cpio")
-            .args(["-t", "-v", "--quiet", "-F"])
-            .arg(&archive)
-            .output()
-            .unwrap();
-        assert!(
-            list.status.success(),
-            "{}",
-            String::from_utf8_lossy(&list.stderr)
+        let list = crate::testutil::run_ok(
+            std::process::Command::new("cpio")
+                .args(["-t", "-v", "--quiet", "-F"])
+                .arg(&archive),
         );
         let text = String::from_utf8_lossy(&list.stdout);
         for name in ["dev", "dev/console", "init", "sbin/init -> /init"] {

@@ -54,13 +54,24 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn from_pin(pin: &Pin) -> Source {
-        Source {
+    /// The pinned tarball; from the input store when `--inputs` names one.
+    pub fn from_pin(pin: &Pin) -> Result<Source> {
+        let sha256 = pin.sha256.to_ascii_lowercase();
+        let tarball = match crate::fetch::store() {
+            Some(store) => store.get(&sha256)?.with_context(|| {
+                format!(
+                    "the input store {} has no kernel source {sha256}",
+                    store.dir.display()
+                )
+            })?,
+            None => pin.tarball.clone(),
+        };
+        Ok(Source {
             label: format!("{} {}", pin.package, pin.version),
-            tarball: pin.tarball.clone(),
-            sha256: pin.sha256.to_ascii_lowercase(),
+            tarball,
+            sha256,
             source_date_epoch: Some(pin.source_date_epoch),
-        }
+        })
     }
 
     /// A tarball given by path (e.g. linux-6.12.x.tar.xz from kernel.org).

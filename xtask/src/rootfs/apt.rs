@@ -27,6 +27,7 @@ impl Stanza {
             version: self.version.clone(),
             arch: self.architecture.clone(),
             sha256: self.sha256.clone(),
+            snapshot: None,
         }
     }
 }

@@ -52,7 +52,15 @@ pub fn verify(entry: &LockEntry, file: &Path) -> Result<()> {
 /// apt call), verified; returns the cached paths in the order given. A cached
 /// file that no longer matches its hash is dropped and fetched again; a
 /// download that does not match is an error.
+/// With an input store (`--inputs`), the files come from there.
 pub fn fetch_all(entries: &[LockEntry]) -> Result<Vec<PathBuf>> {
+    match crate::fetch::store() {
+        Some(store) => from_store(&store, entries),
+        None => fetch_cached(entries),
+    }
+}
+
+fn fetch_cached(entries: &[LockEntry]) -> Result<Vec<PathBuf>> {
     let mut missing: Vec<&LockEntry> = Vec::new();
     for e in entries {
         let path = cached_path(e);
@@ -73,23 +81,72 @@ pub fn fetch_all(entries: &[LockEntry]) -> Result<Vec<PathBuf>> {
     Ok(entries.iter().map(cached_path).collect())
 }
 
+/// Every entry from the input store (checked); one it lacks from the cache
+/// or the archive, as without a store.
+fn from_store(store: &crate::fetch::Store, entries: &[LockEntry]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in entries {
+        match store.get(&e.sha256)? {
+            Some(p) => out.push(p),
+            None => {
+                eprintln!(
+                    "xtask rootfs: {} is not in the input store {}",
+                    e.apt_spec(),
+                    store.dir.display()
+                );
+                let mut cached = fetch_cached(std::slice::from_ref(e))?;
+                out.append(&mut cached);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// From the suite's pool; what it no longer has, from the Debian snapshot
+/// archive at the timestamp the lock records for it.
 fn download(entries: &[&LockEntry]) -> Result<()> {
+    let pool = with_tmp(|tmp| download_into(tmp, entries, &[]));
+    let Err(pool_err) = pool else {
+        return Ok(());
+    };
+    let mut by_snapshot: std::collections::BTreeMap<&str, Vec<&LockEntry>> = Default::default();
+    for e in entries {
+        match &e.snapshot {
+            Some(ts) => by_snapshot.entry(ts.as_str()).or_default().push(e),
+            None => return Err(pool_err),
+        }
+    }
+    for (ts, group) in by_snapshot {
+        eprintln!("xtask rootfs: not in the suite; trying the snapshot archive at {ts}");
+        with_tmp(|tmp| {
+            let apt = crate::fetch::snapshot_apt(tmp, ts)?;
+            download_into(tmp, &group, &apt)
+        })
+        .with_context(|| format!("{pool_err:#}; and from the snapshot archive at {ts}"))?;
+    }
+    Ok(())
+}
+
+fn with_tmp(f: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = deb_cache_dir();
     let tmp = dir.join(format!(".download-{}", std::process::id()));
     if tmp.exists() {
         fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     }
     fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let result = download_into(&tmp, entries);
+    let result = f(&tmp);
     let _ = fs::remove_dir_all(&tmp);
     result
 }
 
-fn download_into(tmp: &Path, entries: &[&LockEntry]) -> Result<()> {
+/// `apt-get download` into `tmp` (with `apt_opts`, e.g. another source list),
+/// then verify and move each file into the cache.
+fn download_into(tmp: &Path, entries: &[&LockEntry], apt_opts: &[String]) -> Result<()> {
     let specs: Vec<String> = entries.iter().map(|e| e.apt_spec()).collect();
     eprintln!("xtask rootfs: apt-get download {}", specs.join(" "));
     let out = Command::new("apt-get")
         .current_dir(tmp)
+        .args(apt_opts)
         .args(["download", "-q"])
         .args(&specs)
         .output()
@@ -146,7 +203,25 @@ mod tests {
             version: "1:1.35.0-4".into(),
             arch: "arm64".into(),
             sha256: sha256.into(),
+            snapshot: None,
         }
+    }
+
+    #[test]
+    fn a_store_serves_its_debs_instead_of_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = dir.path().join("store");
+        fs::create_dir_all(store_dir.join("sha256")).unwrap();
+        let sum = "ab".repeat(32);
+        let deb = store_dir.join("sha256").join(&sum);
+        fs::write(&deb, b"x").unwrap();
+        let store = crate::fetch::Store { dir: store_dir };
+        // The store checks what it serves: "x" does not hash to `sum`.
+        assert!(from_store(&store, &[entry(&sum)]).is_err());
+        let real = sha256_file(&deb).unwrap();
+        fs::rename(&deb, deb.with_file_name(&real)).unwrap();
+        let got = from_store(&store, &[entry(&real)]).unwrap();
+        assert_eq!(got, [deb.with_file_name(&real)]);
     }
 
     #[test]

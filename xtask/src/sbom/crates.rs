@@ -41,10 +41,7 @@ pub fn agent_closure(triple: &str) -> Result<(String, Vec<Crate>)> {
     }
     let meta: Metadata =
         serde_json::from_slice(&out.stdout).context("parsing cargo metadata's output")?;
-    let lock_path = root.join("Cargo.lock");
-    let lock = std::fs::read_to_string(&lock_path)
-        .with_context(|| format!("reading {}", lock_path.display()))?;
-    closure(&meta, &checksums(&lock)?)
+    closure(&meta, &crate::cargo_lock::registry_checksums()?)
 }
 
 #[derive(Deserialize)]
@@ -82,26 +79,6 @@ struct NodeDep {
 #[derive(Deserialize)]
 struct DepKind {
     kind: Option<String>,
-}
-
-/// (name, version) -> checksum, from Cargo.lock.
-fn checksums(lock: &str) -> Result<BTreeMap<(String, String), String>> {
-    #[derive(Deserialize)]
-    struct Lock {
-        package: Vec<LockPackage>,
-    }
-    #[derive(Deserialize)]
-    struct LockPackage {
-        name: String,
-        version: String,
-        checksum: Option<String>,
-    }
-    let lock: Lock = toml::from_str(lock).context("parsing Cargo.lock")?;
-    Ok(lock
-        .package
-        .into_iter()
-        .filter_map(|p| Some(((p.name, p.version), p.checksum?)))
-        .collect())
 }
 
 fn closure(

@@ -45,16 +45,11 @@ fn make_deb(dir: &Path, name: &str, copyright: Option<&str>, doc_link: Option<&s
         std::os::unix::fs::symlink(target, doc.join(name)).unwrap();
     }
     let deb = dir.join(format!("{name}.deb"));
-    let out = Command::new("dpkg-deb")
-        .args(["--root-owner-group", "-Zgzip", "-b"])
-        .arg(&root)
-        .arg(&deb)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::testutil::run_ok(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zgzip", "-b"])
+            .arg(&root)
+            .arg(&deb),
     );
     deb
 }
@@ -65,6 +60,7 @@ fn entry(name: &str, deb: &Path) -> LockEntry {
         version: "1:2.0-1+b1".into(),
         arch: "amd64".into(),
         sha256: sha256_file(deb).unwrap(),
+        snapshot: None,
     }
 }
 

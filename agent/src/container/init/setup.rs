@@ -3,6 +3,7 @@
 //! groups, capabilities, no_new_privileges, cwd, environment.
 
 use nix::sys::resource::{setrlimit, Resource};
+use std::collections::HashMap;
 use std::ffi::CString;
 
 use anyhow::{bail, Context, Result};
@@ -41,7 +42,7 @@ pub fn apply(p: &Process) -> Result<()> {
         nix::sys::prctl::set_no_new_privs().context("setting no_new_privileges")?;
     }
     nix::unistd::chdir(p.cwd()).with_context(|| format!("chdir to cwd {}", p.cwd().display()))?;
-    set_env(p);
+    set_search_path(p);
     Ok(())
 }
 
@@ -137,21 +138,55 @@ fn set_user(p: &Process) -> Result<()> {
     Ok(())
 }
 
-fn set_env(p: &Process) {
-    for (k, _) in std::env::vars_os() {
-        std::env::remove_var(k);
-    }
-    for e in p.env().iter().flatten() {
-        if let Some((k, v)) = e.split_once('=') {
-            if !k.is_empty() {
-                std::env::set_var(k, v);
+/// The process's environment as execve takes it, built in one pass: a name
+/// given twice keeps its last value at its first place (setenv's result).
+/// Setting each entry with setenv would rescan the whole environment every
+/// time: quadratic, minutes for 100,000 entries.
+fn environment(p: &Process) -> Result<Vec<CString>> {
+    let entries = p.env().as_deref().unwrap_or_default();
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(entries.len());
+    let mut out: Vec<&str> = Vec::with_capacity(entries.len());
+    for e in entries {
+        let Some((k, _)) = e.split_once('=') else {
+            continue;
+        };
+        if k.is_empty() {
+            continue;
+        }
+        match index.get(k) {
+            Some(&i) => out[i] = e,
+            None => {
+                index.insert(k, out.len());
+                out.push(e);
             }
         }
     }
+    out.into_iter()
+        .map(|e| CString::new(e).with_context(|| format!("environment entry {e:?} has a NUL")))
+        .collect()
 }
 
-/// execvp the process's args; PATH is the container's (set by `apply`).
+/// Only PATH stays in our own environment: execvpe searches the program in
+/// the caller's PATH, which must be the container's.
+fn set_search_path(p: &Process) {
+    for (k, _) in std::env::vars_os() {
+        std::env::remove_var(k);
+    }
+    let path = p
+        .env()
+        .iter()
+        .flatten()
+        .filter_map(|e| e.strip_prefix("PATH="))
+        .next_back();
+    if let Some(path) = path {
+        std::env::set_var("PATH", path);
+    }
+}
+
+/// execvpe the process's args with its environment; PATH is the
+/// container's (set by `apply`).
 pub fn exec(p: &Process) -> Result<()> {
+    let env = environment(p)?;
     let args = p.args().as_ref().context("the process has no args")?;
     let cargs: Vec<CString> = args
         .iter()
@@ -161,6 +196,41 @@ pub fn exec(p: &Process) -> Result<()> {
     let Some(prog) = cargs.first() else {
         bail!("the process has no args");
     };
-    let err = nix::unistd::execvp(prog, &cargs).unwrap_err();
+    let err = nix::unistd::execvpe(prog, &cargs, &env).unwrap_err();
     Err(err).with_context(|| format!("executing {:?}", args[0]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(env: Vec<String>) -> Process {
+        let mut p = Process::default();
+        p.set_env(Some(env));
+        p
+    }
+
+    #[test]
+    fn a_repeated_name_keeps_its_last_value_at_its_first_place() {
+        let p = process(
+            ["A=1", "B=2", "A=3", "=x", "noequals", "C="]
+                .map(String::from)
+                .to_vec(),
+        );
+        let env = environment(&p).unwrap();
+        let env: Vec<&str> = env.iter().map(|c| c.to_str().unwrap()).collect();
+        assert_eq!(env, ["A=3", "B=2", "C="]);
+    }
+
+    #[test]
+    fn a_hundred_thousand_entries_take_well_under_a_second() {
+        let p = process((0..100_000).map(|i| format!("VAR_{i}={i}")).collect());
+        let t = std::time::Instant::now();
+        assert_eq!(environment(&p).unwrap().len(), 100_000);
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t.elapsed()
+        );
+    }
 }

@@ -66,8 +66,39 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
 
     let _reservation = Reservation::take(&cid)
         .ok_or_else(|| Error::invalid(format!("container {cid} is being created already")))?;
-    if ctx.sandbox.lock().await.containers.contains_key(&cid) {
-        return Err(Error::invalid(format!("container {cid} already exists")));
+    // One cgroup per container: a second one in the same cgroup would take
+    // the first one's processes and cgroup down with it on removal (and
+    // stop the reaper from seeing its own). Reserved like the id, so two
+    // racing creates cannot both pass.
+    let cgroup_path = oci
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_deref())
+        .and_then(|p| p.to_str())
+        .unwrap_or("");
+    let cgroup_path = cgroups::path::relative_path(&cid, cgroup_path).invalid()?;
+    let _cgroup_reservation =
+        Reservation::take(&format!("cgroup:{cgroup_path}")).ok_or_else(|| {
+            Error::AlreadyExists(format!(
+                "cgroup {cgroup_path} of container {cid} is being created for another container"
+            ))
+        })?;
+    {
+        let sandbox = ctx.sandbox.lock().await;
+        if sandbox.containers.contains_key(&cid) {
+            return Err(Error::invalid(format!("container {cid} already exists")));
+        }
+        if let Some(other) = sandbox
+            .containers
+            .values()
+            .find(|c| c.cgroup.path() == cgroup_path)
+        {
+            return Err(Error::AlreadyExists(format!(
+                "cgroup {cgroup_path} of container {cid} is the cgroup of container {}: \
+                 each container needs its own linux.cgroupsPath",
+                other.id
+            )));
+        }
     }
     let mut rollback = Rollback::default();
     match build(ctx, &req, oci, exec_id, &mut rollback).await {

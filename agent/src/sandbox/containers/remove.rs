@@ -3,8 +3,13 @@
 //! container's cgroup, the bundle (and the rootfs bind mount) and its
 //! storage references. A second remove of the same id answers NotFound.
 
+use std::collections::HashMap;
+use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
+use anyhow::Context;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -16,8 +21,67 @@ use crate::sandbox::AgentContext;
 /// How long to wait for cgroup members the agent did not start.
 const OTHERS_GRACE: Duration = Duration::from_secs(2);
 
+/// The outcome of a removal in flight, for a retry to wait on.
+type Outcome = watch::Receiver<Option<std::result::Result<(), String>>>;
+
+/// Removals in flight, by container id. The RPC runs detached (see
+/// `rpc::run!`), so a call cut by its deadline still finishes; its retry
+/// waits for that outcome instead of answering NOT_FOUND mid-way.
+static REMOVING: StdMutex<Option<HashMap<String, Outcome>>> = StdMutex::new(None);
+
+fn removing() -> std::sync::MutexGuard<'static, Option<HashMap<String, Outcome>>> {
+    REMOVING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub async fn remove(ctx: &AgentContext, cid: &str, timeout_secs: u32) -> Result<()> {
-    let container = ctx.sandbox.lock().await.take_container(cid)?;
+    let (container, done) = {
+        let mut sandbox = ctx.sandbox.lock().await;
+        match sandbox.take_container(cid) {
+            Ok(c) => {
+                let (tx, rx) = watch::channel(None);
+                removing()
+                    .get_or_insert_with(HashMap::new)
+                    .insert(cid.to_string(), rx);
+                (c, tx)
+            }
+            Err(not_found) => {
+                let in_flight = removing().as_ref().and_then(|m| m.get(cid).cloned());
+                drop(sandbox);
+                return match in_flight {
+                    Some(rx) => outcome_of(rx).await,
+                    None => Err(not_found),
+                };
+            }
+        }
+    };
+    let result = remove_taken(ctx, cid, timeout_secs, container).await;
+    if let Some(m) = removing().as_mut() {
+        m.remove(cid);
+    }
+    let _ = done.send(Some(
+        result.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")),
+    ));
+    result
+}
+
+async fn outcome_of(mut rx: Outcome) -> Result<()> {
+    let outcome = rx
+        .wait_for(Option::is_some)
+        .await
+        .map(|o| o.clone())
+        .map_err(|_| Error::internal("the removal in flight ended without an outcome"))?;
+    match outcome {
+        Some(Ok(())) | None => Ok(()),
+        Some(Err(e)) => Err(Error::internal(e)),
+    }
+}
+
+async fn remove_taken(
+    ctx: &AgentContext,
+    cid: &str,
+    timeout_secs: u32,
+    container: Container,
+) -> Result<()> {
     let stopped = stop_all(&container);
     let stopped = if timeout_secs == 0 {
         Ok(stopped.await)
@@ -89,6 +153,10 @@ async fn stop_all(c: &Container) -> anyhow::Result<()> {
     for pid in pids {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
+    let cgroup = c.cgroup.clone();
+    tokio::task::spawn_blocking(move || cgroup.thaw_if_frozen())
+        .await
+        .context("thawing after SIGKILL")??;
     for mut exit in exits {
         reaper::wait(&mut exit).await?;
     }

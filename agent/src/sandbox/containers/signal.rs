@@ -15,7 +15,9 @@ pub async fn signal(ctx: &AgentContext, cid: &str, exec_id: &str, signo: u32) ->
         .ok()
         .and_then(|s| Signal::try_from(s).ok())
         .ok_or_else(|| Error::invalid(format!("{signo} is not a signal")))?;
-    let (targets, is_init, exited) = {
+    // Exec id "" with SIGKILL is Kata's "all": every process of the container.
+    let all = exec_id.is_empty() && sig == Signal::SIGKILL;
+    let (targets, is_init, exited, cgroup) = {
         let sandbox = ctx.sandbox.lock().await;
         let c = sandbox.container(cid)?;
         let p = sandbox.process(cid, exec_id)?;
@@ -32,7 +34,7 @@ pub async fn signal(ctx: &AgentContext, cid: &str, exec_id: &str, signo: u32) ->
             );
         }
         let exited = p.exit.borrow().is_some();
-        (targets, p.pid == c.init.pid, exited)
+        (targets, p.pid == c.init.pid, exited, c.cgroup.clone())
     };
     if exited {
         // Already gone (the status is waiting for WaitProcess): nothing to signal.
@@ -55,6 +57,11 @@ pub async fn signal(ctx: &AgentContext, cid: &str, exec_id: &str, signo: u32) ->
             }
             Err(_) => {}
         }
+    }
+    if all {
+        tokio::task::spawn_blocking(move || cgroup.thaw_if_frozen())
+            .await
+            .map_err(|e| Error::internal(format!("thawing after SIGKILL: {e}")))??;
     }
     Ok(())
 }

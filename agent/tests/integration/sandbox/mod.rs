@@ -4,4 +4,4 @@
 mod destroy_containers;
 mod lifecycle;
 mod pid1;
-mod storage;
+pub(crate) mod storage;

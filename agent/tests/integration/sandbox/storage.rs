@@ -10,7 +10,7 @@ use kata_agent::storage::StorageRegistry;
 use protocols::agent::Storage;
 use test_support::skip::skip;
 
-fn storage(driver: &str, source: &str, mount_point: &str, options: &[&str]) -> Storage {
+pub(crate) fn storage(driver: &str, source: &str, mount_point: &str, options: &[&str]) -> Storage {
     let mut s = Storage::new();
     s.driver = driver.into();
     s.source = source.into();
@@ -24,7 +24,7 @@ fn test_dir(name: &str) -> String {
     format!("/run/kata-containers/test-{}-{name}", std::process::id())
 }
 
-fn mounts_at(p: &str) -> usize {
+pub(crate) fn mounts_at(p: &str) -> usize {
     mountinfo::mount_count(Path::new(p)).expect("reading mountinfo")
 }
 

@@ -113,6 +113,10 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
     runtime.block_on(async {
         // Reap from the start: as PID 1, orphans arrive before any container.
         kata_agent::reaper::start()?;
+        if init_daemon {
+            let h = kata_agent::network::connect()?;
+            kata_agent::network::link::bring_up_loopback(&h).await?;
+        }
         server::serve(ctx).await
     })?;
     kata_agent::owned::close_if_empty();

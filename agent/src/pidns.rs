@@ -1,6 +1,9 @@
-//! The sandbox PID namespace (CreateSandbox `sandbox_pidns`): a tiny pause
-//! process, PID 1 of a new PID namespace, that containers join through
-//! `/proc/<pid>/ns/pid`. It reaps whatever gets re-parented to it.
+//! The sandbox's shared namespaces: a tiny pause process in new IPC and UTS
+//! namespaces that every container of the pod joins (Kata's agent shares
+//! them across the pod: src/agent/src/sandbox.rs setup_shared_namespaces),
+//! and, with CreateSandbox `sandbox_pidns`, PID 1 of a new PID namespace
+//! too. Containers join through `/proc/<pid>/ns/<type>`. It reaps whatever
+//! gets re-parented to it.
 //!
 //! Nothing is bind-mounted to keep the namespace alive (Kata's persistent
 //! `/run/sandbox-ns` mounts outlive a crashed agent and break the next
@@ -23,6 +26,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct PauseProcess {
     pid: Pid,
+    /// It is PID 1 of its own PID namespace (sandbox_pidns).
+    pid_ns: bool,
     /// Its exit status, from the reaper (which collects every child).
     exit: ExitReceiver,
 }
@@ -31,26 +36,35 @@ impl PauseProcess {
     /// Start the pause process (from the agent's spawner thread: the death
     /// signal fires when the *thread* that created the child exits, so it
     /// must be one that lives as long as the agent, not a pool thread).
-    pub fn spawn() -> Result<PauseProcess> {
+    pub fn spawn(pid_ns: bool) -> Result<PauseProcess> {
         let (reply_tx, reply_rx) = mpsc::channel();
+        let mut flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+        if pid_ns {
+            flags |= CloneFlags::CLONE_NEWPID;
+        }
         spawner()
             .lock()
             .map_err(|_| anyhow::anyhow!("the pause spawner lock is poisoned"))?
-            .send(reply_tx)
+            .send((flags, reply_tx))
             .context("the pause spawner thread is gone")?;
         let (pid, exit) = reply_rx
             .recv()
             .context("the pause spawner thread did not answer")??;
-        Ok(PauseProcess { pid, exit })
+        Ok(PauseProcess { pid, pid_ns, exit })
     }
 
     pub fn pid(&self) -> i32 {
         self.pid.as_raw()
     }
 
-    /// The PID namespace containers of the sandbox join.
-    pub fn pid_ns_path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/ns/pid", self.pid))
+    /// The PID namespace containers of the sandbox join, if it has one.
+    pub fn pid_ns_path(&self) -> Option<PathBuf> {
+        self.pid_ns.then(|| self.ns_path("pid"))
+    }
+
+    /// `/proc/<pid>/ns/<kind>` ("ipc", "uts", "pid").
+    pub fn ns_path(&self, kind: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/{kind}", self.pid))
     }
 
     /// Kill it (which kills every process left in its namespace) and wait
@@ -73,7 +87,7 @@ impl PauseProcess {
     }
 }
 
-type Reply = mpsc::Sender<Result<(Pid, ExitReceiver)>>;
+type Reply = (CloneFlags, mpsc::Sender<Result<(Pid, ExitReceiver)>>);
 
 /// The one thread that creates pause processes; it never exits.
 fn spawner() -> &'static Mutex<mpsc::Sender<Reply>> {
@@ -83,9 +97,9 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Reply>> {
         std::thread::Builder::new()
             .name("pause-spawner".into())
             .spawn(move || {
-                for reply in rx {
+                for (flags, reply) in rx {
                     // Registered with the reaper before it can exit.
-                    let pause = reaper::spawn(|| clone_pause().map(|pid| (pid.as_raw(), pid)));
+                    let pause = reaper::spawn(|| clone_pause(flags).map(|pid| (pid.as_raw(), pid)));
                     let _ = reply.send(pause);
                 }
                 // The sender lives in a static: this line is never reached,
@@ -97,20 +111,13 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Reply>> {
     })
 }
 
-fn clone_pause() -> Result<Pid> {
+fn clone_pause(flags: CloneFlags) -> Result<Pid> {
     let mut stack = vec![0u8; 64 * 1024];
     // SAFETY: the child runs only `pause_main`, which calls async-signal-safe
     // libc functions and never returns into Rust code shared with the
     // parent's other threads.
-    unsafe {
-        nix::sched::clone(
-            Box::new(pause_main),
-            &mut stack,
-            CloneFlags::CLONE_NEWPID,
-            Some(libc::SIGCHLD),
-        )
-    }
-    .context("starting the sandbox pause process in a new PID namespace")
+    unsafe { nix::sched::clone(Box::new(pause_main), &mut stack, flags, Some(libc::SIGCHLD)) }
+        .with_context(|| format!("starting the sandbox pause process in new namespaces {flags:?}"))
 }
 
 fn pause_main() -> isize {

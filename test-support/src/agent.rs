@@ -52,21 +52,29 @@ impl TestAgent {
     /// Start the agent as PID 1 of new PID and mount namespaces, as it runs
     /// as a guest's init.
     pub async fn start_as_pid1(cmdline: &str) -> TestAgent {
-        Self::spawn(
-            cmdline,
-            &[],
-            &[
-                "unshare",
-                "--pid",
-                "--fork",
-                "--kill-child",
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-            ],
-        )
-        .await
+        Self::spawn(cmdline, &[], &Self::pid1_wrapper(&[])).await
+    }
+
+    /// As `start_as_pid1`, in a new network namespace too (only `lo`, down).
+    pub async fn start_as_pid1_isolated(cmdline: &str) -> TestAgent {
+        Self::spawn(cmdline, &[], &Self::pid1_wrapper(&["--net"])).await
+    }
+
+    /// `unshare` making the agent PID 1 of new PID and mount namespaces
+    /// (private propagation), plus `extra` namespaces.
+    fn pid1_wrapper<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut w = vec![
+            "unshare",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount",
+            "--propagation",
+            "private",
+        ];
+        w.extend_from_slice(extra);
+        w.push("--");
+        w
     }
 
     /// Start the agent through `wrapper` (a program that execs its

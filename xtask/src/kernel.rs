@@ -57,6 +57,12 @@ pub struct Args {
     /// (what boots Kata's default command lines, faster to build and boot).
     #[arg(long = "profile", value_enum, default_value = "kata")]
     profile: Profile,
+    /// Keep the build dir of an interrupted build and let make continue
+    /// where it stopped (kbuild rebuilds what the config or sources changed,
+    /// so the result is the same as from a fresh dir; the cache entry and
+    /// its checks are as usual).
+    #[arg(long)]
+    resume: bool,
 }
 
 /// A built kernel, copied into `target/artifacts/<arch>/`.
@@ -89,6 +95,7 @@ pub fn run(args: Args) -> Result<()> {
         no_cache: args.no_cache,
         jobs: args.jobs.max(1),
         profile: args.profile,
+        resume: args.resume,
     };
     for arch in args.arch.arches() {
         let k = build_kernel(arch, &opts).with_context(|| format!("kernel for {arch}"))?;
@@ -120,6 +127,7 @@ pub fn ensure_built_profile(arch: Arch, profile: Profile) -> Result<KernelArtifa
         no_cache: false,
         jobs: 2,
         profile,
+        resume: false,
     };
     build_kernel(arch, &opts).with_context(|| format!("kernel for {arch}"))
 }
@@ -129,6 +137,7 @@ struct Options {
     no_cache: bool,
     jobs: usize,
     profile: Profile,
+    resume: bool,
 }
 
 fn build_kernel(arch: Arch, opts: &Options) -> Result<KernelArtifacts> {
@@ -230,7 +239,7 @@ fn build_into(
     let jobs = opts.jobs;
     let work = paths::work_dir("kernel", arch);
     let dir = work.join("build");
-    if dir.exists() {
+    if dir.exists() && !opts.resume {
         fs::remove_dir_all(&dir).with_context(|| format!("cleaning {}", dir.display()))?;
     }
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -9,14 +9,18 @@ use anyhow::{bail, Context, Result};
 
 pub const SYSFS_CPU: &str = "/sys/devices/system/cpu";
 pub const SYSFS_MEMORY: &str = "/sys/devices/system/memory";
-/// Hot-added CPUs can take a moment to show up in sysfs.
-const CPU_RETRIES: u32 = 50;
+/// Hot-added CPUs can take a moment to show up in sysfs: Kata's agent
+/// waits up to 100 x 50 ms (src/agent/src/sandbox.rs online_cpus).
+const CPU_RETRIES: u32 = 100;
 const CPU_RETRY_WAIT: Duration = Duration::from_millis(50);
 
-/// OnlineCPUMem: `nb_cpus` hot-added CPUs, and every memory block too
-/// unless `cpu_only`.
+/// OnlineCPUMem: make `nb_cpus` CPUs online in all (the runtime's count of
+/// vCPUs after a hot-plug, not a number to add), and every memory block
+/// too unless `cpu_only`.
 pub fn online_cpu_mem(nb_cpus: u32, cpu_only: bool) -> Result<()> {
-    online_cpus(Path::new(SYSFS_CPU), nb_cpus)?;
+    if nb_cpus > 0 {
+        online_cpus(Path::new(SYSFS_CPU), nb_cpus)?;
+    }
     if !cpu_only && Path::new(SYSFS_MEMORY).exists() {
         online_all(Path::new(SYSFS_MEMORY), "memory")?;
     }
@@ -26,17 +30,17 @@ pub fn online_cpu_mem(nb_cpus: u32, cpu_only: bool) -> Result<()> {
 /// Write "1" to every `<dir>/<prefix>N/online` that reads "0"; returns how
 /// many went online. Entries without an `online` file (cpu0) are skipped.
 pub fn online_all(dir: &Path, prefix: &str) -> Result<u32> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+    online_some(dir, prefix, u32::MAX)
+}
+
+/// As `online_all`, stopping after `limit` entries went online.
+fn online_some(dir: &Path, prefix: &str, limit: u32) -> Result<u32> {
     let mut onlined = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(num) = name.strip_prefix(prefix) else {
-            continue;
-        };
-        if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
+    for entry in numbered(dir, prefix)? {
+        if onlined >= limit {
+            break;
         }
-        let online = entry.path().join("online");
+        let online = entry.join("online");
         let Ok(state) = std::fs::read_to_string(&online) else {
             continue;
         };
@@ -49,17 +53,61 @@ pub fn online_all(dir: &Path, prefix: &str) -> Result<u32> {
     Ok(onlined)
 }
 
-/// Online CPUs until `wanted` came online (0: whatever is offline now).
+/// How many `<dir>/cpuN` are online: those whose `online` reads 1, and
+/// those without the file (they cannot go offline, like cpu0).
+pub fn online_cpu_count(dir: &Path) -> Result<u32> {
+    let mut n = 0;
+    for cpu in numbered(dir, "cpu")? {
+        match std::fs::read_to_string(cpu.join("online")) {
+            Ok(state) if state.trim() != "1" => {}
+            _ => n += 1,
+        }
+    }
+    Ok(n)
+}
+
+/// `<dir>/<prefix>N` for every number N, in order.
+fn numbered(dir: &Path, prefix: &str) -> Result<Vec<std::path::PathBuf>> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+    let mut found: Vec<(u64, std::path::PathBuf)> = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(num) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let Ok(n) = num.parse::<u64>() else {
+            continue;
+        };
+        if !num.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        found.push((n, entry.path()));
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Online CPUs until `wanted` are online in all, never more (a guest
+/// whose VMM onlined them already needs nothing); returns how many this
+/// call onlined. Waits for hot-added CPUs to appear, as Kata's agent.
 pub fn online_cpus(dir: &Path, wanted: u32) -> Result<u32> {
-    let mut total = 0;
+    let mut onlined = 0;
     for _ in 0..CPU_RETRIES {
-        total += online_all(dir, "cpu")?;
-        if total >= wanted {
-            return Ok(total);
+        let online = online_cpu_count(dir)?;
+        if online >= wanted {
+            return Ok(onlined);
+        }
+        onlined += online_some(dir, "cpu", wanted - online)?;
+        if online_cpu_count(dir)? >= wanted {
+            return Ok(onlined);
         }
         std::thread::sleep(CPU_RETRY_WAIT);
     }
-    bail!("onlined {total} CPU(s) of the {wanted} requested after {CPU_RETRIES} tries")
+    let online = online_cpu_count(dir)?;
+    bail!(
+        "{online} CPU(s) online, {wanted} requested, after waiting {} ms for hot-added CPUs",
+        CPU_RETRIES as u64 * CPU_RETRY_WAIT.as_millis() as u64
+    )
 }
 
 /// /sys/devices/system/memory/block_size_bytes (hex without 0x); 0 when
@@ -101,7 +149,8 @@ mod tests {
         }
         std::fs::create_dir(t.path().join("cpu0")).expect("mkdir");
         std::fs::create_dir(t.path().join("cpufreq")).expect("mkdir");
-        assert_eq!(online_cpus(t.path(), 2).expect("online"), 2);
+        // cpu0 and cpu2 are online: 4 in all needs cpu1 and cpu3.
+        assert_eq!(online_cpus(t.path(), 4).expect("online"), 2);
         for n in ["cpu1", "cpu3"] {
             let s = std::fs::read_to_string(t.path().join(n).join("online")).expect("read");
             assert_eq!(s, "1");

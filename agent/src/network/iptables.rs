@@ -5,7 +5,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-const SEARCH: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+/// Where the tools are looked for, in order.
+pub const SEARCH: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
 
 /// The full path of `tool`, or None when the image has no iptables.
 pub fn find_tool(tool: &str) -> Option<std::path::PathBuf> {
@@ -15,7 +16,8 @@ pub fn find_tool(tool: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.exists())
 }
 
-fn tool(v6: bool, what: &str) -> String {
+/// `iptables-save`, `ip6tables-restore`, ...
+pub fn tool(v6: bool, what: &str) -> String {
     format!("{}-{what}", if v6 { "ip6tables" } else { "iptables" })
 }
 

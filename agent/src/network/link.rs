@@ -203,8 +203,11 @@ pub async fn update_interface(h: &Handle, iface: &Interface) -> Result<Interface
             .await
             .with_context(|| format!("adding {ip}/{prefix} to {}", link.name))?;
     }
+    // raw_flags IFF_NOARP: Kata's agent turns ARP off with it, on without
+    // (src/agent/src/netlink.rs update_interface).
+    let arp = iface.raw_flags & libc::IFF_NOARP as u32 == 0;
     h.link()
-        .set(LinkUnspec::new_with_index(idx).up().build())
+        .set(LinkUnspec::new_with_index(idx).arp(arp).up().build())
         .execute()
         .await
         .with_context(|| format!("bringing {} up", link.name))?;
@@ -214,6 +217,22 @@ pub async fn update_interface(h: &Handle, iface: &Interface) -> Result<Interface
         .find(|l| l.index == idx)
         .context("the interface vanished")?;
     Ok(to_interface(now, &addresses(h).await?))
+}
+
+/// Bring `lo` up. Kata's runtime never sends it in UpdateInterface; the
+/// agent as init raises it itself (Kata: src/agent/src/main.rs start_sandbox,
+/// netlink.rs handle_localhost), or 127.0.0.1 is unreachable in the pod.
+pub async fn bring_up_loopback(h: &Handle) -> Result<()> {
+    let lo = links(h)
+        .await?
+        .into_iter()
+        .find(|l| l.name == "lo")
+        .context("the guest has no loopback interface \"lo\"")?;
+    h.link()
+        .set(LinkUnspec::new_with_index(lo.index).up().build())
+        .execute()
+        .await
+        .context("bringing lo up")
 }
 
 pub fn is_up(flags: u32) -> bool {

@@ -5,7 +5,8 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Context, Result};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteProtocol, RouteScope,
+    RouteType,
 };
 use protocols::types::{IPFamily, Route};
 use rtnetlink::{Handle, RouteMessageBuilder};
@@ -80,6 +81,13 @@ fn to_route(m: &RouteMessage, names: &HashMap<u32, String>) -> Route {
                 r.source = ip_of(s).map(|i| i.to_string()).unwrap_or_default()
             }
             RouteAttribute::Oif(i) => r.device = names.get(i).cloned().unwrap_or_default(),
+            RouteAttribute::Metrics(ms) => {
+                for metric in ms {
+                    if let RouteMetric::Mtu(mtu) = metric {
+                        r.mtu = *mtu;
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -159,6 +167,13 @@ fn build(r: &Route, names: &HashMap<u32, String>) -> Result<RouteMessage> {
         b.output_interface(index).scope(scope).build()
     };
     msg.header.protocol = RouteProtocol::Boot;
+    // onlink (a gateway outside the link's subnets) and the route MTU, as
+    // Kata's agent sets them (src/agent/src/netlink.rs update_routes).
+    msg.header.flags = RouteFlags::from_bits_retain(r.flags);
+    if r.mtu != 0 {
+        msg.attributes
+            .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(r.mtu)]));
+    }
     Ok(msg)
 }
 

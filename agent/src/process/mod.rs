@@ -12,6 +12,8 @@ mod stream;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 use tokio::sync::Mutex;
 
@@ -42,6 +44,11 @@ pub struct Process {
     pub exit: ExitReceiver,
     pub io: Arc<ProcessIo>,
 }
+
+/// Once the process has exited, how long a read still waits for output
+/// before it answers EOF: a background child may hold the pipe (or pty)
+/// open forever (Kata's agent: 500 ms, src/agent/src/rpc.rs do_read_stream).
+pub const EXIT_DRAIN: Duration = Duration::from_millis(500);
 
 /// What a read returns: data, or the end of the stream.
 pub enum ReadResult {
@@ -115,14 +122,37 @@ impl ProcessIo {
     }
 
     /// Up to `len` bytes of stdout (or stderr); waits until there is some.
-    pub async fn read(&self, stderr: bool, len: usize) -> Result<ReadResult> {
+    /// Once `exit` reports the process gone (now or while waiting), waits
+    /// at most EXIT_DRAIN for more output, then EOF: a `sh -c 'x &'` must
+    /// not keep its reader waiting for `x`.
+    pub async fn read_until_exit(
+        &self,
+        stderr: bool,
+        len: usize,
+        mut exit: ExitReceiver,
+    ) -> Result<ReadResult> {
         let reader = match (stderr, &self.stderr) {
             (false, _) => &self.stdout,
             (true, Some(r)) => r,
             // A terminal has no separate stderr.
             (true, None) => return Ok(ReadResult::Eof),
         };
-        reader.lock().await.read(len.max(1)).await
+        let mut guard = reader.lock().await;
+        let read = guard.read(len.max(1));
+        tokio::pin!(read);
+        tokio::select! {
+            // Output that is there wins over the exit.
+            biased;
+            r = &mut read => r,
+            // A closed channel (the reaper forgot it) counts as exited too.
+            // (The guard wait_for returns is not Send: drop it at once.)
+            () = async { drop(exit.wait_for(Option::is_some).await) } => {
+                match tokio::time::timeout(EXIT_DRAIN, &mut read).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(ReadResult::Eof),
+                }
+            }
+        }
     }
 
     pub async fn write_stdin(&self, data: &[u8]) -> Result<usize> {

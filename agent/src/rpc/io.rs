@@ -21,8 +21,10 @@ async fn read(
 ) -> Result<ReadStreamResponse> {
     let len = limits::check("ReadStream len", req.len.into(), limits::MAX_READ_LEN)
         .map_err(Error::invalid)?;
-    let io = ctx.process_io(&req.container_id, &req.exec_id).await?;
-    match io.read(stderr, len).await? {
+    let (io, exit) = ctx
+        .process_io_and_exit(&req.container_id, &req.exec_id)
+        .await?;
+    match io.read_until_exit(stderr, len, exit).await? {
         ReadResult::Data(data) => {
             let mut resp = ReadStreamResponse::new();
             resp.data = data;

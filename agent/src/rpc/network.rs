@@ -71,10 +71,13 @@ pub async fn add_arp_neighbors(_ctx: &AgentContext, req: AddARPNeighborsRequest)
     Ok(Empty::new())
 }
 
-fn no_iptables(rpc: &str, v6: bool) -> Error {
-    let tool = if v6 { "ip6tables" } else { "iptables" };
+/// The tool `what` ("save", "restore") is not in the image: say which one
+/// and where it was looked for.
+fn no_iptables(rpc: &str, v6: bool, what: &str) -> Error {
     Error::Unimplemented(format!(
-        "{rpc}: this guest image has no {tool}-save/{tool}-restore"
+        "{rpc}: this guest image has no {} (looked in {}); add the iptables package to the image",
+        iptables::tool(v6, what),
+        iptables::SEARCH.join(", ")
     ))
 }
 
@@ -88,7 +91,7 @@ pub async fn get_ip_tables(
         .map_err(|e| Error::internal(format!("worker thread failed: {e}")))?
         .map_err(|e| Error::from(e.context("GetIPTables")))?;
     let mut resp = GetIPTablesResponse::new();
-    resp.data = out.ok_or_else(|| no_iptables("GetIPTables", v6))?;
+    resp.data = out.ok_or_else(|| no_iptables("GetIPTables", v6, "save"))?;
     Ok(resp)
 }
 
@@ -102,6 +105,6 @@ pub async fn set_ip_tables(
         .map_err(|e| Error::internal(format!("worker thread failed: {e}")))?
         .map_err(|e| Error::from(e.context("SetIPTables")))?;
     let mut resp = SetIPTablesResponse::new();
-    resp.data = out.ok_or_else(|| no_iptables("SetIPTables", v6))?;
+    resp.data = out.ok_or_else(|| no_iptables("SetIPTables", v6, "restore"))?;
     Ok(resp)
 }

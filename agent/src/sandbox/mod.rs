@@ -51,6 +51,18 @@ impl AgentContext {
     pub async fn process_io(&self, cid: &str, exec_id: &str) -> Result<Arc<ProcessIo>> {
         Ok(self.sandbox.lock().await.process(cid, exec_id)?.io.clone())
     }
+
+    /// `process_io` with the process's exit status (a read ends when the
+    /// process is gone and its output drained).
+    pub async fn process_io_and_exit(
+        &self,
+        cid: &str,
+        exec_id: &str,
+    ) -> Result<(Arc<ProcessIo>, crate::reaper::ExitReceiver)> {
+        let sandbox = self.sandbox.lock().await;
+        let p = sandbox.process(cid, exec_id)?;
+        Ok((p.io.clone(), p.exit.clone()))
+    }
 }
 
 pub struct Sandbox {
@@ -65,7 +77,8 @@ pub struct Sandbox {
     pub created: bool,
     /// Mount points of the CreateSandbox storages (released by DestroySandbox).
     pub sandbox_storages: Vec<String>,
-    /// The pause process holding the shared PID namespace (sandbox_pidns).
+    /// The pause process holding the pod's IPC and UTS namespaces, and its
+    /// PID namespace with sandbox_pidns (started by CreateSandbox).
     pub pause: Option<PauseProcess>,
     /// Directory of OCI hooks to add to every container (guest_hook_path):
     /// its prestart/, poststart/, poststop/ subdirectories hold executables.
@@ -78,6 +91,7 @@ impl Sandbox {
     pub fn new(config: &AgentConfig, logger: Logger) -> Self {
         let mut storages = StorageRegistry::default();
         storages.hotplug_timeout = config.hotplug_timeout;
+        storages.watcher.logger = Some(logger.clone());
         Sandbox {
             logger,
             id: String::new(),
@@ -96,7 +110,7 @@ impl Sandbox {
     /// The PID namespace every container of the sandbox joins, when
     /// CreateSandbox asked for one (sandbox_pidns).
     pub fn shared_pid_ns(&self) -> Option<PathBuf> {
-        self.pause.as_ref().map(PauseProcess::pid_ns_path)
+        self.pause.as_ref().and_then(PauseProcess::pid_ns_path)
     }
 
     /// The guest hooks to add to a new container's spec (none without a

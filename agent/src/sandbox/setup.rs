@@ -110,9 +110,8 @@ fn setup(sandbox: &mut Sandbox, req: &CreateSandboxRequest) -> Result<()> {
     // runtime move other RPCs off this worker meanwhile.
     let storages = &mut sandbox.storages;
     sandbox.sandbox_storages = tokio::task::block_in_place(|| storages.add(&req.storages))?;
-    if req.sandbox_pidns {
-        sandbox.pause = Some(PauseProcess::spawn()?);
-    }
+    // After sethostname: the pod's UTS namespace starts as a copy of ours.
+    sandbox.pause = Some(PauseProcess::spawn(req.sandbox_pidns)?);
     if !req.guest_hook_path.is_empty() {
         sandbox.guest_hook_path = Some(PathBuf::from(&req.guest_hook_path));
     }

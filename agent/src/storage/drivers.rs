@@ -20,6 +20,8 @@ pub enum Undo {
     /// A plain directory (the "local" driver): remove it with its contents
     /// when the agent created it, never across a mount point below it.
     RemoveDir,
+    /// A watchable-bind copy: stop watching, remove the copy.
+    Unwatch,
 }
 
 /// Driver names this agent handles (GetGuestDetails reports them).
@@ -31,11 +33,25 @@ pub const DRIVERS: &[&str] = &[
     "ephemeral",
     "blk",
     "virtio-blk",
+    super::watcher::DRIVER,
 ];
+
+/// Kata's option for an emptyDir's fsGroup (kata_types KATA_MOUNT_OPTION_FS_GID):
+/// applied by the agent, never given to the filesystem.
+const FS_GID: &str = "fsgid";
 
 /// A bind source that is a file needs a file, not a directory, as target.
 pub fn wants_file_target(s: &Storage) -> bool {
-    s.driver == "bind" && Path::new(&s.source).is_file()
+    (s.driver == "bind" || s.driver == super::watcher::DRIVER) && Path::new(&s.source).is_file()
+}
+
+/// The options without those the agent applies itself (`fsgid=`).
+pub fn without_agent_options(opts: &[String]) -> Vec<String> {
+    opts.iter()
+        .flat_map(|o| o.split(','))
+        .filter(|o| !o.trim().starts_with(&format!("{FS_GID}=")))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Opens the mount point again, safely, after something was mounted on it
@@ -61,7 +77,7 @@ pub fn apply(
             ],
         ),
         "bind" => bind(s, target, reopen),
-        "ephemeral" => ephemeral(s, target),
+        "ephemeral" => ephemeral(s, target, reopen),
         "local" => local(s, target),
         "blk" | "virtio-blk" | "virtio-blk-pci" | "virtio-blk-ccw" | "virtio-mmio" => {
             block(s, target, hotplug_timeout)
@@ -167,8 +183,14 @@ fn bind(s: &Storage, target: &Path, reopen: Reopen) -> Result<Undo> {
     Ok(Undo::Unmount)
 }
 
-fn ephemeral(s: &Storage, target: &Path) -> Result<Undo> {
-    let (flags, data) = mount_options::parse(&s.options).flags_and_data();
+/// An emptyDir `medium: Memory` or the sandbox shm (Kata's runtime:
+/// kata_agent.go handleEphemeralStorage, startSandbox). `fsgid=N` is done
+/// as Kata's agent does (storage/ephemeral_handler.rs): chgrp and setgid on
+/// the new tmpfs; a stray `remount` is no flag for a first mount; `size=`
+/// and `mode=` are tmpfs's own.
+fn ephemeral(s: &Storage, target: &Path, reopen: Reopen) -> Result<Undo> {
+    let (flags, data) = mount_options::parse(&without_agent_options(&s.options)).flags_and_data();
+    let flags = flags - MsFlags::MS_REMOUNT;
     let fstype = if s.fstype.is_empty() {
         "tmpfs"
     } else {
@@ -186,7 +208,30 @@ fn ephemeral(s: &Storage, target: &Path) -> Result<Undo> {
         flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         &data,
     )?;
+    if let Some(gid) = mount_options::value(&s.options, FS_GID) {
+        let result = gid
+            .parse::<u32>()
+            .with_context(|| format!("{FS_GID}={gid:?} is not a group id"))
+            .and_then(|gid| {
+                // The new tmpfs's root, not the directory it covers.
+                let fd = reopen()?;
+                set_group(Path::new(&format!("/proc/self/fd/{}", fd.as_raw_fd())), gid)
+            });
+        if let Err(e) = result {
+            let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+            return Err(e).with_context(|| format!("ephemeral storage {}", s.mount_point));
+        }
+    }
     Ok(Undo::Unmount)
+}
+
+/// chgrp `gid` and setgid, so files made inside belong to the fsGroup.
+fn set_group(dir: &Path, gid: u32) -> Result<()> {
+    std::os::unix::fs::chown(dir, None, Some(gid))
+        .with_context(|| format!("chgrp {gid} {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() | libc::S_ISGID;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {mode:o} {}", dir.display()))
 }
 
 /// Kata's "local" driver: a directory on the guest's own disk/memory, with
@@ -203,14 +248,11 @@ fn local(s: &Storage, target: &Path) -> Result<Undo> {
             s.mount_point
         );
     }
-    let mut mode = mode;
-    if let Some(group) = s.fs_group.as_ref() {
-        std::os::unix::fs::chown(target, None, Some(group.group_id))
-            .with_context(|| format!("chgrp {} {}", group.group_id, target.display()))?;
-        mode |= libc::S_ISGID;
-    }
     std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {mode:o} {}", target.display()))?;
+    if let Some(group) = s.fs_group.as_ref() {
+        set_group(target, group.group_id)?;
+    }
     Ok(Undo::RemoveDir)
 }
 

@@ -1,7 +1,10 @@
 //! Storages (the `Storage` messages of CreateSandbox / CreateContainer):
-//! virtio-fs, 9p, bind, local, ephemeral, blk / virtio-blk. Mounted once and
-//! reference-counted by mount point, so two containers sharing one storage
-//! unmount it once, when the last one goes.
+//! virtio-fs, 9p, bind, local, ephemeral, blk / virtio-blk, watchable-bind.
+//! Mounted once and reference-counted by mount point, so two containers
+//! sharing one storage unmount it once, when the last one goes. Ephemeral
+//! storages (emptyDir, shm) and `shared` ones belong to the sandbox: they
+//! stay when the last container goes, for a restarted container to find
+//! its volume, and go with DestroySandbox.
 //!
 //! CONTRACT (used by `sandbox`; keep the signatures).
 //!
@@ -13,6 +16,7 @@
 
 mod blk;
 pub mod drivers;
+pub mod watcher;
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -38,10 +42,16 @@ pub struct StorageRegistry {
     entries: HashMap<String, Entry>,
     /// agent.hotplug_timeout (0 = the 3 s default).
     pub hotplug_timeout: Duration,
+    /// The watchable-bind copies (configMaps, secrets).
+    pub watcher: watcher::Watcher,
 }
 
 struct Entry {
+    /// Containers (or the sandbox) using it; a sandbox-owned entry may sit
+    /// at 0 until the next container or DestroySandbox.
     refs: usize,
+    /// Kept at 0 references (ephemeral or `shared`).
+    sandbox_owned: bool,
     undo: Undo,
     /// The mount point as the kernel names it (symlinks resolved).
     real: PathBuf,
@@ -56,12 +66,12 @@ impl StorageRegistry {
     /// one); returns their guest mount points in order. On error nothing of
     /// this call stays mounted or referenced.
     pub fn add(&mut self, storages: &[Storage]) -> Result<Vec<String>> {
-        let mut done: Vec<String> = Vec::new();
+        let mut done: Vec<(String, bool)> = Vec::new();
         for s in storages {
             match self.add_one(s) {
-                Ok(()) => done.push(s.mount_point.clone()),
+                Ok(new) => done.push((s.mount_point.clone(), new)),
                 Err(e) => {
-                    if let Err(undo) = self.remove(&done) {
+                    if let Err(undo) = self.undo_add(&done) {
                         return Err(
                             e.context(format!("and undoing the earlier storages: {undo:#}"))
                         );
@@ -70,7 +80,32 @@ impl StorageRegistry {
                 }
             }
         }
-        Ok(done)
+        Ok(done.into_iter().map(|(mp, _)| mp).collect())
+    }
+
+    /// Take back what a failed `add` did: its new mounts go even when they
+    /// are sandbox-owned, the other entries lose the reference it took.
+    fn undo_add(&mut self, done: &[(String, bool)]) -> Result<()> {
+        let mut errors = Vec::new();
+        for (mp, new) in done {
+            let key = key_of(mp);
+            let result = if *new {
+                match self.entries.remove(&key) {
+                    Some(entry) => self.release(&entry),
+                    None => Ok(()),
+                }
+            } else {
+                self.remove(std::slice::from_ref(mp))
+            };
+            if let Err(e) = result {
+                errors.push(format!("{e:#}"));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", errors.join("; "))
+        }
     }
 
     /// Drop one reference on each mount point; unmount the ones at zero.
@@ -79,16 +114,16 @@ impl StorageRegistry {
         let mut errors = Vec::new();
         for mp in mount_points {
             let key = key_of(mp);
-            let Some(entry) = self.entries.get_mut(&key) else {
+            let Some(entry) = self.entries.get_mut(&key).filter(|e| e.refs > 0) else {
                 errors.push(format!("storage {mp} is not mounted"));
                 continue;
             };
             entry.refs -= 1;
-            if entry.refs > 0 {
+            if entry.refs > 0 || entry.sandbox_owned {
                 continue;
             }
             if let Some(entry) = self.entries.remove(&key) {
-                if let Err(e) = release(&entry) {
+                if let Err(e) = self.release(&entry) {
                     errors.push(format!("{e:#}"));
                 }
             }
@@ -107,9 +142,12 @@ impl StorageRegistry {
         let mut all: Vec<(String, Entry)> = self.entries.drain().collect();
         all.sort_by(|a, b| b.1.real.cmp(&a.1.real));
         for (_, entry) in all {
-            if let Err(e) = release(&entry) {
+            if let Err(e) = self.release(&entry) {
                 errors.push(format!("{e:#}"));
             }
+        }
+        if let Err(e) = self.watcher.clear() {
+            errors.push(format!("{e:#}"));
         }
         if errors.is_empty() {
             Ok(())
@@ -125,7 +163,11 @@ impl StorageRegistry {
         let Some(entry) = self.entries.get(&key_of(&s.mount_point)) else {
             return self.add(std::slice::from_ref(s)).map(|_| ());
         };
-        let (flags, data) = mount_options::parse(&s.options).flags_and_data();
+        // Kata's runtime sends ["remount", "size=<N>M", "fsgid=<gid>"]
+        // (sandbox.go prepareEphemeralMounts): remount is a flag, the gid
+        // was applied at creation, the size goes to tmpfs.
+        let (flags, data) =
+            mount_options::parse(&drivers::without_agent_options(&s.options)).flags_and_data();
         let data = (!data.is_empty()).then_some(data.as_str());
         nix::mount::mount(
             None::<&str>,
@@ -148,15 +190,21 @@ impl StorageRegistry {
         v
     }
 
-    fn add_one(&mut self, s: &Storage) -> Result<()> {
+    /// True if it mounted something new (false: one more reference).
+    fn add_one(&mut self, s: &Storage) -> Result<bool> {
         let rel = validate_mount_point(&s.mount_point)?;
         let key = key_of(&s.mount_point);
         if let Some(entry) = self.entries.get_mut(&key) {
             entry.refs += 1;
-            return Ok(());
+            return Ok(false);
         }
         let root = Path::new(STORAGE_ROOT);
         std::fs::create_dir_all(root).with_context(|| format!("creating {STORAGE_ROOT}"))?;
+        let watched = s.driver == watcher::DRIVER;
+        if watched {
+            // Its mount point lies in the watcher's tmpfs: mount that first.
+            self.watcher.prepare(&key)?;
+        }
         let existed = safe_path::open_in_root(root, &rel, libc::O_PATH).is_ok();
         let target = prepare_target(root, &rel, drivers::wants_file_target(s))
             .with_context(|| format!("preparing mount point {}", s.mount_point))?;
@@ -170,7 +218,12 @@ impl StorageRegistry {
             self.hotplug_timeout
         };
         let reopen = || safe_path::open_in_root(root, &rel, libc::O_PATH);
-        let undo = match drivers::apply(s, &proc_path, timeout, &reopen) {
+        let applied = if watched {
+            self.watcher.add(&s.source, &real).map(|()| Undo::Unwatch)
+        } else {
+            drivers::apply(s, &proc_path, timeout, &reopen)
+        };
+        let undo = match applied {
             Ok(u) => u,
             Err(e) => {
                 if !existed {
@@ -185,13 +238,28 @@ impl StorageRegistry {
             key,
             Entry {
                 refs: 1,
+                sandbox_owned: s.driver == "ephemeral" || s.shared,
                 undo,
                 real,
                 created: !existed,
                 made,
             },
         );
-        Ok(())
+        Ok(true)
+    }
+
+    /// Undo one entry: a watchable copy through the watcher, the rest as
+    /// recorded.
+    fn release(&mut self, entry: &Entry) -> Result<()> {
+        if entry.undo == Undo::Unwatch {
+            self.watcher.remove(&entry.real)?;
+            if entry.created {
+                remove_path(&entry.real)?;
+            }
+            owned::forget(&entry.made);
+            return Ok(());
+        }
+        release(entry)
     }
 }
 
@@ -266,6 +334,8 @@ fn undo(entry: &Entry) -> Result<()> {
         // directory that was there before is the pod's.
         Undo::RemoveDir if entry.created => remove_local_tree(&entry.real)?,
         Undo::RemoveDir => {}
+        // Handled by the registry's watcher (StorageRegistry::release).
+        Undo::Unwatch => {}
     }
     Ok(())
 }

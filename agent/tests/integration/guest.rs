@@ -2,6 +2,8 @@
 //! CopyFile (atomic, chunked, confined to the shared directory),
 //! GetVolumeStats, GetMetrics, ReseedRandomDev.
 
+mod cpu;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 

@@ -1,6 +1,8 @@
 //! Network RPCs against an agent in its own network namespace (never the
 //! host's interfaces or routes): a veth link plays the pod's NIC.
 
+mod pod;
+
 use std::process::Command;
 
 use agent_ctl::context;

@@ -62,6 +62,9 @@ pub struct Init {
 #[serde(deny_unknown_fields)]
 pub struct Skeleton {
     pub dirs: Vec<String>,
+    /// Symlinks made after the dirs: path inside the rootfs -> link target.
+    #[serde(default)]
+    pub links: std::collections::BTreeMap<String, String>,
     pub hostname: String,
 }
 
@@ -134,8 +137,17 @@ impl Recipe {
         for p in self.lock_roots() {
             check_package_name(&p)?;
         }
-        for d in self.skeleton.dirs.iter().chain(&self.packages.strip) {
+        for d in self
+            .skeleton
+            .dirs
+            .iter()
+            .chain(self.skeleton.links.keys())
+            .chain(&self.packages.strip)
+        {
             check_relative(d)?;
+        }
+        if let Some((link, _)) = self.skeleton.links.iter().find(|(_, t)| t.is_empty()) {
+            bail!("[skeleton] links: {link:?} has an empty target");
         }
         if self.image.align_mib == 0 {
             bail!("[image] align_mib must be at least 1");
@@ -256,6 +268,25 @@ compression = "gzip"
     fn shipped_recipes_parse() {
         for name in ["agent-init", "systemd"] {
             Recipe::load(name).unwrap();
+        }
+    }
+
+    /// Kata's rootfs builder makes /var/run a link to /run
+    /// (tools/osbuilder/rootfs-builder/ubuntu/rootfs_lib.sh); programs
+    /// that write pid files or sockets there expect it.
+    #[test]
+    fn every_recipe_links_var_run_to_run() {
+        for entry in std::fs::read_dir(repo_root().join("osbuilder-configs")).unwrap() {
+            let path = entry.unwrap().path();
+            let Some(name) = path.file_stem().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let r = Recipe::load(name).unwrap();
+            assert_eq!(
+                r.skeleton.links.get("var/run").map(String::as_str),
+                Some("/run"),
+                "{name}"
+            );
         }
     }
 }

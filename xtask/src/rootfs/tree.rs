@@ -87,6 +87,9 @@ fn skeleton(root: &Path, recipe: &Recipe) -> Result<()> {
         let p = root.join(d);
         fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
     }
+    for (link, target) in &recipe.skeleton.links {
+        skeleton_link(root, link, target)?;
+    }
     let tmp = root.join("tmp");
     if tmp.is_dir() {
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777))?;
@@ -109,6 +112,20 @@ fn skeleton(root: &Path, recipe: &Recipe) -> Result<()> {
     // systemd fills an empty machine-id at boot; the agent does not care.
     write(&etc.join("machine-id"), "", 0o444)?;
     Ok(())
+}
+
+/// A skeleton link. What a package put there may go only if it is empty:
+/// a link never hides files.
+fn skeleton_link(root: &Path, link: &str, target: &str) -> Result<()> {
+    let path = root.join(link);
+    if let Ok(meta) = fs::symlink_metadata(&path) {
+        if meta.is_dir() {
+            fs::remove_dir(&path).with_context(|| {
+                format!("[skeleton] links: {link} is a directory that is not empty")
+            })?;
+        }
+    }
+    replace_symlink(target, &path)
 }
 
 /// kata-agent.service started by a kata-containers.target that is the default.
@@ -219,4 +236,25 @@ fn replace_symlink(target: &str, link: &Path) -> Result<()> {
         fs::remove_file(link).with_context(|| format!("removing {}", link.display()))?;
     }
     symlink(target, link).with_context(|| format!("symlink {} -> {target}", link.display()))
+}
+
+#[cfg(test)]
+mod skeleton_tests {
+    use super::*;
+
+    #[test]
+    fn skeleton_links_replace_an_empty_dir_never_a_full_one() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("var/run")).unwrap();
+        skeleton_link(t.path(), "var/run", "/run").unwrap();
+        assert_eq!(
+            fs::read_link(t.path().join("var/run")).unwrap(),
+            Path::new("/run")
+        );
+        skeleton_link(t.path(), "var/run", "/run").unwrap();
+        fs::create_dir_all(t.path().join("var/lock/x")).unwrap();
+        let err = skeleton_link(t.path(), "var/lock", "/run/lock").unwrap_err();
+        assert!(format!("{err:#}").contains("not empty"), "{err:#}");
+        assert!(t.path().join("var/lock/x").is_dir());
+    }
 }

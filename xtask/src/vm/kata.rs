@@ -321,26 +321,11 @@ pub fn substitutions(cfg: &VmConfig, kernel: &Path) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::qemu::{tests, Machine};
     use super::*;
-    use std::path::PathBuf;
 
     fn cfg(arch: Arch, boot: Boot) -> VmConfig {
-        VmConfig {
-            arch,
-            machine: super::super::qemu::Machine::Kata(RootDevice::Nvdimm),
-            accel: Accel::Tcg,
-            memory_mib: 512,
-            smp: 1,
-            kernel: PathBuf::from("/k/vmlinux"),
-            boot,
-            vhost_vsock_socket: PathBuf::from("/d/vhost.sock"),
-            qmp_socket: PathBuf::from("/d/qmp.sock"),
-            share_args: vec!["-device".into(), "virtio-9p-{transport},x".into()],
-            console: Console::File(PathBuf::from("/d/serial.log")),
-            quiet: true,
-            agent_params: vec!["agent.log=debug".into()],
-            tsc_khz: None,
-        }
+        tests::cfg(arch, Machine::Kata(RootDevice::Nvdimm), boot)
     }
 
     /// The x86_64 default: Kata's parameters in Kata's order

@@ -485,10 +485,11 @@ fn probe_kvm(arch: Arch) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn cfg(arch: Arch, machine: Machine, boot: Boot) -> VmConfig {
+    /// A VmConfig with test paths (also for the kata machine's tests).
+    pub(in crate::vm) fn cfg(arch: Arch, machine: Machine, boot: Boot) -> VmConfig {
         VmConfig {
             arch,
             machine,

@@ -106,6 +106,8 @@ fn prepare_container(spec: &oci_spec::runtime::Spec, fifo: &Path) -> Result<File
         .write(true)
         .open(fifo)
         .with_context(|| format!("opening {}", fifo.display()))?;
+    let declared = spec.linux().as_ref().and_then(|l| l.namespaces().clone());
+    namespaces::cgroup_ns_on_v2(declared.as_deref().unwrap_or_default())?;
     rootfs::setup(spec)?;
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         setup::set_hostname(h)?;

@@ -83,3 +83,23 @@ pub fn join_process(pid: i32) -> Result<OwnedFd> {
     }
     Ok(root)
 }
+
+/// On a cgroup v2 guest the container gets a cgroup namespace rooted at its
+/// own cgroup, as Kata's agent does (src/agent/rustjail/src/container.rs:
+/// unshare CLONE_NEWCGROUP when the hierarchy is unified). Called once the
+/// agent has moved the process into its cgroup; a spec that lists a cgroup
+/// namespace has it already.
+pub fn cgroup_ns_on_v2(namespaces: &[LinuxNamespace]) -> Result<()> {
+    if namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Cgroup)
+    {
+        return Ok(());
+    }
+    let unified = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    if unified {
+        unshare(CloneFlags::CLONE_NEWCGROUP).context("creating a cgroup namespace")?;
+    }
+    Ok(())
+}

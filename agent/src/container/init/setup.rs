@@ -34,6 +34,7 @@ pub fn apply(p: &Process) -> Result<()> {
     if let Some(c) = caps {
         drop_bounding(c)?;
     }
+    stdio_to_user(p.user().uid())?;
     set_user(p)?;
     if let Some(c) = caps {
         set_caps(c)?;
@@ -120,6 +121,27 @@ fn set_caps(c: &LinuxCapabilities) -> Result<()> {
     Ok(())
 }
 
+/// Give the process's user its stdio (pipes or pty), so a non-root process
+/// can open /dev/stdout or /proc/self/fd/1 by path, as Kata's rustjail does
+/// (container.rs set_stdio_permissions). /dev/null stays root's. Done while
+/// still root.
+fn stdio_to_user(uid: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let null = std::fs::metadata("/dev/null").ok().map(|m| m.rdev());
+    for fd in 0..3 {
+        // SAFETY: 0, 1 and 2 are open in the container init (its stdio).
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let st = nix::sys::stat::fstat(fd).context("fstat on stdio")?;
+        let is_null = (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && Some(st.st_rdev) == null;
+        if is_null || st.st_uid == uid {
+            continue;
+        }
+        nix::unistd::fchown(fd, Some(nix::unistd::Uid::from_raw(uid)), None)
+            .context("giving the process's user its stdio")?;
+    }
+    Ok(())
+}
+
 fn set_user(p: &Process) -> Result<()> {
     let user = p.user();
     let gids: Vec<nix::unistd::Gid> = user
@@ -166,6 +188,15 @@ fn environment(p: &Process) -> Result<Vec<CString>> {
         .collect()
 }
 
+/// The home directory of `uid` in a passwd(5) text.
+fn home_of(passwd: &str, uid: u32) -> Option<&str> {
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        let matches = fields.len() >= 7 && fields[2].parse() == Ok(uid);
+        (matches && !fields[5].is_empty()).then_some(fields[5])
+    })
+}
+
 /// Only PATH stays in our own environment: execvpe searches the program in
 /// the caller's PATH, which must be the container's.
 fn set_search_path(p: &Process) {
@@ -186,7 +217,14 @@ fn set_search_path(p: &Process) {
 /// execvpe the process's args with its environment; PATH is the
 /// container's (set by `apply`).
 pub fn exec(p: &Process) -> Result<()> {
-    let env = environment(p)?;
+    let mut env = environment(p)?;
+    if !env.iter().any(|e| e.as_bytes().starts_with(b"HOME=")) {
+        // As Kata's agent (rustjail container.rs): the user's home from the
+        // container's /etc/passwd, else "/".
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let home = home_of(&passwd, p.user().uid()).unwrap_or("/");
+        env.push(CString::new(format!("HOME={home}")).context("HOME has a NUL")?);
+    }
     let args = p.args().as_ref().context("the process has no args")?;
     let cargs: Vec<CString> = args
         .iter()

@@ -12,7 +12,7 @@ use super::rollback::{Rollback, Undo};
 use crate::cgroups;
 use crate::container::bundle::Bundle;
 use crate::container::init::channel::{InitConfig, Mode};
-use crate::container::{hooks, launcher, spec, validator, Container, Status};
+use crate::container::{hooks, launcher, pod_ns, spec, validator, Container, Status};
 use crate::error::{Error, Invalid, Result};
 use crate::process::{Process, ProcessIo};
 use crate::reaper;
@@ -131,6 +131,17 @@ async fn build(
         .context("mounting the container's storages")?;
     rollback.push(Undo::Storages(storage_mounts.clone()));
 
+    {
+        let sandbox = ctx.sandbox.lock().await;
+        let pause = sandbox.pause.as_ref();
+        let pod = pod_ns::PodNamespaces {
+            ipc: pause.map(|p| p.ns_path("ipc")),
+            uts: pause.map(|p| p.ns_path("uts")),
+            pid: sandbox.shared_pid_ns(),
+        };
+        let first = sandbox.containers.is_empty();
+        pod_ns::apply(&mut oci, &pod, req.sandbox_pidns, first).invalid()?;
+    }
     let bundle = Arc::new(Bundle::create(cid, &mut oci).invalid()?);
     rollback.push(Undo::Bundle(bundle.clone()));
 

@@ -16,8 +16,10 @@ pub async fn signal(ctx: &AgentContext, cid: &str, exec_id: &str, signo: u32) ->
         .and_then(|s| Signal::try_from(s).ok())
         .ok_or_else(|| Error::invalid(format!("{signo} is not a signal")))?;
     // Exec id "" with SIGKILL is Kata's "all": every process of the container.
-    let all = exec_id.is_empty() && sig == Signal::SIGKILL;
-    let (targets, is_init, exited, cgroup) = {
+    if exec_id.is_empty() && sig == Signal::SIGKILL {
+        return kill_all(ctx, cid).await;
+    }
+    let (targets, is_init, exited) = {
         let sandbox = ctx.sandbox.lock().await;
         let c = sandbox.container(cid)?;
         let p = sandbox.process(cid, exec_id)?;
@@ -34,7 +36,7 @@ pub async fn signal(ctx: &AgentContext, cid: &str, exec_id: &str, signo: u32) ->
             );
         }
         let exited = p.exit.borrow().is_some();
-        (targets, p.pid == c.init.pid, exited, c.cgroup.clone())
+        (targets, p.pid == c.init.pid, exited)
     };
     if exited {
         // Already gone (the status is waiting for WaitProcess): nothing to signal.
@@ -58,12 +60,39 @@ pub async fn signal(ctx: &AgentContext, cid: &str, exec_id: &str, signo: u32) ->
             Err(_) => {}
         }
     }
-    if all {
-        tokio::task::spawn_blocking(move || cgroup.thaw_if_frozen())
-            .await
-            .map_err(|e| Error::internal(format!("thawing after SIGKILL: {e}")))??;
-    }
     Ok(())
+}
+
+/// SIGKILL to the whole container, whatever the init's state: freeze its
+/// cgroup so nothing forks meanwhile, kill every process in it, thaw (also
+/// a paused container: the killed processes must run to die) (Kata's
+/// agent: src/agent/src/rpc.rs do_signal_process). Without a freezer the
+/// processes are killed as they are listed.
+async fn kill_all(ctx: &AgentContext, cid: &str) -> Result<()> {
+    let (cgroup, init) = {
+        let sandbox = ctx.sandbox.lock().await;
+        let c = sandbox.container(cid)?;
+        (c.cgroup.clone(), c.init.pid)
+    };
+    tokio::task::spawn_blocking(move || {
+        let _ = cgroup.freeze();
+        let mut pids = cgroup.pids().unwrap_or_default();
+        pids.push(init);
+        let mut failed = None;
+        for pid in pids {
+            match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(e) => failed = Some(format!("sending SIGKILL to pid {pid}: {e}")),
+            }
+        }
+        cgroup.thaw_if_frozen()?;
+        match failed {
+            Some(msg) => Err(Error::internal(msg)),
+            None => Ok(()),
+        }
+    })
+    .await
+    .map_err(|e| Error::internal(format!("killing container {cid}: {e}")))?
 }
 
 /// The process has a handler for `sig` (SigCgt in /proc/<pid>/status).

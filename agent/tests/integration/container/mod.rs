@@ -3,4 +3,5 @@
 
 mod cycles;
 mod lifecycle;
+mod pod;
 mod security;

@@ -4,4 +4,5 @@
 mod destroy_containers;
 mod lifecycle;
 mod pid1;
+mod pod_storage;
 pub(crate) mod storage;

@@ -118,7 +118,7 @@ pub fn mkdir_all_in_root(root: &Path, unsafe_path: &Path, mode: u32) -> Result<O
     for name in rel.iter() {
         let parent = open_in_root(root, &done, libc::O_PATH | libc::O_DIRECTORY)?;
         match nix::sys::stat::mkdirat(
-            Some(parent.as_raw_fd()),
+            &parent,
             name,
             nix::sys::stat::Mode::from_bits_truncate(mode),
         ) {
@@ -174,8 +174,7 @@ fn open_root(root: &Path) -> Result<OwnedFd> {
         nix::sys::stat::Mode::empty(),
     )
     .with_context(|| format!("opening root directory {}", root.display()))?;
-    // SAFETY: `open` just returned this descriptor and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(fd)
 }
 
 fn cstring(bytes: &[u8]) -> Result<CString, Errno> {
@@ -254,7 +253,7 @@ fn openat_raw(dir: RawFd, name: &OsStr, flags: i32) -> Result<OwnedFd, Errno> {
 }
 
 fn is_symlink(fd: &OwnedFd) -> Result<bool, Errno> {
-    let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
+    let st = nix::sys::stat::fstat(fd)?;
     Ok(st.st_mode & libc::S_IFMT == libc::S_IFLNK)
 }
 

@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -50,13 +50,11 @@ fn open_here(dir: &OwnedFd, name: &str, flags: i32) -> Result<OwnedFd, Errno> {
 /// Create directory `name` in `dir` (true) or find it there (false), then
 /// open it without following a symlink.
 fn make_dir_here(dir: &OwnedFd, name: &str) -> Result<(OwnedFd, bool)> {
-    let created =
-        match nix::sys::stat::mkdirat(Some(dir.as_raw_fd()), name, Mode::from_bits_truncate(0o755))
-        {
-            Ok(()) => true,
-            Err(Errno::EEXIST) => false,
-            Err(e) => return Err(e).with_context(|| format!("creating {name}")),
-        };
+    let created = match nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o755)) {
+        Ok(()) => true,
+        Err(Errno::EEXIST) => false,
+        Err(e) => return Err(e).with_context(|| format!("creating {name}")),
+    };
     let fd = open_here(dir, name, libc::O_RDONLY | libc::O_DIRECTORY).map_err(|e| {
         anyhow::anyhow!("{name} is not a directory of the agent's own (a symlink?): {e}")
     })?;
@@ -104,8 +102,6 @@ impl Bundle {
             Mode::empty(),
         )
         .with_context(|| format!("opening {CONTAINER_BASE}"))?;
-        // SAFETY: open just returned this descriptor; nothing else owns it.
-        let base = unsafe { OwnedFd::from_raw_fd(base) };
         let (dir, created) = make_dir_here(&base, cid)
             .with_context(|| format!("creating the bundle {}", self.dir.display()))?;
         self.created_dir = created;
@@ -154,20 +150,12 @@ impl Bundle {
         let mut root = root;
         root.set_path(self.rootfs.clone());
         spec.set_root(Some(root));
-        match nix::unistd::unlinkat(
-            Some(dir.as_raw_fd()),
-            "exec.fifo",
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        ) {
+        match nix::unistd::unlinkat(&dir, "exec.fifo", nix::unistd::UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => {}
             Err(e) => return Err(e).with_context(|| format!("removing {}", self.fifo.display())),
         }
-        nix::unistd::mkfifoat(
-            Some(dir.as_raw_fd()),
-            "exec.fifo",
-            Mode::from_bits_truncate(0o600),
-        )
-        .with_context(|| format!("creating {}", self.fifo.display()))?;
+        nix::unistd::mkfifoat(&dir, "exec.fifo", Mode::from_bits_truncate(0o600))
+            .with_context(|| format!("creating {}", self.fifo.display()))?;
         let config = self.dir.join("config.json");
         owned::record(&[Made::File(self.fifo.clone()), Made::File(config.clone())]);
         let file = open_here(

@@ -7,7 +7,7 @@
 //! reader never sees half a file.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -120,49 +120,39 @@ fn finish(
     name: &Path,
     req: &CopyFileRequest,
 ) -> Result<()> {
-    nix::sys::stat::fchmod(
-        file.as_raw_fd(),
-        Mode::from_bits_truncate(req.file_mode & 0o7777),
-    )
-    .context("chmod")?;
+    nix::sys::stat::fchmod(file, Mode::from_bits_truncate(req.file_mode & 0o7777))
+        .context("chmod")?;
     let uid = (req.uid >= 0).then(|| nix::unistd::Uid::from_raw(req.uid as u32));
     let gid = (req.gid >= 0).then(|| nix::unistd::Gid::from_raw(req.gid as u32));
     if uid.is_some() || gid.is_some() {
-        nix::unistd::fchown(file.as_raw_fd(), uid, gid).context("chown")?;
+        nix::unistd::fchown(file, uid, gid).context("chown")?;
     }
-    nix::unistd::fsync(file.as_raw_fd()).context("fsync")?;
-    nix::fcntl::renameat(Some(dir.as_raw_fd()), tmp, Some(dir.as_raw_fd()), name)
-        .context("renaming the temp file over the target")?;
+    nix::unistd::fsync(file).context("fsync")?;
+    nix::fcntl::renameat(dir, tmp, dir, name).context("renaming the temp file over the target")?;
     // The rename itself must survive a crash too.
     let d = safe_path_reopen_dir(dir)?;
-    nix::unistd::fsync(d.as_raw_fd()).context("fsync of the directory")
+    nix::unistd::fsync(&d).context("fsync of the directory")
 }
 
 /// An O_PATH descriptor cannot be fsynced: reopen the directory read-only.
 fn safe_path_reopen_dir(dir: &OwnedFd) -> Result<OwnedFd> {
     let fd = nix::fcntl::openat(
-        Some(dir.as_raw_fd()),
+        dir,
         OsStr::new("."),
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .context("reopening the directory")?;
-    // SAFETY: openat returned a new descriptor that we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(fd)
 }
 
 /// A symlink entry (file_mode has S_IFLNK): `data` is the link's target. The
 /// link is only text here; whoever follows it later resolves it in its own root.
 fn make_symlink(dir: &OwnedFd, name: &Path, target: &[u8], path: &str) -> Result<()> {
     let target = OsStr::from_bytes(target);
-    match nix::unistd::unlinkat(
-        Some(dir.as_raw_fd()),
-        name,
-        nix::unistd::UnlinkatFlags::NoRemoveDir,
-    ) {
+    match nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => {}
         Err(e) => return Err(e).with_context(|| format!("replacing {path}")),
     }
-    nix::unistd::symlinkat(target, Some(dir.as_raw_fd()), name)
-        .with_context(|| format!("creating symlink {path}"))
+    nix::unistd::symlinkat(target, dir, name).with_context(|| format!("creating symlink {path}"))
 }

@@ -192,7 +192,7 @@ impl ProcessIo {
 
 fn set_cloexec(fd: &OwnedFd) -> Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("setting FD_CLOEXEC")?;
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("setting FD_CLOEXEC")?;
     Ok(())
 }
 
@@ -200,9 +200,9 @@ fn set_cloexec(fd: &OwnedFd) -> Result<()> {
 fn pipe(size: i32) -> Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")?;
     if size > 0 {
-        nix::fcntl::fcntl(w.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(size)).with_context(
-            || format!("setting the pipe size to {size} (agent.container_pipe_size)"),
-        )?;
+        nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size)).with_context(|| {
+            format!("setting the pipe size to {size} (agent.container_pipe_size)")
+        })?;
     }
     Ok((r, w))
 }

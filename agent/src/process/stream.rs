@@ -2,7 +2,7 @@
 //! readiness, then reads what is there.
 
 use std::io::ErrorKind;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use anyhow::{Context, Result};
 use tokio::io::unix::AsyncFd;
@@ -11,9 +11,9 @@ use super::ReadResult;
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).context("F_GETFL")?;
+    let flags = fcntl(fd, FcntlArg::F_GETFL).context("F_GETFL")?;
     let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags)).context("F_SETFL O_NONBLOCK")?;
+    fcntl(fd, FcntlArg::F_SETFL(flags)).context("F_SETFL O_NONBLOCK")?;
     Ok(())
 }
 
@@ -43,7 +43,7 @@ impl FdReader {
         loop {
             let mut guard = self.fd.readable().await.context("waiting for output")?;
             let res = guard.try_io(|fd| {
-                nix::unistd::read(fd.get_ref().as_raw_fd(), &mut buf).map_err(std::io::Error::from)
+                nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)
             });
             match res {
                 Ok(Ok(0)) => return Ok(ReadResult::Eof),

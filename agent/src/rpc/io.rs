@@ -2,23 +2,17 @@
 //! taken out of the sandbox (an Arc) before any wait, so a blocked read
 //! never holds the sandbox lock.
 
-use std::sync::Arc;
-
 use protocols::agent::*;
 use protocols::empty::Empty;
 
 use super::AgentContext;
 use crate::error::{Error, Invalid, Result};
 use crate::limits;
-use crate::process::{ProcessIo, ReadResult};
+use crate::process::ReadResult;
 
 /// Kata's agent answers a read at end of stream with this error (INTERNAL);
 /// the runtime's copy loop takes any read error as the end of the stream.
 const EOF_MESSAGE: &str = "read meet eof";
-
-async fn process_io(ctx: &AgentContext, cid: &str, exec_id: &str) -> Result<Arc<ProcessIo>> {
-    Ok(ctx.sandbox.lock().await.process(cid, exec_id)?.io.clone())
-}
 
 async fn read(
     ctx: &AgentContext,
@@ -27,11 +21,9 @@ async fn read(
 ) -> Result<ReadStreamResponse> {
     let len = limits::check("ReadStream len", req.len.into(), limits::MAX_READ_LEN)
         .map_err(Error::invalid)?;
-    let (io, exit) = {
-        let sandbox = ctx.sandbox.lock().await;
-        let p = sandbox.process(&req.container_id, &req.exec_id)?;
-        (p.io.clone(), p.exit.clone())
-    };
+    let (io, exit) = ctx
+        .process_io_and_exit(&req.container_id, &req.exec_id)
+        .await?;
     match io.read_until_exit(stderr, len, exit).await? {
         ReadResult::Data(data) => {
             let mut resp = ReadStreamResponse::new();
@@ -46,7 +38,7 @@ pub async fn write_stdin(
     ctx: &AgentContext,
     req: WriteStreamRequest,
 ) -> Result<WriteStreamResponse> {
-    let io = process_io(ctx, &req.container_id, &req.exec_id).await?;
+    let io = ctx.process_io(&req.container_id, &req.exec_id).await?;
     let n = io.write_stdin(&req.data).await?;
     let mut resp = WriteStreamResponse::new();
     resp.len = n as u32;
@@ -62,13 +54,13 @@ pub async fn read_stderr(ctx: &AgentContext, req: ReadStreamRequest) -> Result<R
 }
 
 pub async fn close_stdin(ctx: &AgentContext, req: CloseStdinRequest) -> Result<Empty> {
-    let io = process_io(ctx, &req.container_id, &req.exec_id).await?;
+    let io = ctx.process_io(&req.container_id, &req.exec_id).await?;
     io.close_stdin().await;
     Ok(Empty::new())
 }
 
 pub async fn tty_win_resize(ctx: &AgentContext, req: TtyWinResizeRequest) -> Result<Empty> {
-    let io = process_io(ctx, &req.container_id, &req.exec_id).await?;
+    let io = ctx.process_io(&req.container_id, &req.exec_id).await?;
     let rows = u16::try_from(req.row)
         .map_err(|_| Error::invalid(format!("row {} is too large", req.row)))?;
     let cols = u16::try_from(req.column)

@@ -23,7 +23,7 @@ use crate::config::AgentConfig;
 use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::pidns::PauseProcess;
-use crate::process::Process;
+use crate::process::{Process, ProcessIo};
 use crate::storage::StorageRegistry;
 
 /// Everything an RPC handler may need, shared by all connections.
@@ -44,6 +44,24 @@ impl AgentContext {
             logger,
             init_daemon,
         })
+    }
+
+    /// The stdio of a process, taken out of the sandbox (an Arc) so that a
+    /// blocked read or write never holds the sandbox lock.
+    pub async fn process_io(&self, cid: &str, exec_id: &str) -> Result<Arc<ProcessIo>> {
+        Ok(self.sandbox.lock().await.process(cid, exec_id)?.io.clone())
+    }
+
+    /// `process_io` with the process's exit status (a read ends when the
+    /// process is gone and its output drained).
+    pub async fn process_io_and_exit(
+        &self,
+        cid: &str,
+        exec_id: &str,
+    ) -> Result<(Arc<ProcessIo>, crate::reaper::ExitReceiver)> {
+        let sandbox = self.sandbox.lock().await;
+        let p = sandbox.process(cid, exec_id)?;
+        Ok((p.io.clone(), p.exit.clone()))
     }
 }
 

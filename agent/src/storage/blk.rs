@@ -81,7 +81,7 @@ fn wait_readable(sock: &OwnedFd, wait: Duration) {
     let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
     if matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0) {
         let mut buf = [0u8; 8192];
-        while nix::unistd::read(sock.as_raw_fd(), &mut buf)
+        while nix::unistd::read(sock, &mut buf)
             .map(|n| n > 0)
             .unwrap_or(false)
         {}

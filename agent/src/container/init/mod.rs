@@ -15,7 +15,7 @@ mod setup;
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -116,7 +116,7 @@ fn prepare_container(spec: &oci_spec::runtime::Spec, fifo: &Path) -> Result<File
 }
 
 fn enter_root(root: &OwnedFd) -> Result<()> {
-    nix::unistd::fchdir(root.as_raw_fd()).context("fchdir to the container root")?;
+    nix::unistd::fchdir(root).context("fchdir to the container root")?;
     nix::unistd::chroot(".").context("chroot into the container root")?;
     nix::unistd::chdir("/").context("chdir /")?;
     Ok(())
@@ -132,6 +132,8 @@ fn close_stray_fds() -> Result<()> {
         .filter(|fd| *fd > 2)
         .collect();
     for fd in fds {
+        // SAFETY: the fd is open (listed just now) and only borrowed here.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     }
     Ok(())

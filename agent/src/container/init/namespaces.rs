@@ -68,8 +68,6 @@ pub fn join_process(pid: i32) -> Result<OwnedFd> {
         Mode::empty(),
     )
     .with_context(|| format!("opening the root of the container init (pid {pid})"))?;
-    // SAFETY: open returned a new fd that nothing else owns.
-    let root = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(root) };
     let mut joins = Vec::new();
     for (name, flag) in EXEC_NAMESPACES {
         let theirs = format!("{proc_dir}/ns/{name}");

@@ -129,6 +129,8 @@ fn stdio_to_user(uid: u32) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let null = std::fs::metadata("/dev/null").ok().map(|m| m.rdev());
     for fd in 0..3 {
+        // SAFETY: 0, 1 and 2 are open in the container init (its stdio).
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         let st = nix::sys::stat::fstat(fd).context("fstat on stdio")?;
         let is_null = (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && Some(st.st_rdev) == null;
         if is_null || st.st_uid == uid {

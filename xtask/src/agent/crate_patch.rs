@@ -77,21 +77,6 @@ const NIX_S390X_MUSL_EDITS: &[Edit] = &[
     },
 ];
 
-/// nix 0.29 has s390x-musl variants, but picks musl's `c_ulong` ones there,
-/// which no longer match libc (0.2.170 and later give musl's real 32-bit
-/// s390x `statfs` fields): move s390x-musl to the s390x variants.
-const NIX_0_29_S390X_MUSL_EDITS: &[Edit] = &[
-    Edit {
-        file: "src/sys/statfs.rs",
-        find: "all(target_os = \"linux\", target_arch = \"s390x\", not(target_env = \"musl\"))",
-        replace: "all(target_os = \"linux\", target_arch = \"s390x\")",
-        count: 4,
-    },
-    NIX_S390X_MUSL_EDITS[0],
-    NIX_S390X_MUSL_EDITS[1],
-    NIX_S390X_MUSL_EDITS[2],
-];
-
 fn s390x_musl(arch: Arch, libc: Libc) -> bool {
     arch == Arch::S390x && libc == Libc::Musl
 }
@@ -103,13 +88,6 @@ const PATCHES: &[CratePatch] = &[
         version: "0.26.4",
         needed_for: s390x_musl,
         edits: NIX_S390X_MUSL_EDITS,
-    },
-    // Ours (agent/Cargo.toml).
-    CratePatch {
-        name: "nix",
-        version: "0.29.0",
-        needed_for: s390x_musl,
-        edits: NIX_0_29_S390X_MUSL_EDITS,
     },
     // Through cgroups-rs 0.5.
     CratePatch {

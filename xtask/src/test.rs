@@ -4,7 +4,7 @@
 //! end-to-end suite. Each stage runs as its own `cargo xtask` step, so a
 //! developer can rerun exactly the one that failed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -96,6 +96,10 @@ pub fn run(args: Args) -> Result<()> {
             .map(PathBuf::as_path),
     )?;
     setup::ensure_host_packages(&["test", "release"], &[])?;
+    // Taken before `cargo test` relinks target/debug/xtask (its integration
+    // tests need the binary): after that, /proc/self/exe names the old file
+    // with " (deleted)" and every later stage would fail to start.
+    let exe = xtask_exe()?;
     let mut results: Vec<StepResult> = Vec::new();
     for stage in stages {
         let stage_name = stage_name(stage);
@@ -112,7 +116,13 @@ pub fn run(args: Args) -> Result<()> {
         }
         for step in stage_steps(stage) {
             let start = Instant::now();
-            let ok = run_xtask(&step).is_ok();
+            let ok = match run_xtask(&exe, &step) {
+                Ok(()) => true,
+                Err(e) => {
+                    ui::warn(format!("cargo xtask {}: {e:#}", step.join(" ")));
+                    false
+                }
+            };
             let name = format!("cargo xtask {}", step.join(" "));
             results.push(step_result(stage_name, name, start.elapsed(), ok));
         }
@@ -144,9 +154,23 @@ fn run_cargo_tests() -> Result<()> {
     )
 }
 
-fn run_xtask(step: &[&str]) -> Result<()> {
-    ui::info(format!("==> cargo xtask {}", step.join(" ")));
+/// The path of this xtask binary, to run each stage as its own process.
+fn xtask_exe() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the xtask binary")?;
+    Ok(strip_deleted(exe))
+}
+
+/// Linux's /proc/self/exe appends " (deleted)" once the file was replaced;
+/// the path itself (where cargo put the rebuilt binary) is still right.
+fn strip_deleted(exe: PathBuf) -> PathBuf {
+    match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(s) => PathBuf::from(s),
+        None => exe,
+    }
+}
+
+fn run_xtask(exe: &Path, step: &[&str]) -> Result<()> {
+    ui::info(format!("==> cargo xtask {}", step.join(" ")));
     cmd::run_attached(
         Command::new(exe)
             .args(step)
@@ -218,6 +242,26 @@ fn json(results: &[StepResult]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: `cargo test --workspace` relinks target/debug/xtask, and
+    /// every stage after it failed in 0.0 s with no message.
+    #[test]
+    fn a_replaced_binary_is_still_found_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("xtask");
+        std::fs::write(&bin, b"old").unwrap();
+        let before = std::fs::canonicalize(&bin).unwrap();
+        std::fs::remove_file(&bin).unwrap();
+        std::fs::write(&bin, b"new").unwrap();
+        let seen = PathBuf::from(format!("{} (deleted)", before.display()));
+        assert_eq!(strip_deleted(seen), before);
+        assert_eq!(strip_deleted(bin.clone()), bin);
+    }
+
+    #[test]
+    fn the_running_binary_resolves_to_an_existing_file() {
+        assert!(xtask_exe().unwrap().is_file());
+    }
 
     fn rows() -> Vec<StepResult> {
         vec![

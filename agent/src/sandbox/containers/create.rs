@@ -141,6 +141,11 @@ async fn build(
         };
         let first = sandbox.containers.is_empty();
         pod_ns::apply(&mut oci, &pod, req.sandbox_pidns, first).invalid()?;
+        // Before the bundle: its config.json shows the hooks that run.
+        sandbox
+            .guest_hooks()
+            .and_then(|h| h.append_to(&mut oci))
+            .context("adding the guest hooks")?;
     }
     let bundle = Arc::new(Bundle::create(cid, &mut oci).invalid()?);
     rollback.push(Undo::Bundle(bundle.clone()));

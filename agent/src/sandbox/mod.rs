@@ -34,6 +34,9 @@ pub struct AgentContext {
     pub sandbox: tokio::sync::Mutex<Sandbox>,
     /// The agent runs as PID 1 (the guest's init).
     pub init_daemon: bool,
+    /// Told when the agent is done serving: as PID 1 after DestroySandbox
+    /// (then the guest powers off, as Kata's does).
+    pub stop: tokio::sync::Notify,
 }
 
 impl AgentContext {
@@ -43,6 +46,7 @@ impl AgentContext {
             config,
             logger,
             init_daemon,
+            stop: tokio::sync::Notify::new(),
         })
     }
 

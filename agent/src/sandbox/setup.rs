@@ -69,6 +69,14 @@ pub async fn destroy(ctx: &AgentContext) -> error::Result<()> {
         )));
     }
     slog::info!(ctx.logger, "sandbox destroyed");
+    if ctx.init_daemon {
+        // Kata's agent ends its server after DestroySandbox and, as init,
+        // powers the VM off (src/agent/src/rpc.rs destroy_sandbox ->
+        // main.rs start_sandbox/main). The server answers this request
+        // before it stops: its shutdown waits for the requests in flight.
+        slog::info!(ctx.logger, "the sandbox is gone: stopping to power off");
+        ctx.stop.notify_one();
+    }
     Ok(())
 }
 

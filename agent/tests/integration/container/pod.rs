@@ -216,3 +216,42 @@ async fn sigkill_to_the_container_kills_its_whole_cgroup_after_the_init_exited()
     }
     cu::remove(c, &id).await.expect("remove");
 }
+
+/// An exec runs as the user its own request names, whatever the
+/// container's: `kubectl exec` as root into a container whose process runs
+/// as uid 1000 (Kata's agent: src/agent/src/rpc.rs do_exec_process builds
+/// the process from the request's, rustjail container.rs run -> setid).
+#[tokio::test]
+async fn an_exec_runs_as_its_own_requests_user() {
+    test_support::setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("exec-user");
+    let mut s = spec::container(&id, &rootfs, &["sleep", "60"]);
+    if let Some(u) = s.Process.as_mut().and_then(|p| p.User.as_mut()) {
+        u.UID = 1000;
+        u.GID = 1000;
+    }
+    cu::create(c, &id, s).await.expect("create");
+    cu::start(c, &id).await.expect("start");
+    // A pty exec too: its set-up path differs (controlling terminal).
+    for (exec_id, uid, gid, tty) in [
+        ("as-root", 0, 0, false),
+        ("as-other", 1234, 4321, false),
+        ("tty-root", 0, 0, true),
+    ] {
+        let mut p = spec::process(&["sh", "-c", "echo $(id -u) $(id -g)"]);
+        p.Terminal = tty;
+        if let Some(u) = p.User.as_mut() {
+            u.UID = uid;
+            u.GID = gid;
+        }
+        cu::exec(c, &id, exec_id, p).await.expect("exec");
+        let out = cu::read_all(c, &id, exec_id, false).await;
+        assert_eq!(cu::wait(c, &id, exec_id).await.expect("wait"), 0, "{out}");
+        assert_eq!(out.trim_end(), format!("{uid} {gid}"), "exec {exec_id}");
+    }
+    cu::signal(c, &id, "", 9).await.expect("kill");
+    cu::wait(c, &id, "").await.expect("wait init");
+    cu::remove(c, &id).await.expect("remove");
+}

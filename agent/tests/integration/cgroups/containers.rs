@@ -258,3 +258,50 @@ fn abandon_a_get_oom_event(socket: &Path) {
     drop(s);
     std::thread::sleep(Duration::from_millis(300));
 }
+
+/// The `/sys/fs/cgroup` mount Kata's runtime puts in every spec (type
+/// cgroup, read-only). On a cgroup v1 guest Kata's agent builds it as a
+/// read-only tmpfs holding, per hierarchy, a read-only bind mount of the
+/// container's own cgroup (name=systemd stays writable), and a symlink per
+/// controller of a co-mounted hierarchy (src/agent/rustjail/src/mount.rs
+/// mount_cgroups); on v2 a cgroup2 mount (mount_cgroups_v2). Before the
+/// fix the v1 path failed with EINVAL (the read-only remount went through
+/// the descriptor opened before the bind mount, which is no mount point).
+#[tokio::test]
+async fn the_sys_fs_cgroup_mount_shows_the_containers_own_cgroups() {
+    test_support::setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("sys-fs-cgroup");
+    let _leftovers = LeftoverCgroups(id.clone());
+    let script = if v2() {
+        "test -f /sys/fs/cgroup/cgroup.controllers && echo v2; \
+         mkdir /sys/fs/cgroup/x 2>/dev/null || echo read-only"
+    } else {
+        "test -f /sys/fs/cgroup/memory/memory.limit_in_bytes && echo memory; \
+         test -e /sys/fs/cgroup/memory/kata-agent-tests || echo own; \
+         mkdir /sys/fs/cgroup/memory/x 2>/dev/null || echo read-only; \
+         touch /sys/fs/cgroup/x 2>/dev/null || echo tmpfs-read-only"
+    };
+    let mut s = spec::container(&id, &rootfs, &["sh", "-c", script]);
+    spec::add_mount(
+        &mut s,
+        "/sys/fs/cgroup",
+        "cgroup",
+        "cgroup",
+        &["nosuid", "noexec", "nodev", "relatime", "ro"],
+    );
+    cu::create(c, &id, s)
+        .await
+        .expect("create with /sys/fs/cgroup");
+    cu::start(c, &id).await.expect("start");
+    let out = cu::read_all(c, &id, &id, false).await;
+    assert_eq!(cu::wait(c, &id, &id).await.expect("wait"), 0, "{out}");
+    cu::remove(c, &id).await.expect("remove");
+    let want = if v2() {
+        "v2\nread-only\n"
+    } else {
+        "memory\nown\nread-only\ntmpfs-read-only\n"
+    };
+    assert_eq!(out, want);
+}

@@ -149,6 +149,7 @@ async fn teardown(sandbox: &mut Sandbox) -> Result<()> {
         sandbox.dns_mounted = false;
     }
     sandbox.guest_hook_path = None;
+    sandbox.infra_pid_ns = None;
     sandbox.id.clear();
     sandbox.hostname.clear();
     sandbox.created = false;

@@ -103,8 +103,14 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
     let mut rollback = Rollback::default();
     match build(ctx, &req, oci, exec_id, &mut rollback).await {
         Ok(container) => {
+            let mut sandbox = ctx.sandbox.lock().await;
+            if let Err(e) = sandbox.note_first_container(container.init.pid) {
+                drop(sandbox);
+                rollback.run(ctx).await;
+                return Err(e.context("holding the pod's PID namespace").into());
+            }
             rollback.commit();
-            ctx.sandbox.lock().await.containers.insert(cid, container);
+            sandbox.containers.insert(cid, container);
             Ok(())
         }
         Err(e) => {

@@ -255,3 +255,37 @@ async fn an_exec_runs_as_its_own_requests_user() {
     cu::wait(c, &id, "").await.expect("wait init");
     cu::remove(c, &id).await.expect("remove");
 }
+
+/// Without a sandbox PID namespace (CreateSandbox without sandbox_pidns,
+/// so no pause process holds one), the pod's first container is its infra
+/// container: a later container asking for sandbox_pidns joins the first
+/// one's PID namespace (Kata's agent: src/agent/src/sandbox.rs
+/// update_shared_pidns, rpc.rs update_container_namespaces).
+#[tokio::test]
+async fn without_a_sandbox_pidns_the_first_container_holds_the_pods() {
+    test_support::setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    c.agent
+        .create_sandbox(context(20), &CreateSandboxRequest::new())
+        .await
+        .expect("CreateSandbox");
+    let infra = cu::cid("infra");
+    let mut req = CreateContainerRequest::new();
+    req.container_id = infra.clone();
+    req.exec_id = infra.clone();
+    req.OCI = Some(kata_spec(&infra, &rootfs, "exec sleep 60")).into();
+    c.agent
+        .create_container(context(30), &req)
+        .await
+        .expect("CreateContainer infra");
+    cu::start(c, &infra).await.expect("start infra");
+
+    let b = cu::cid("joins-infra");
+    let out = run(c, &b, kata_spec(&b, &rootfs, "cat /proc/1/comm"), true).await;
+    assert_eq!(out, "sleep\n", "PID 1 is the first container's process");
+
+    cu::signal(c, &infra, "", 9).await.expect("kill");
+    cu::wait(c, &infra, "").await.expect("wait infra");
+    cu::remove(c, &infra).await.expect("remove infra");
+}

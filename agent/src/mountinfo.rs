@@ -9,9 +9,11 @@ use anyhow::{Context, Result};
 
 /// Every mount point, in mount order (a path appears once per stacked mount).
 pub fn mount_points() -> Result<Vec<PathBuf>> {
-    let text =
-        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    Ok(parse(&text))
+    Ok(parse(&read()?))
+}
+
+fn read() -> Result<String> {
+    std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")
 }
 
 /// Field 5 of each line: the mount point.
@@ -35,9 +37,7 @@ pub struct Entry {
 
 /// Every mount, in mount order.
 pub fn entries() -> Result<Vec<Entry>> {
-    let text =
-        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    Ok(parse_entries(&text))
+    Ok(parse_entries(&read()?))
 }
 
 fn parse_entries(text: &str) -> Vec<Entry> {

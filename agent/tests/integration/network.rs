@@ -75,6 +75,13 @@ async fn agent_with_dummy() -> TestAgent {
     agent
 }
 
+/// UpdateInterface with `iface`.
+async fn update(agent: &TestAgent, iface: Interface) -> ttrpc::Result<Interface> {
+    let mut req = UpdateInterfaceRequest::new();
+    req.interface = Some(iface).into();
+    agent.client.agent.update_interface(context(10), &req).await
+}
+
 async fn update_interface(agent: &TestAgent) -> Interface {
     let mut iface = Interface::new();
     iface.hwAddr = MAC.into();

@@ -33,6 +33,13 @@ async fn run(c: &agent_ctl::AgentClient, id: &str, spec: oci::Spec, sandbox_pidn
     out
 }
 
+/// SIGKILL the container's init, wait for it, remove the container.
+async fn kill_and_remove(c: &agent_ctl::AgentClient, id: &str) {
+    cu::signal(c, id, "", 9).await.expect("kill");
+    cu::wait(c, id, "").await.expect("wait init");
+    cu::remove(c, id).await.expect("remove");
+}
+
 /// Kata's agent adds a new PID namespace to every container whose spec has
 /// none (src/agent/src/rpc.rs update_container_namespaces), the sandbox's
 /// when sandbox_pidns is set, and points IPC and UTS at the pod's shared
@@ -113,9 +120,7 @@ async fn exec_read_ends_when_the_process_exits_despite_a_background_child() {
         start.elapsed()
     );
     assert_eq!(cu::wait(c, &id, "bg").await.expect("wait"), 0);
-    cu::signal(c, &id, "", 9).await.expect("kill");
-    cu::wait(c, &id, "").await.expect("wait init");
-    cu::remove(c, &id).await.expect("remove");
+    kill_and_remove(c, &id).await;
 }
 
 /// A process whose environment has no HOME gets its user's home from the
@@ -251,9 +256,7 @@ async fn an_exec_runs_as_its_own_requests_user() {
         assert_eq!(cu::wait(c, &id, exec_id).await.expect("wait"), 0, "{out}");
         assert_eq!(out.trim_end(), format!("{uid} {gid}"), "exec {exec_id}");
     }
-    cu::signal(c, &id, "", 9).await.expect("kill");
-    cu::wait(c, &id, "").await.expect("wait init");
-    cu::remove(c, &id).await.expect("remove");
+    kill_and_remove(c, &id).await;
 }
 
 /// Without a sandbox PID namespace (CreateSandbox without sandbox_pidns,
@@ -285,7 +288,5 @@ async fn without_a_sandbox_pidns_the_first_container_holds_the_pods() {
     let out = run(c, &b, kata_spec(&b, &rootfs, "cat /proc/1/comm"), true).await;
     assert_eq!(out, "sleep\n", "PID 1 is the first container's process");
 
-    cu::signal(c, &infra, "", 9).await.expect("kill");
-    cu::wait(c, &infra, "").await.expect("wait infra");
-    cu::remove(c, &infra).await.expect("remove infra");
+    kill_and_remove(c, &infra).await;
 }

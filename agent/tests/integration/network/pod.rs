@@ -179,12 +179,7 @@ async fn update_interface_renames_over_a_taken_name_by_swapping() {
     let mut iface = Interface::new();
     iface.hwAddr = super::MAC.into();
     iface.name = "eth0".into();
-    let mut req = UpdateInterfaceRequest::new();
-    req.interface = Some(iface).into();
-    let got = agent
-        .client
-        .agent
-        .update_interface(context(10), &req)
+    let got = super::update(&agent, iface)
         .await
         .expect("UpdateInterface to a name another link has");
     assert_eq!(

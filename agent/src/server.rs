@@ -94,7 +94,7 @@ pub async fn serve(ctx: Arc<AgentContext>) -> Result<()> {
 async fn wait_for_stop(ctx: &AgentContext) -> Result<()> {
     if ctx.init_daemon {
         // PID 1 ignores signals (a stray SIGTERM must not end the guest).
-        ctx.stop.notified().await;
+        ctx.stopped().await;
         return Ok(());
     }
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
@@ -102,7 +102,7 @@ async fn wait_for_stop(ctx: &AgentContext) -> Result<()> {
     tokio::select! {
         _ = term.recv() => {},
         _ = int.recv() => {},
-        _ = ctx.stop.notified() => {},
+        _ = ctx.stopped() => {},
     }
     Ok(())
 }

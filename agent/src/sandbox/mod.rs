@@ -34,9 +34,9 @@ pub struct AgentContext {
     pub sandbox: tokio::sync::Mutex<Sandbox>,
     /// The agent runs as PID 1 (the guest's init).
     pub init_daemon: bool,
-    /// Told when the agent is done serving: as PID 1 after DestroySandbox
+    /// Set when the agent is done serving: as PID 1 after DestroySandbox
     /// (then the guest powers off, as Kata's does).
-    pub stop: tokio::sync::Notify,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl AgentContext {
@@ -46,8 +46,21 @@ impl AgentContext {
             config,
             logger,
             init_daemon,
-            stop: tokio::sync::Notify::new(),
+            stop: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// The agent is done serving (the server stops, as PID 1 the guest
+    /// powers off).
+    pub fn request_stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Returns once `request_stop` was called (at once if it was already).
+    pub async fn stopped(&self) {
+        let mut rx = self.stop.subscribe();
+        // The sender lives as long as the context: no error to see.
+        let _ = rx.wait_for(|stop| *stop).await;
     }
 
     /// The stdio of a process, taken out of the sandbox (an Arc) so that a

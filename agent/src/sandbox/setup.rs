@@ -73,9 +73,10 @@ pub async fn destroy(ctx: &AgentContext) -> error::Result<()> {
         // Kata's agent ends its server after DestroySandbox and, as init,
         // powers the VM off (src/agent/src/rpc.rs destroy_sandbox ->
         // main.rs start_sandbox/main). The server answers this request
-        // before it stops: its shutdown waits for the requests in flight.
+        // before it stops: its shutdown waits for the requests in flight
+        // (a pending GetOOMEvent ends, as Kata closes its event channel).
         slog::info!(ctx.logger, "the sandbox is gone: stopping to power off");
-        ctx.stop.notify_one();
+        ctx.request_stop();
     }
     Ok(())
 }

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use agent_ctl::context;
-use protocols::agent::{CreateSandboxRequest, DestroySandboxRequest, GuestDetailsRequest};
+use protocols::agent::{
+    CreateSandboxRequest, DestroySandboxRequest, GetOOMEventRequest, GuestDetailsRequest,
+};
 use protocols::health::CheckRequest;
 use test_support::TestAgent;
 
@@ -80,10 +82,29 @@ async fn pid1_agent_powers_off_after_destroy_sandbox() {
     c.create_sandbox(context(20), &CreateSandboxRequest::new())
         .await
         .expect("CreateSandbox");
+    // The runtime keeps a GetOOMEvent waiting: it must not hold the
+    // power-off up (Kata drops its event channel; ttrpc would otherwise
+    // wait 5 s for the call).
+    let second = agent.connect().await;
+    let oom = tokio::spawn(async move {
+        second
+            .agent
+            .get_oom_event(context(60), &GetOOMEventRequest::new())
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let destroyed = std::time::Instant::now();
     c.destroy_sandbox(context(20), &DestroySandboxRequest::new())
         .await
         .expect("DestroySandbox answers before the power-off");
     let status = agent.wait_exit(Duration::from_secs(10));
+    let took = destroyed.elapsed();
+    let pending = tokio::time::timeout(Duration::from_secs(5), oom).await;
+    assert!(
+        matches!(pending, Ok(Ok(Err(_)))),
+        "the pending GetOOMEvent ends with an error: {pending:?}"
+    );
+    assert!(took < Duration::from_secs(4), "the power-off took {took:?}");
     let log = agent.log_text();
     let status = status.unwrap_or_else(|| panic!("still running after DestroySandbox:\n{log}"));
     assert_eq!(

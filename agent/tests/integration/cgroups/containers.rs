@@ -281,7 +281,9 @@ async fn the_sys_fs_cgroup_mount_shows_the_containers_own_cgroups() {
         "test -f /sys/fs/cgroup/memory/memory.limit_in_bytes && echo memory; \
          test -e /sys/fs/cgroup/memory/kata-agent-tests || echo own; \
          mkdir /sys/fs/cgroup/memory/x 2>/dev/null || echo read-only; \
-         touch /sys/fs/cgroup/x 2>/dev/null || echo tmpfs-read-only"
+         touch /sys/fs/cgroup/x 2>/dev/null || echo tmpfs-read-only; \
+         test -e /sys/fs/cgroup/systemd/kata-agent-tests || echo systemd-own; \
+         mkdir /sys/fs/cgroup/systemd/x && rmdir /sys/fs/cgroup/systemd/x && echo systemd-writable"
     };
     let mut s = spec::container(&id, &rootfs, &["sh", "-c", script]);
     spec::add_mount(
@@ -301,7 +303,7 @@ async fn the_sys_fs_cgroup_mount_shows_the_containers_own_cgroups() {
     let want = if v2() {
         "v2\nread-only\n"
     } else {
-        "memory\nown\nread-only\ntmpfs-read-only\n"
+        "memory\nown\nread-only\ntmpfs-read-only\nsystemd-own\nsystemd-writable\n"
     };
     assert_eq!(out, want);
 }

@@ -4,9 +4,10 @@
 //! unified guest a cgroup2 mount; on a cgroup v1 guest a tmpfs holding, per
 //! controller hierarchy, a bind mount of the container's own cgroup there,
 //! named as the guest names the hierarchy (`cpu,cpuacct`), with a symlink
-//! per controller of a co-mounted hierarchy (`cpu -> cpu,cpuacct`); the
-//! read-only flag applies to the binds and then to the tmpfs. The container
-//! init is in its cgroups by now (/proc/self/cgroup names them).
+//! per controller of a co-mounted hierarchy (`cpu -> cpu,cpuacct`), and the
+//! name=systemd hierarchy the same way but writable; the read-only flag
+//! applies to the binds and then to the tmpfs. The container init is in its
+//! cgroups by now (/proc/self/cgroup names them).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -64,8 +65,11 @@ pub fn mount_cgroupfs(open_dest: &dyn Fn() -> Result<OwnedFd>, flags: MsFlags) -
 struct Hierarchy {
     /// The guest's name for it: its mount point's last component.
     name: String,
-    /// Its controllers (`cpu`, `cpuacct`).
+    /// Its controllers (`cpu`, `cpuacct`; none for name=systemd).
     controllers: Vec<String>,
+    /// name=systemd: systemd in the container writes there (Kata keeps it
+    /// writable).
+    writable: bool,
     /// The container's cgroup directory in the guest.
     source: PathBuf,
 }
@@ -76,9 +80,12 @@ fn own_hierarchies() -> Result<Vec<Hierarchy>> {
     Ok(hierarchies(&cgroups, &mountinfo::entries()?))
 }
 
-/// Join /proc/self/cgroup (`id:controllers:path`) with the v1 mounts. Named
-/// hierarchies (name=systemd) and cgroup2 are left out, as Kata leaves out
-/// what has no controller path of the container.
+/// The named v1 hierarchy the agent's cgroups (cgroups-rs) include.
+const SYSTEMD: &str = "name=systemd";
+
+/// Join /proc/self/cgroup (`id:controllers:path`) with the v1 mounts. Other
+/// named hierarchies and cgroup2 are left out, as Kata leaves out what has
+/// no cgroup path of the container.
 fn hierarchies(cgroups: &str, mounts: &[mountinfo::Entry]) -> Vec<Hierarchy> {
     let mut out = Vec::new();
     for line in cgroups.lines() {
@@ -87,15 +94,16 @@ fn hierarchies(cgroups: &str, mounts: &[mountinfo::Entry]) -> Vec<Hierarchy> {
         else {
             continue;
         };
-        if ctrls.is_empty() || ctrls.starts_with("name=") {
+        let systemd = ctrls == SYSTEMD;
+        if ctrls.is_empty() || (ctrls.starts_with("name=") && !systemd) {
             continue;
         }
-        let controllers: Vec<String> = ctrls.split(',').map(str::to_string).collect();
+        let options: Vec<&str> = ctrls.split(',').collect();
         let Some(m) = mounts.iter().find(|m| {
             m.fstype == "cgroup"
-                && controllers
+                && options
                     .iter()
-                    .all(|c| m.super_options.split(',').any(|o| o == c))
+                    .all(|c| m.super_options.split(',').any(|o| o == *c))
         }) else {
             continue;
         };
@@ -107,9 +115,15 @@ fn hierarchies(cgroups: &str, mounts: &[mountinfo::Entry]) -> Vec<Hierarchy> {
         let path = Path::new(path);
         let below = path.strip_prefix(&m.root).unwrap_or(path);
         let below = below.strip_prefix("/").unwrap_or(below);
+        let controllers = if systemd {
+            Vec::new()
+        } else {
+            options.iter().map(|c| c.to_string()).collect()
+        };
         out.push(Hierarchy {
             name: name.to_string(),
             controllers,
+            writable: systemd,
             source: m.mount_point.join(below),
         });
     }
@@ -127,7 +141,7 @@ fn bind_hierarchy(tmpfs: &Path, h: &Hierarchy, flags: MsFlags) -> Result<()> {
         None::<&str>,
     )
     .with_context(|| format!("bind-mounting {} as {}", h.source.display(), h.name))?;
-    if flags.contains(MsFlags::MS_RDONLY) {
+    if flags.contains(MsFlags::MS_RDONLY) && !h.writable {
         let extra = flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
         remount_readonly(&target, extra)
             .with_context(|| format!("making the {} hierarchy read-only", h.name))?;
@@ -180,9 +194,10 @@ mod tests {
             entry("/sys/fs/cgroup/cpu,cpuacct", "cgroup", "rw,cpu,cpuacct"),
             entry("/sys/fs/cgroup/memory", "cgroup", "rw,memory"),
             entry("/sys/fs/cgroup/systemd", "cgroup", "rw,xattr,name=systemd"),
+            entry("/sys/fs/cgroup/other", "cgroup", "rw,name=other"),
             entry("/sys/fs/cgroup/unified", "cgroup2", "rw"),
         ];
-        let cgroups = "5:cpu,cpuacct:/kata/c1\n4:memory:/kata/c1\n1:name=systemd:/\n0::/\n";
+        let cgroups = "5:cpu,cpuacct:/kata/c1\n4:memory:/kata/c1\n2:name=other:/\n1:name=systemd:/kata/c1\n0::/\n";
         let got = hierarchies(cgroups, &mounts);
         assert_eq!(
             got,
@@ -190,12 +205,20 @@ mod tests {
                 Hierarchy {
                     name: "cpu,cpuacct".into(),
                     controllers: vec!["cpu".into(), "cpuacct".into()],
+                    writable: false,
                     source: PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/kata/c1"),
                 },
                 Hierarchy {
                     name: "memory".into(),
                     controllers: vec!["memory".into()],
+                    writable: false,
                     source: PathBuf::from("/sys/fs/cgroup/memory/kata/c1"),
+                },
+                Hierarchy {
+                    name: "systemd".into(),
+                    controllers: vec![],
+                    writable: true,
+                    source: PathBuf::from("/sys/fs/cgroup/systemd/kata/c1"),
                 },
             ]
         );

@@ -5,10 +5,10 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use super::pci::{self, PciPath};
-use super::{dev_name, Hotplug, BLOCK};
+use super::{node_by_name, Hotplug, BLOCK};
 use crate::uevent::{self, Matcher, Uevent};
 
 /// The whole disk (not a partition) of the virtio device at one PCI
@@ -94,16 +94,7 @@ impl Matcher for NamedDisk {
 /// runtime knows the name the guest gives it (the mmio slots are fixed at
 /// boot), so only its appearance is waited for.
 pub fn mmio_disk(hp: &Hotplug, vm_path: &str) -> Result<PathBuf> {
-    let name = dev_name(vm_path)?;
-    let node = hp.node_path(name);
-    if node.exists() {
-        return Ok(node);
-    }
-    let ev = uevent::wait(&NamedDisk(name.to_string()), &hp.sysfs, hp.timeout)?;
-    if ev.devname != name {
-        bail!("virtio-mmio disk {vm_path} appeared as {}", ev.devname);
-    }
-    Ok(hp.node_path(&ev.devname))
+    node_by_name(hp, vm_path, |name| Box::new(NamedDisk(name.to_string())))
 }
 
 /// For tests: does a present device at `devpath` count as the disk at
@@ -121,15 +112,7 @@ pub(super) fn pci_matches(prefix: &str, ev: &Uevent) -> bool {
 mod tests {
     use super::*;
 
-    fn ev(devpath: &str, devname: &str) -> Uevent {
-        Uevent {
-            action: uevent::ADD.into(),
-            devpath: devpath.into(),
-            subsystem: BLOCK.into(),
-            devname: devname.into(),
-            ..Default::default()
-        }
-    }
+    use crate::device::tests::block_add as ev;
 
     /// Kata's VirtioBlkPciMatcher cases: the device's own address only,
     /// any virtio number, never a partition or another subsystem.

@@ -109,6 +109,26 @@ fn dev_name(path: &str) -> anyhow::Result<&str> {
     }
 }
 
+/// The node `vm_path` (a name in /dev the runtime knows in advance), once
+/// it exists: at once if it does, else when `matcher` (made for its name)
+/// sees it appear.
+fn node_by_name(
+    hp: &Hotplug,
+    vm_path: &str,
+    matcher: impl FnOnce(&str) -> Box<dyn crate::uevent::Matcher>,
+) -> anyhow::Result<PathBuf> {
+    let name = dev_name(vm_path)?;
+    let node = hp.node_path(name);
+    if node.exists() {
+        return Ok(node);
+    }
+    let ev = crate::uevent::wait(&*matcher(name), &hp.sysfs, hp.timeout)?;
+    if ev.devname != name {
+        bail!("{vm_path} appeared as {}", ev.devname);
+    }
+    Ok(node)
+}
+
 /// CreateContainer's `devices`: find each one's node in the guest, allow
 /// it in the container's device cgroup and put the guest's numbers where
 /// the spec has the host's (Kata: device/mod.rs add_devices).
@@ -235,8 +255,19 @@ impl<T> InvalidSpec<T> for anyhow::Result<T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A crafted "add" of a disk, for the drivers' matcher tests.
+    pub(crate) fn block_add(devpath: &str, devname: &str) -> crate::uevent::Uevent {
+        crate::uevent::Uevent {
+            action: crate::uevent::ADD.into(),
+            devpath: devpath.into(),
+            subsystem: BLOCK.into(),
+            devname: devname.into(),
+            ..Default::default()
+        }
+    }
 
     #[test]
     fn dev_names() {

@@ -5,10 +5,10 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-use super::{dev_name, Hotplug, BLOCK};
-use crate::uevent::{self, Matcher, Uevent};
+use super::{node_by_name, Hotplug, BLOCK};
+use crate::uevent::{Matcher, Uevent};
 
 /// ACPI devices live below /sys/devices/LNXSYSTM:00.
 const ACPI_ROOT: &str = "/devices/LNXSYSTM";
@@ -35,31 +35,14 @@ impl Matcher for PmemDisk {
 
 /// The pmem node `vm_path`, once the kernel has it.
 pub fn pmem_disk(hp: &Hotplug, vm_path: &str) -> Result<PathBuf> {
-    let name = dev_name(vm_path)?;
-    let node = hp.node_path(name);
-    if node.exists() {
-        return Ok(node);
-    }
-    let ev = uevent::wait(&PmemDisk(name.to_string()), &hp.sysfs, hp.timeout)?;
-    if ev.devname != name {
-        bail!("nvdimm disk {vm_path} appeared as {}", ev.devname);
-    }
-    Ok(hp.node_path(name))
+    node_by_name(hp, vm_path, |name| Box::new(PmemDisk(name.to_string())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ev(devpath: &str, devname: &str) -> Uevent {
-        Uevent {
-            action: uevent::ADD.into(),
-            devpath: devpath.into(),
-            subsystem: BLOCK.into(),
-            devname: devname.into(),
-            ..Default::default()
-        }
-    }
+    use crate::device::tests::block_add as ev;
 
     /// Kata's PmemBlockMatcher cases.
     #[test]

@@ -21,11 +21,14 @@ use crate::sandbox::storage::{mounts_at, storage, test_dir};
 
 const ROOT_BUS: &str = "/devices/pci0000:00";
 
-/// The virtio-blk disk at PCI path 02/00: a root port at 00:02.0 leading
-/// to bus 01, the disk's function at 01:00.0.
-fn virtio_blk_at_02_00(root: &Path, name: &str) {
+/// A root port at 00:02.0 leading to bus 01 (where PCI path 02/00 is).
+fn root_port_02(root: &Path) {
     sysfs::add_pci_root_bus(root, ROOT_BUS, "0000:00").expect("root bus");
     sysfs::add_pci_bridge(root, &format!("{ROOT_BUS}/0000:00:02.0"), "0000:01").expect("bridge");
+}
+
+/// The virtio-blk disk at PCI path 02/00: behind the root port, at 01:00.0.
+fn disk_at_02_00(root: &Path, name: &str) {
     sysfs::add_device(
         root,
         "block",
@@ -34,6 +37,11 @@ fn virtio_blk_at_02_00(root: &Path, name: &str) {
         None,
     )
     .expect("disk");
+}
+
+fn virtio_blk_at_02_00(root: &Path, name: &str) {
+    root_port_02(root);
+    disk_at_02_00(root, name);
 }
 
 /// The SCSI disk at 0:0 on host0 of a virtio-scsi controller at 00:03.0.
@@ -189,15 +197,13 @@ fn a_late_disk_is_found_by_rescanning() {
         return;
     };
     let fake = test_support::tempdir();
-    sysfs::add_pci_root_bus(fake.path(), ROOT_BUS, "0000:00").expect("root bus");
-    sysfs::add_pci_bridge(fake.path(), &format!("{ROOT_BUS}/0000:00:02.0"), "0000:01")
-        .expect("bridge");
+    root_port_02(fake.path());
     let hp = Hotplug::with_sysfs(fake.path(), Duration::from_secs(10));
     let root = fake.path().to_path_buf();
     let name = disk.name();
     let plug = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(500));
-        virtio_blk_at_02_00_disk_only(&root, &name);
+        disk_at_02_00(&root, &name);
     });
     let start = Instant::now();
     let found = device::blk::pci_disk(&hp, "02/00").expect("the late disk");
@@ -211,26 +217,13 @@ fn a_late_disk_is_found_by_rescanning() {
     );
 }
 
-fn virtio_blk_at_02_00_disk_only(root: &Path, name: &str) {
-    sysfs::add_device(
-        root,
-        "block",
-        &format!("{ROOT_BUS}/0000:00:02.0/0000:01:00.0/virtio3/block/{name}"),
-        name,
-        None,
-    )
-    .expect("disk");
-}
-
 /// No disk within agent.hotplug_timeout: DEADLINE_EXCEEDED, naming the
 /// device, the PCI path and the option; nothing is mounted.
 #[test]
 fn a_missing_disk_times_out_by_name() {
     test_support::require_root!();
     let fake = test_support::tempdir();
-    sysfs::add_pci_root_bus(fake.path(), ROOT_BUS, "0000:00").expect("root bus");
-    sysfs::add_pci_bridge(fake.path(), &format!("{ROOT_BUS}/0000:00:02.0"), "0000:01")
-        .expect("bridge");
+    root_port_02(fake.path());
     let hp = Hotplug::with_sysfs(fake.path(), Duration::from_millis(400));
     let start = Instant::now();
     let mut spec = spec_with_device("/dev/xda", (8, 0));

@@ -67,11 +67,12 @@ fn ext4_image(dir: &Path, name: &str, file: &str, text: &str) -> Result<PathBuf>
     std::fs::create_dir_all(&content)?;
     std::fs::write(content.join(file), text)?;
     let image = dir.join(format!("{name}.img"));
+    // Sized here: mkfs.ext4 then has no file to create (and nothing to say).
+    std::fs::File::create(&image)?.set_len(16 << 20)?;
     let status = Command::new("mkfs.ext4")
         .args(["-q", "-F", "-d"])
         .arg(&content)
         .arg(&image)
-        .arg("16M")
         .status()
         .context("running mkfs.ext4 (e2fsprogs)")?;
     if !status.success() {

@@ -3,6 +3,7 @@
 
 mod cancel;
 mod containers;
+mod devices;
 mod fd_limit;
 mod leftovers;
 mod limits;

@@ -2,6 +2,7 @@
 //! requests. One module per finding family; each test failed before its fix.
 
 mod cancel;
+mod connections;
 mod containers;
 mod devices;
 mod fd_limit;

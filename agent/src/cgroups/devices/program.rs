@@ -280,20 +280,28 @@ mod tests {
         }
     }
 
+    /// (type, access, major, minor, allowed, what) against the program.
+    fn assert_cases(prog: &[Insn], cases: &[(i32, u8, u32, u32, u64, &str)]) {
+        for &(typ, access, major, minor, want, what) in cases {
+            let got = run(prog, typ as u32, u32::from(access), major, minor);
+            assert_eq!(got, want, "{what}");
+        }
+    }
+
     #[test]
     fn the_defaults_allow_the_default_devices_and_mknod_only() {
-        let prog = emit(&defaults()).unwrap();
-        let open_rw = u32::from(READ | WRITE);
-        assert_eq!(run(&prog, DEV_CHAR as u32, open_rw, 1, 3), 1, "/dev/null");
-        assert_eq!(
-            run(&prog, DEV_CHAR as u32, open_rw, 136, 4),
-            1,
-            "/dev/pts/4"
+        let rw = READ | WRITE;
+        assert_cases(
+            &emit(&defaults()).unwrap(),
+            &[
+                (DEV_CHAR, rw, 1, 3, 1, "/dev/null"),
+                (DEV_CHAR, rw, 136, 4, 1, "/dev/pts/4"),
+                (DEV_BLOCK, rw, 254, 0, 0, "vda read-write"),
+                (DEV_BLOCK, READ, 254, 0, 0, "vda read"),
+                (DEV_BLOCK, MKNOD, 254, 0, 1, "vda mknod"),
+                (DEV_CHAR, rw, 1, 1, 0, "/dev/mem"),
+            ],
         );
-        assert_eq!(run(&prog, DEV_BLOCK as u32, open_rw, 254, 0), 0, "vda");
-        assert_eq!(run(&prog, DEV_BLOCK as u32, u32::from(READ), 254, 0), 0);
-        assert_eq!(run(&prog, DEV_BLOCK as u32, u32::from(MKNOD), 254, 0), 1);
-        assert_eq!(run(&prog, DEV_CHAR as u32, open_rw, 1, 1), 0, "/dev/mem");
         check_agrees(&defaults());
     }
 
@@ -306,15 +314,15 @@ mod tests {
         rules.push(rule(true, Kind::Char, None, None, RWM));
         rules.push(rule(false, Kind::Char, Some(10), Some(200), READ));
         check_agrees(&rules);
-        let prog = emit(&rules).unwrap();
-        let rw = u32::from(READ | WRITE);
-        assert_eq!(run(&prog, DEV_BLOCK as u32, rw, 254, 0), 1, "r and w apart");
-        assert_eq!(
-            run(&prog, DEV_BLOCK as u32, rw, 254, 1),
-            0,
-            "only r on 254:1"
+        let rw = READ | WRITE;
+        assert_cases(
+            &emit(&rules).unwrap(),
+            &[
+                (DEV_BLOCK, rw, 254, 0, 1, "r and w allowed apart"),
+                (DEV_BLOCK, rw, 254, 1, 0, "only r on 254:1"),
+                (DEV_CHAR, rw, 10, 200, 0, "r denied last"),
+            ],
         );
-        assert_eq!(run(&prog, DEV_CHAR as u32, rw, 10, 200), 0, "r denied last");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub mod stats;
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -59,7 +59,7 @@ pub struct Manager {
 #[derive(Default)]
 struct DeviceState {
     rules: Vec<devices::Rule>,
-    program: Option<OwnedFd>,
+    program: Option<Arc<OwnedFd>>,
 }
 
 impl Manager {

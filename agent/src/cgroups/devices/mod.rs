@@ -24,6 +24,7 @@ pub mod program;
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use cgroups_rs::fs::devices::{DevicePermissions, DeviceType, DevicesController};
@@ -200,12 +201,33 @@ pub fn apply_v1(controller: &DevicesController, rules: &[Rule]) -> Result<()> {
     Ok(())
 }
 
+/// The last program loaded, with its rules: most containers get the same
+/// list (the defaults), and loading (the verifier) costs milliseconds. One
+/// entry, so the cache stays as small as one program.
+static LAST_LOADED: Mutex<Option<(Vec<Rule>, Arc<OwnedFd>)>> = Mutex::new(None);
+
+fn program_for(rules: &[Rule]) -> Result<Arc<OwnedFd>> {
+    let mut last = LAST_LOADED
+        .lock()
+        .map_err(|_| anyhow::anyhow!("device program cache poisoned by an earlier panic"))?;
+    if let Some((_, prog)) = last.as_ref().filter(|(r, _)| r == rules) {
+        return Ok(prog.clone());
+    }
+    let insns = program::emit(rules)?;
+    let prog =
+        Arc::new(bpf::load_device_program(&insns).context("loading the device BPF program")?);
+    *last = Some((rules.to_vec(), prog.clone()));
+    Ok(prog)
+}
+
 /// Attach the program for `rules` to the v2 cgroup `dir`, then detach the
 /// one it replaces (both apply in between: never more than either allows).
 /// Returns the new program, to be replaced in turn.
-pub fn apply_v2(dir: &Path, rules: &[Rule], old: Option<&OwnedFd>) -> Result<OwnedFd> {
-    let insns = program::emit(rules)?;
-    let prog = bpf::load_device_program(&insns).context("loading the device BPF program")?;
+pub fn apply_v2(dir: &Path, rules: &[Rule], old: Option<&Arc<OwnedFd>>) -> Result<Arc<OwnedFd>> {
+    let prog = program_for(rules)?;
+    if old.is_some_and(|o| Arc::ptr_eq(o, &prog)) {
+        return Ok(prog); // already attached (an update that changed nothing)
+    }
     let cgroup = bpf::open_cgroup(dir)?;
     bpf::attach(&cgroup, &prog)
         .with_context(|| format!("attaching the device program to {}", dir.display()))?;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use crate::kernel::Profile;
 use crate::paths::repo_root;
 
 pub const DEFAULT_RECIPE: &str = "agent-init";
@@ -29,6 +30,15 @@ pub struct Recipe {
 #[serde(deny_unknown_fields)]
 pub struct About {
     pub description: String,
+    /// The kernel the image ships and `vm test` boots: `kata` (Kata's guest
+    /// kernel feature set, the default) or `minimal`; `--kernel-profile`
+    /// overrides it.
+    #[serde(default = "default_kernel_profile")]
+    pub kernel_profile: Profile,
+}
+
+fn default_kernel_profile() -> Profile {
+    Profile::Kata
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +285,29 @@ compression = "gzip"
         assert_eq!(r.init.mode, InitMode::Agent);
         assert_eq!(r.image.filesystem, Filesystem::Erofs);
         assert_eq!(r.lock_roots(), vec!["busybox-static", "ca-certificates"]);
+    }
+
+    /// `kernel_profile` defaults to kata; only the two profiles parse.
+    #[test]
+    fn kernel_profile_is_kata_unless_the_recipe_says_minimal() {
+        assert_eq!(
+            Recipe::parse("t", MINIMAL).unwrap().recipe.kernel_profile,
+            Profile::Kata
+        );
+        let minimal = MINIMAL.replace(
+            "description = \"t\"",
+            "description = \"t\"\nkernel_profile = \"minimal\"",
+        );
+        assert_eq!(
+            Recipe::parse("t", &minimal).unwrap().recipe.kernel_profile,
+            Profile::Minimal
+        );
+        let bad = MINIMAL.replace(
+            "description = \"t\"",
+            "description = \"t\"\nkernel_profile = \"big\"",
+        );
+        let err = format!("{:#}", Recipe::parse("t", &bad).unwrap_err());
+        assert!(err.contains("big"), "{err}");
     }
 
     #[test]

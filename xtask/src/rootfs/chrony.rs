@@ -4,8 +4,9 @@
 //! the package's NTP servers are commented out; the unit runs only where
 //! /dev/ptp0 exists and does not ask systemd to create state or log
 //! directories on the read-only root. What chrony's maintainer script would
-//! add is added too: its `_chrony` account and the `chronyd.service` alias
-//! that Kata's kata-containers.target wants.
+//! add is added too: chrony.conf and chrony.keys copied from /usr/share/chrony
+//! to /etc/chrony (ucf), its `_chrony` account and the `chronyd.service`
+//! alias that Kata's kata-containers.target wants.
 
 use std::fs;
 use std::path::Path;
@@ -13,6 +14,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 pub const CONF: &str = "etc/chrony/chrony.conf";
+const KEYS: &str = "etc/chrony/chrony.keys";
+/// Where the package ships them; its postinst copies them to /etc (ucf).
+const PACKAGED_CONF: &str = "usr/share/chrony/chrony.conf";
+const PACKAGED_KEYS: &str = "usr/share/chrony/chrony.keys";
 pub const UNIT: &str = "lib/systemd/system/chrony.service";
 /// The alias `systemctl enable chrony` makes (the unit's `Alias=chronyd.service`).
 pub const ALIAS: &str = "etc/systemd/system/chronyd.service";
@@ -32,6 +37,16 @@ const USER_ID: u32 = 100;
 /// Configure an unpacked chrony in `root`; nothing when it is not there.
 /// Call after the skeleton wrote /etc/passwd and /etc/group.
 pub fn configure(root: &Path) -> Result<bool> {
+    for (packaged, etc) in [(PACKAGED_CONF, CONF), (PACKAGED_KEYS, KEYS)] {
+        let (from, to) = (root.join(packaged), root.join(etc));
+        if from.is_file() && !to.exists() {
+            if let Some(dir) = to.parent() {
+                fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            fs::copy(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        }
+    }
     let conf = root.join(CONF);
     if !conf.is_file() {
         return Ok(false);
@@ -159,6 +174,35 @@ mod tests {
         assert!(fs::read_to_string(t.path().join("etc/group"))
             .unwrap()
             .ends_with("_chrony:x:100:\n"));
+    }
+
+    /// Debian's chrony ships its configuration under /usr/share/chrony; the
+    /// postinst (ucf) puts it in /etc/chrony, so the tree must too.
+    #[test]
+    fn the_packaged_conf_and_keys_are_installed_in_etc() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("usr/share/chrony")).unwrap();
+        fs::create_dir_all(t.path().join("etc/chrony/conf.d")).unwrap();
+        fs::write(
+            t.path().join(PACKAGED_CONF),
+            "pool 2.debian.pool.org iburst\nkeyfile /etc/chrony/chrony.keys\n",
+        )
+        .unwrap();
+        fs::write(t.path().join(PACKAGED_KEYS), "# keys\n").unwrap();
+        fs::write(t.path().join("etc/passwd"), "").unwrap();
+        fs::write(t.path().join("etc/group"), "").unwrap();
+        assert!(configure(t.path()).unwrap());
+        let conf = fs::read_to_string(t.path().join(CONF)).unwrap();
+        assert!(
+            conf.starts_with("# pool 2.debian.pool.org iburst\nkeyfile /etc/chrony/chrony.keys\n"),
+            "{conf}"
+        );
+        assert!(conf.contains("refclock PHC /dev/ptp0"));
+        assert_eq!(fs::read_to_string(t.path().join(KEYS)).unwrap(), "# keys\n");
+        // The package's copy stays as shipped.
+        assert!(fs::read_to_string(t.path().join(PACKAGED_CONF))
+            .unwrap()
+            .starts_with("pool "));
     }
 
     #[test]

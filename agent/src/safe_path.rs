@@ -104,6 +104,21 @@ pub fn open_in_root(root: &Path, unsafe_path: &Path, flags: i32) -> Result<Owned
     })
 }
 
+/// `open_in_root`'s two resolvers, each on its own: openat2's and the
+/// walk's (the fallback for kernels without openat2). Both must give the
+/// same answer; pub so the differential fuzz target (`fuzz/`) checks it.
+pub fn open_in_root_each(
+    root: &Path,
+    unsafe_path: &Path,
+    flags: i32,
+) -> Result<[Result<OwnedFd, Errno>; 2]> {
+    let root_fd = open_root(root)?;
+    Ok([
+        openat2_in_root(&root_fd, unsafe_path, flags),
+        walk_in_root(&root_fd, unsafe_path, flags),
+    ])
+}
+
 /// Create every missing directory of `unsafe_path` inside `root` (with `mode`)
 /// and return an O_PATH descriptor of the last one. Each step is resolved by
 /// the kernel inside `root`, so a racing symlink cannot move the creation out.

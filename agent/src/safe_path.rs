@@ -516,12 +516,7 @@ mod tests {
         let t = tree();
         let root_fd = open_root(t.path()).expect("root");
         for (which, open) in OPENERS {
-            for input in [
-                "dir/file/../file",
-                "dir/file/",
-                "dir/file/.",
-                "dir/file/./",
-            ] {
+            for input in ["dir/file/../file", "dir/file/", "dir/file/.", "dir/file/./"] {
                 let err = open(&root_fd, Path::new(input), libc::O_PATH)
                     .map(|fd| fd_path(&fd).expect("fd path"))
                     .expect_err(input);
@@ -531,7 +526,10 @@ mod tests {
             for input in ["dir/./../dir/file", "dir/sub/./..//file", "./dir/file"] {
                 let fd = open(&root_fd, Path::new(input), libc::O_PATH)
                     .unwrap_or_else(|e| panic!("{which}: {input}: {e}"));
-                assert!(opened_inside(t.path(), &fd).ends_with("dir/file"), "{which}: {input}");
+                assert!(
+                    opened_inside(t.path(), &fd).ends_with("dir/file"),
+                    "{which}: {input}"
+                );
             }
         }
     }

@@ -295,6 +295,18 @@ mod tests {
         assert!(xtask_exe().unwrap().is_file());
     }
 
+    /// The fuzz stage builds once, then runs every target for FUZZ_TIME.
+    #[test]
+    fn the_fuzz_stage_builds_then_runs_each_target_briefly() {
+        let steps = stage_steps(Stage::Fuzz).unwrap();
+        assert_eq!(steps[0], ["fuzz", "--build"]);
+        let targets = crate::fuzz::targets().unwrap();
+        assert_eq!(steps.len(), targets.len() + 1);
+        for (step, t) in steps[1..].iter().zip(&targets) {
+            assert_eq!(step, &["fuzz", "--target", t, "--time", FUZZ_TIME]);
+        }
+    }
+
     fn rows() -> Vec<StepResult> {
         vec![
             step_result(

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 static TARGET: OnceLock<&'static kata_fuzz::Target> = OnceLock::new();
 
 fn target() -> &'static kata_fuzz::Target {
-    *TARGET.get_or_init(|| {
+    TARGET.get_or_init(|| {
         let name = std::env::var("KATA_FUZZ_TARGET").unwrap_or_default();
         match kata_fuzz::target(&name) {
             Some(t) => t,

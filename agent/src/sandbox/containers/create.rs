@@ -13,10 +13,12 @@ use crate::cgroups;
 use crate::container::bundle::Bundle;
 use crate::container::init::channel::{InitConfig, Mode};
 use crate::container::{hooks, launcher, pod_ns, spec, validator, Container, Status};
+use crate::device::{self, Hotplug};
 use crate::error::{Error, Invalid, Result};
 use crate::process::{Process, ProcessIo};
 use crate::reaper;
 use crate::sandbox::AgentContext;
+use crate::storage;
 
 /// Ids being created right now: a second create of the same id must fail
 /// even before the first one is in the sandbox.
@@ -151,20 +153,41 @@ pub fn validate(req: &CreateContainerRequest) -> Result<Validated> {
     })
 }
 
+/// Wait for the container's devices and disks (the host hot-plugs them,
+/// within agent.hotplug_timeout) on a blocking thread, without the
+/// sandbox; the spec gets the guest's device numbers, the disk storages
+/// their guest nodes (Kata: rpc.rs do_create_container, add_devices first).
+async fn find_devices(
+    req: &CreateContainerRequest,
+    mut oci: oci_spec::runtime::Spec,
+    hotplug: Hotplug,
+) -> Result<(oci_spec::runtime::Spec, Vec<protocols::agent::Storage>)> {
+    let devices = req.devices.clone();
+    let storages = req.storages.clone();
+    tokio::task::spawn_blocking(move || {
+        device::add_devices(&mut oci, &devices, &hotplug)?;
+        Ok((oci, storage::find_disks(&storages, &hotplug)?))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("waiting for the container's devices: {e}")))?
+}
+
 async fn build(
     ctx: &AgentContext,
     req: &CreateContainerRequest,
-    mut oci: oci_spec::runtime::Spec,
+    oci: oci_spec::runtime::Spec,
     exec_id: String,
     rollback: &mut Rollback,
 ) -> Result<Container> {
     let cid = &req.container_id;
+    let hotplug = Hotplug::new(ctx.config.hotplug_timeout);
+    let (mut oci, storages) = find_devices(req, oci, hotplug).await?;
     let storage_mounts = ctx
         .sandbox
         .lock()
         .await
         .storages
-        .add(&req.storages)
+        .add(&storages)
         .context("mounting the container's storages")?;
     rollback.push(Undo::Storages(storage_mounts.clone()));
 

@@ -28,7 +28,7 @@ const DIGESTS_PER_BLOCK: usize = BLOCK as usize / DIGEST;
 
 /// What the kernel needs to set up the verity target: Kata's
 /// `kernel_verity_params` fields.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Verity {
     /// Hex sha256 of the top hash block.
     pub root_hash: String,

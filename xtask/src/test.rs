@@ -69,6 +69,8 @@ fn stage_steps(stage: Stage) -> Vec<Vec<&'static str>> {
         Stage::Image => vec![
             vec!["image", "--arch", "x86_64"],
             vec!["verify-repro", "--arch", "x86_64"],
+            // The measured root's hash, equal in both builds.
+            vec!["verify-repro", "--arch", "x86_64", "--verity"],
         ],
         Stage::Vm => {
             let mut steps: Vec<Vec<&str>> = VM_ARCHES
@@ -77,6 +79,12 @@ fn stage_steps(stage: Stage) -> Vec<Vec<&'static str>> {
                 .collect();
             // The drop-in check: Kata's own default QEMU command line.
             steps.push(vec!["vm", "test", "--arch", "x86_64", "--machine", "kata"]);
+            // A measured root boots on each arch, a tampered copy does not.
+            steps.extend(
+                VM_ARCHES
+                    .iter()
+                    .map(|a| vec!["vm", "test", "--arch", a, "--verity"]),
+            );
             steps
         }
     }

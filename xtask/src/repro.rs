@@ -452,12 +452,18 @@ mod tests {
         assert_eq!(first_difference(&a, &b).unwrap(), None);
     }
 
-    #[test]
-    fn compares_directories_and_names_each_difference() {
+    /// Two empty artifact dirs `a` and `b` in a temp dir (kept alive by the first).
+    fn two_dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let d = tempfile::tempdir().unwrap();
         let (a, b) = (d.path().join("a"), d.path().join("b"));
         fs::create_dir_all(&a).unwrap();
         fs::create_dir_all(&b).unwrap();
+        (d, a, b)
+    }
+
+    #[test]
+    fn compares_directories_and_names_each_difference() {
+        let (_d, a, b) = two_dirs();
         for dir in [&a, &b] {
             fs::write(dir.join("same"), b"xyz").unwrap();
         }
@@ -491,10 +497,7 @@ mod tests {
 
     #[test]
     fn root_hashes_are_compared_from_the_manifests() {
-        let d = tempfile::tempdir().unwrap();
-        let (a, b) = (d.path().join("a"), d.path().join("b"));
-        fs::create_dir_all(&a).unwrap();
-        fs::create_dir_all(&b).unwrap();
+        let (_d, a, b) = two_dirs();
         let manifest = |dir: &Path, json: &str| fs::write(dir.join("manifest.json"), json).unwrap();
         manifest(&a, r#"{"verity": {"root_hash": "aa"}}"#);
         manifest(&b, r#"{"verity": {"root_hash": "aa"}}"#);

@@ -103,8 +103,14 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
     let mut rollback = Rollback::default();
     match build(ctx, &req, oci, exec_id, &mut rollback).await {
         Ok(container) => {
+            let mut sandbox = ctx.sandbox.lock().await;
+            if let Err(e) = sandbox.note_first_container(container.init.pid) {
+                drop(sandbox);
+                rollback.run(ctx).await;
+                return Err(e.context("holding the pod's PID namespace").into());
+            }
             rollback.commit();
-            ctx.sandbox.lock().await.containers.insert(cid, container);
+            sandbox.containers.insert(cid, container);
             Ok(())
         }
         Err(e) => {
@@ -141,6 +147,11 @@ async fn build(
         };
         let first = sandbox.containers.is_empty();
         pod_ns::apply(&mut oci, &pod, req.sandbox_pidns, first).invalid()?;
+        // Before the bundle: its config.json shows the hooks that run.
+        sandbox
+            .guest_hooks()
+            .and_then(|h| h.append_to(&mut oci))
+            .context("adding the guest hooks")?;
     }
     let bundle = Arc::new(Bundle::create(cid, &mut oci).invalid()?);
     rollback.push(Undo::Bundle(bundle.clone()));

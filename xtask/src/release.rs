@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<()> {
             // The agent first (fails fastest), then the kernel, then the image of both.
             let agent = crate::rootfs::agent_binary(arch, None)?;
             let kernel = image::default_kernel(arch, None)?;
-            image::ensure_built(arch, &agent, &kernel)
+            image::ensure_built(arch, &agent, &kernel, false)
                 .with_context(|| format!("building the {arch} image"))?;
         }
         assets.extend(bundle(arch, &artifacts, &args.out)?);

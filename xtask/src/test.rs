@@ -100,6 +100,8 @@ fn stage_steps(stage: Stage) -> Result<Vec<Vec<String>>> {
         Stage::Image => owned(vec![
             vec!["image", "--arch", "x86_64"],
             vec!["verify-repro", "--arch", "x86_64"],
+            // The measured root's hash, equal in both builds.
+            vec!["verify-repro", "--arch", "x86_64", "--verity"],
         ]),
         Stage::Vm => {
             let mut steps: Vec<Vec<&str>> = VM_ARCHES
@@ -108,6 +110,12 @@ fn stage_steps(stage: Stage) -> Result<Vec<Vec<String>>> {
                 .collect();
             // The drop-in check: Kata's own default QEMU command line.
             steps.push(vec!["vm", "test", "--arch", "x86_64", "--machine", "kata"]);
+            // A measured root boots on each arch, a tampered copy does not.
+            steps.extend(
+                VM_ARCHES
+                    .iter()
+                    .map(|a| vec!["vm", "test", "--arch", a, "--verity"]),
+            );
             owned(steps)
         }
     })

@@ -110,6 +110,10 @@ pub struct ImageConfig {
     pub erofs_compression: String,
     pub free_space_mib: u64,
     pub align_mib: u64,
+    /// A measured root: the dm-verity hash tree on a second partition
+    /// (Kata's MEASURED_ROOTFS=yes).
+    #[serde(default)]
+    pub verity: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -311,6 +315,12 @@ compression = "gzip"
         assert_eq!(r.init.mode, InitMode::Agent);
         assert_eq!(r.image.filesystem, Filesystem::Erofs);
         assert_eq!(r.lock_roots(), vec!["busybox-static", "ca-certificates"]);
+        assert!(
+            !r.image.verity,
+            "a measured root is asked for, not the default"
+        );
+        let measured = MINIMAL.replace("align_mib = 1", "align_mib = 1\nverity = true");
+        assert!(Recipe::parse("t", &measured).unwrap().image.verity);
     }
 
     /// `kernel_profile` defaults to kata; only the two profiles parse.

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use super::qemu::{Boot, Machine};
 use super::{BootMode, VmOpts};
 use crate::arch::Arch;
+use crate::image::verity::Verity;
 
 /// Kernel and root filesystem of one arch, for any of its machines.
 #[derive(Clone, Debug)]
@@ -19,6 +20,8 @@ pub struct GuestAssets {
     /// The PVH ELF vmlinux (x86_64), for machines that boot it.
     pub pvh_vmlinux: Option<PathBuf>,
     pub boot: Boot,
+    /// The image's measured root (`--verity`).
+    pub verity: Option<Verity>,
 }
 
 impl GuestAssets {
@@ -36,7 +39,8 @@ impl GuestAssets {
         })
     }
 
-    /// The same kernel with another root filesystem (`bench vm --fs`).
+    /// The same kernel with another root filesystem (`bench vm --fs`), one
+    /// without a measured root.
     pub fn with_rootfs(&self, rootfs: PathBuf) -> GuestAssets {
         let boot = match self.boot {
             Boot::Image(_) => Boot::Image(rootfs),
@@ -44,6 +48,7 @@ impl GuestAssets {
         };
         GuestAssets {
             boot,
+            verity: None,
             ..self.clone()
         }
     }
@@ -90,13 +95,13 @@ pub fn resolve(arch: Arch, opts: &VmOpts) -> Result<(GuestAssets, Option<PathBuf
         .clone()
         .or_else(|| built.as_ref().and_then(|b| b.pvh_vmlinux.clone()))
         .filter(|p| p.is_file());
-    let rootfs = match (&opts.rootfs, agent.as_deref().zip(built.as_ref())) {
-        (Some(r), _) => r.clone(),
+    let (rootfs, verity) = match (&opts.rootfs, agent.as_deref().zip(built.as_ref())) {
+        (Some(r), _) => (r.clone(), None),
         (None, Some((agent, kernel))) => {
-            let image = crate::image::ensure_built(arch, agent, kernel)?;
+            let image = crate::image::ensure_built(arch, agent, kernel, opts.verity)?;
             match opts.boot {
-                BootMode::Image => image.image,
-                BootMode::Initrd => image.initrd,
+                BootMode::Image => (image.image, image.verity),
+                BootMode::Initrd => (image.initrd, None),
             }
         }
         (None, None) => bail!("no root filesystem: give one with --rootfs"),
@@ -109,6 +114,7 @@ pub fn resolve(arch: Arch, opts: &VmOpts) -> Result<(GuestAssets, Option<PathBuf
         kernel,
         pvh_vmlinux,
         boot,
+        verity,
     };
     assets.check()?;
     Ok((assets, agent))

@@ -114,15 +114,19 @@ pub fn kernel_cmdline(cfg: &VmConfig, root: RootDevice) -> String {
     let image = matches!(cfg.boot, Boot::Image(_));
     if image {
         // DAX is off on arm64 in Kata (qemu_arm64.go: a kernel panic in
-        // caches_clean_inval_pou), so its nvdimm root mounts without it.
-        let (dev, flags) = match (root, cfg.arch) {
-            (RootDevice::Nvdimm, Arch::X86_64) => {
-                ("/dev/pmem0p1", "dax,data=ordered,errors=remount-ro ro")
-            }
-            (RootDevice::Nvdimm, _) => ("/dev/pmem0p1", "data=ordered,errors=remount-ro ro"),
-            (RootDevice::VirtioBlk, _) => ("/dev/vda1", "data=ordered,errors=remount-ro ro"),
+        // caches_clean_inval_pou), so its nvdimm root mounts without it;
+        // a measured root never has it (kernelVerityRootFlags).
+        let (dev, hash) = match root {
+            RootDevice::Nvdimm => ("/dev/pmem0p1", "/dev/pmem0p2"),
+            RootDevice::VirtioBlk => ("/dev/vda1", "/dev/vda2"),
         };
-        p.push(format!("root={dev}"));
+        let dax = root == RootDevice::Nvdimm && cfg.arch == Arch::X86_64 && cfg.verity.is_none();
+        let flags = if dax {
+            "dax,data=ordered,errors=remount-ro ro"
+        } else {
+            "data=ordered,errors=remount-ro ro"
+        };
+        p.extend(super::qemu::root_params(cfg, dev, hash));
         p.push(format!("rootflags={flags}"));
         p.push("rootfstype=ext4".into());
     }
@@ -441,5 +445,26 @@ mod tests {
             RootDevice::Nvdimm,
         );
         assert!(!x86.contains("acpi=nospcr"), "{x86}");
+    }
+
+    /// hypervisor.go GetKernelRootParams with kernel_verity_params set: the
+    /// verity target over the image's two partitions, root=/dev/dm-0, the
+    /// ext4 flags without dax.
+    #[test]
+    fn a_measured_root_as_katas_runtime_writes_it() {
+        for (root, data, hash) in [
+            (RootDevice::Nvdimm, "/dev/pmem0p1", "/dev/pmem0p2"),
+            (RootDevice::VirtioBlk, "/dev/vda1", "/dev/vda2"),
+        ] {
+            let mut c = cfg(Arch::X86_64, Boot::Image("/a/img".into()));
+            c.verity = Some(super::super::qemu::tests::verity());
+            let line = kernel_cmdline(&c, root);
+            let expect = format!(
+                "pci=lastbus=0 dm-mod.create=\"dm-verity,,,ro,0 24000 verity 1 {data} {hash} \
+                 4096 4096 3000 0 sha256 r00t 5a17\" root=/dev/dm-0 \
+                 rootflags=data=ordered,errors=remount-ro ro rootfstype=ext4 console=hvc0"
+            );
+            assert!(line.contains(&expect), "{line}");
+        }
     }
 }

@@ -20,6 +20,7 @@ mod run;
 pub mod share;
 pub mod start;
 mod test;
+mod verity;
 pub mod vsock;
 
 use std::path::{Path, PathBuf};
@@ -105,6 +106,10 @@ pub struct VmOpts {
     /// instead of building one.
     #[arg(long)]
     pub rootfs: Option<PathBuf>,
+    /// Boot a measured root (dm-verity, Kata's MEASURED_ROOTFS=yes); `vm
+    /// test` then also boots a copy with one flipped byte, which must fail.
+    #[arg(long)]
+    pub verity: bool,
     /// Let the kernel print its boot messages (no `quiet`).
     #[arg(long)]
     pub verbose_kernel: bool,
@@ -144,6 +149,12 @@ impl VmOpts {
                     crate::usage!("{flag} {}: no such file", p.display());
                 }
             }
+        }
+        if self.verity && self.rootfs.is_some() {
+            crate::usage!("--verity builds its own measured image: leave out --rootfs");
+        }
+        if self.verity && self.boot == BootMode::Initrd {
+            crate::usage!("--verity measures the disk image: not with --boot initrd");
         }
         if self.memory < 64 {
             crate::usage!("--memory {}: the guest needs at least 64 MiB", self.memory);
@@ -233,6 +244,20 @@ mod tests {
         assert_eq!(
             err,
             "--machine microvm is for x86_64, not aarch64; aarch64 has virt, kata (or leave --machine out)"
+        );
+    }
+
+    #[test]
+    fn verity_needs_a_built_disk_image() {
+        let err = usage_error(&["test", "--verity", "--boot", "initrd"]);
+        assert_eq!(
+            err,
+            "--verity measures the disk image: not with --boot initrd"
+        );
+        let err = usage_error(&["run", "--verity", "--rootfs", "/etc/hostname"]);
+        assert_eq!(
+            err,
+            "--verity builds its own measured image: leave out --rootfs"
         );
     }
 

@@ -10,6 +10,7 @@ use anyhow::{bail, Result};
 
 use super::accel::Accel;
 use crate::arch::Arch;
+use crate::image::verity::Verity;
 
 use super::kata::{self, RootDevice};
 
@@ -256,6 +257,18 @@ pub struct VmConfig {
     pub agent_params: Vec<String>,
     /// Host TSC frequency, for microvm (see vm.md: TSC calibration hangs).
     pub tsc_khz: Option<u64>,
+    /// The image's measured root: the kernel sets up dm-verity over
+    /// partition 1 against partition 2 and mounts that.
+    pub verity: Option<Verity>,
+}
+
+/// `root=<data_dev>`, or for a measured root the verity target over
+/// `data_dev` and `hash_dev` with `root=/dev/dm-0` (Kata's parameters).
+pub fn root_params(cfg: &VmConfig, data_dev: &str, hash_dev: &str) -> Vec<String> {
+    match &cfg.verity {
+        Some(v) => v.kernel_params(data_dev, hash_dev).to_vec(),
+        None => vec![format!("root={data_dev}")],
+    }
 }
 
 /// The guest kernel command line.
@@ -267,7 +280,8 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
     // Exit QEMU on a panic (with -no-reboot) instead of hanging a test.
     p.push("panic=1".into());
     if let Boot::Image(_) = cfg.boot {
-        p.extend(["root=/dev/vda1", "ro", "rootwait"].map(String::from));
+        p.extend(root_params(cfg, "/dev/vda1", "/dev/vda2"));
+        p.extend(["ro", "rootwait"].map(String::from));
     }
     if cfg.arch == Arch::X86_64 {
         // Skip probes that only cost time in a VM (Kata passes the same ones).
@@ -440,7 +454,39 @@ pub(super) mod tests {
             quiet: true,
             agent_params: vec!["agent.log=debug".into()],
             tsc_khz: Some(2_000_000),
+            verity: None,
         }
+    }
+
+    /// A measured root's parameters (values of no real image).
+    pub(in crate::vm) fn verity() -> Verity {
+        Verity {
+            root_hash: "r00t".into(),
+            salt: "5a17".into(),
+            data_blocks: 3000,
+            data_block_size: 4096,
+            hash_block_size: 4096,
+            hash_algorithm: "sha256".into(),
+        }
+    }
+
+    #[test]
+    fn a_measured_root_is_the_verity_target_over_vda1_and_vda2() {
+        let mut c = cfg(
+            Arch::X86_64,
+            Machine::Q35Qboot,
+            Boot::Image("/a/img".into()),
+        );
+        c.verity = Some(verity());
+        let line = kernel_cmdline(&c);
+        assert!(
+            line.starts_with(
+                "console=ttyS0 panic=1 dm-mod.create=\"dm-verity,,,ro,0 24000 verity 1 \
+                 /dev/vda1 /dev/vda2 4096 4096 3000 0 sha256 r00t 5a17\" root=/dev/dm-0 ro rootwait "
+            ),
+            "{line}"
+        );
+        assert!(!line.contains("root=/dev/vda1"));
     }
 
     #[test]

@@ -121,6 +121,9 @@ fn test_arch(
     };
     drop(session);
     if status.success() {
+        if args.opts.verity {
+            super::verity::tampered_boot_fails(&res, &args.opts)?;
+        }
         return Ok(true);
     }
     if let Some(s) = qemu_state {

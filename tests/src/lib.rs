@@ -4,6 +4,7 @@
 pub mod client;
 pub mod fixture;
 pub mod lifecycle;
+pub mod pod;
 pub mod report;
 pub mod serial;
 pub mod suite;

@@ -22,9 +22,14 @@ use protocols::agent::{
 };
 use protocols::health::{health_check_response::ServingStatus, CheckRequest};
 
-use test_support::spec;
+use test_support::spec::{self, PodRole};
 
 use crate::fixture;
+use crate::pod::{
+    pod_app_container, pod_config_map_update, pod_exec_background_child_eof, pod_hotplug_memory,
+    pod_loopback, pod_online_cpus, pod_pause_container, pod_ps_shows_own_processes,
+    pod_teardown_leaves_no_mount, pod_volumes,
+};
 use crate::report::{Outcome, Verdict};
 
 pub struct SuiteConfig {
@@ -46,6 +51,12 @@ pub struct SuiteConfig {
     pub only: Vec<String>,
     /// QEMU's pid: stop waiting for the agent once it has exited.
     pub vm_pid: Option<u32>,
+    /// QEMU's QMP socket (the pod scenario hot-plugs through it).
+    pub qmp_socket: Option<PathBuf>,
+    /// The guest can take a hot-added vCPU (see pod::pod_online_cpus).
+    pub cpu_hotplug: bool,
+    /// The machine takes a pc-dimm (ACPI memory hot-plug).
+    pub dimm_hotplug: bool,
 }
 
 const ECHO_ID: &str = "e2e-echo";
@@ -53,6 +64,8 @@ const LONG_ID: &str = "e2e-long";
 const BAD_ID: &str = "e2e-bad";
 const EXEC_ID: &str = "e2e-exec-cat";
 const SANDBOX_ID: &str = "e2e-sandbox";
+/// The pod uid in the cgroup paths of the suite's own containers.
+const SUITE_POD_UID: &str = "e2e0-suite-uid";
 
 /// One test of the suite: its name (the function's), the tests that must
 /// have passed before it, and the function.
@@ -89,6 +102,16 @@ tests! {
     signal_process needs [start_long_running];
     remove_container needs [create_sandbox];
     bad_spec_rejected needs [health_check];
+    pod_pause_container needs [create_sandbox];
+    pod_online_cpus needs [pod_pause_container];
+    pod_hotplug_memory needs [pod_pause_container];
+    pod_app_container needs [pod_online_cpus];
+    pod_volumes needs [pod_app_container];
+    pod_config_map_update needs [pod_app_container];
+    pod_ps_shows_own_processes needs [pod_app_container];
+    pod_loopback needs [pod_app_container];
+    pod_exec_background_child_eof needs [pod_app_container];
+    pod_teardown_leaves_no_mount needs [pod_app_container];
     destroy_sandbox needs [create_sandbox];
 }
 
@@ -112,19 +135,21 @@ impl std::fmt::Display for SkipTest {
 impl std::error::Error for SkipTest {}
 
 pub struct Ctx {
-    cfg: SuiteConfig,
+    pub(crate) cfg: SuiteConfig,
     agent: Option<AgentClient>,
     passed: HashSet<&'static str>,
     /// Containers created so far, for remove_container.
     created: Vec<&'static str>,
+    /// The pod scenario's containers still there.
+    pub(crate) pod: Vec<String>,
 }
 
 impl Ctx {
-    fn agent(&self) -> Result<&AgentClient> {
+    pub(crate) fn agent(&self) -> Result<&AgentClient> {
         self.agent.as_ref().context("no connection to the agent")
     }
 
-    fn ctx(&self) -> ttrpc::context::Context {
+    pub(crate) fn ctx(&self) -> ttrpc::context::Context {
         ttrpc::context::with_timeout(self.cfg.rpc_timeout.as_nanos() as i64)
     }
 }
@@ -136,6 +161,7 @@ pub async fn run(cfg: SuiteConfig) -> Vec<Outcome> {
         agent: None,
         passed: HashSet::new(),
         created: Vec::new(),
+        pod: Vec::new(),
     };
     let mut outcomes = Vec::new();
     for &Test { name, needs, run } in TESTS {
@@ -261,7 +287,11 @@ async fn create_sandbox(ctx: &mut Ctx) -> Result<()> {
     req.hostname = "kata-e2e".into();
     req.sandbox_id = SANDBOX_ID.into();
     req.sandbox_pidns = false;
-    req.storages = vec![shared_storage(&ctx.cfg.share)?];
+    // The shared directory, and the pod's shm (kata_agent.go setupStorages).
+    req.storages = vec![
+        shared_storage(&ctx.cfg.share)?,
+        crate::pod::sandbox_shm_storage(),
+    ];
     ctx.agent()?
         .agent
         .create_sandbox(ctx.ctx(), &req)
@@ -276,7 +306,9 @@ async fn create_container(ctx: &mut Ctx, id: &'static str, args: &[&str]) -> Res
     let mut req = CreateContainerRequest::new();
     req.container_id = id.into();
     req.exec_id = id.into();
-    req.OCI = Some(spec::container(id, &root, args)).into();
+    let mut oci = spec::container(id, &root, args);
+    spec::as_kata_sends(&mut oci, id, SUITE_POD_UID, SANDBOX_ID, PodRole::Container);
+    req.OCI = Some(oci).into();
     ctx.agent()?
         .agent
         .create_container(ctx.ctx(), &req)
@@ -294,7 +326,12 @@ async fn create_container(ctx: &mut Ctx, id: &'static str, args: &[&str]) -> Res
 }
 
 /// ReadStdout until `want` has arrived (or the stream ends).
-async fn read_stdout_until(ctx: &Ctx, id: &str, exec_id: &str, want: &str) -> Result<String> {
+pub(crate) async fn read_stdout_until(
+    ctx: &Ctx,
+    id: &str,
+    exec_id: &str,
+    want: &str,
+) -> Result<String> {
     let mut got = Vec::new();
     while !String::from_utf8_lossy(&got).contains(want) {
         let mut req = ReadStreamRequest::new();
@@ -317,7 +354,7 @@ async fn read_stdout_until(ctx: &Ctx, id: &str, exec_id: &str, want: &str) -> Re
     Ok(String::from_utf8_lossy(&got).into_owned())
 }
 
-async fn wait_process(ctx: &Ctx, id: &str, exec_id: &str) -> Result<i32> {
+pub(crate) async fn wait_process(ctx: &Ctx, id: &str, exec_id: &str) -> Result<i32> {
     let mut req = WaitProcessRequest::new();
     req.container_id = id.into();
     req.exec_id = exec_id.into();

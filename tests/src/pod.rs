@@ -481,16 +481,7 @@ pub async fn pod_config_map_update(ctx: &mut Ctx) -> Result<()> {
 pub async fn pod_ps_shows_own_processes(ctx: &mut Ctx) -> Result<()> {
     let (out, status) = exec_output(ctx, APP_ID, "ps", &["/bin/ps"], None).await?;
     ensure!(status == 0, "ps exited {status}: {out:?}");
-    // busybox: PID USER TIME COMMAND
-    let procs: Vec<(String, String)> = out
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let comm = f.get(3)?.rsplit('/').next()?;
-            Some((f.first()?.to_string(), comm.to_string()))
-        })
-        .collect();
+    let procs = ps_processes(&out)?;
     let mut comms: Vec<&str> = procs.iter().map(|(_, c)| c.as_str()).collect();
     comms.sort();
     ensure!(
@@ -498,6 +489,28 @@ pub async fn pod_ps_shows_own_processes(ctx: &mut Ctx) -> Result<()> {
         "ps in the app lists {procs:?}, expected its sleep as PID 1 and ps itself"
     );
     Ok(())
+}
+
+/// (PID, command name) of each row of busybox `ps` (its header says where
+/// COMMAND starts: `PID USER TIME COMMAND` or `PID USER COMMAND`).
+fn ps_processes(out: &str) -> Result<Vec<(String, String)>> {
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "COMMAND")
+        .with_context(|| format!("ps printed no COMMAND column: {out:?}"))?;
+    Ok(lines
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let comm = f.get(col)?.rsplit('/').next()?;
+            Some((f.first()?.to_string(), comm.to_string()))
+        })
+        .collect())
 }
 
 /// The pod's loopback is up: 127.0.0.1 answers a ping from the app.
@@ -541,11 +554,16 @@ pub async fn pod_exec_background_child_eof(ctx: &mut Ctx) -> Result<()> {
 /// not its rootfs, its emptyDir nor its watchable copy.
 pub async fn pod_teardown_leaves_no_mount(ctx: &mut Ctx) -> Result<()> {
     remove(ctx, APP_ID).await?;
-    let script = "for p in /guest-proc/[0-9]*; do \
-                  [ \"$(cat $p/comm 2>/dev/null)\" = kata-agent ] && cat $p/mountinfo && exit 0; \
-                  done; exit 3";
-    let (mounts, status) =
-        exec_output(ctx, PAUSE_ID, "mounts", &["/bin/sh", "-c", script], None).await?;
+    // The guest's PID 1 (the agent, or the init that started it) lives in
+    // the mount namespace the agent mounts storages in.
+    let (mounts, status) = exec_output(
+        ctx,
+        PAUSE_ID,
+        "mounts",
+        &["/bin/cat", "/guest-proc/1/mountinfo"],
+        None,
+    )
+    .await?;
     ensure!(status == 0, "reading the agent's mountinfo: exit {status}");
     let left: Vec<&str> = mounts
         .lines()
@@ -582,6 +600,21 @@ mod tests {
         assert_eq!(cpu_list_len("0,2-3\n").unwrap(), 3);
         assert!(cpu_list_len("3-1").is_err());
         assert!(cpu_list_len("x").is_err());
+    }
+
+    #[test]
+    fn ps_rows_with_and_without_a_time_column() {
+        let two = "PID   USER     COMMAND\n    1 1000     sleep 3600\n    7 root     ps\n";
+        assert_eq!(
+            ps_processes(two).unwrap(),
+            [("1".into(), "sleep".into()), ("7".into(), "ps".into())]
+        );
+        let with_time = "PID USER TIME COMMAND\n 1 1000 0:00 /bin/sleep 3600\n";
+        assert_eq!(
+            ps_processes(with_time).unwrap(),
+            [("1".to_string(), "sleep".to_string())]
+        );
+        assert!(ps_processes("garbage").is_err());
     }
 
     #[test]

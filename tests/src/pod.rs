@@ -550,8 +550,8 @@ pub async fn pod_exec_background_child_eof(ctx: &mut Ctx) -> Result<()> {
 }
 
 /// Remove the app, then read the agent's mount table (through the pause
-/// container's view of the guest's /proc): nothing of the app may remain,
-/// not its rootfs, its emptyDir nor its watchable copy.
+/// container's view of the guest's /proc): nothing of the app may remain
+/// (its rootfs, its bind mounts, a bound watchable source).
 pub async fn pod_teardown_leaves_no_mount(ctx: &mut Ctx) -> Result<()> {
     remove(ctx, APP_ID).await?;
     // The guest's PID 1 (the agent, or the init that started it) lives in
@@ -565,10 +565,10 @@ pub async fn pod_teardown_leaves_no_mount(ctx: &mut Ctx) -> Result<()> {
     )
     .await?;
     ensure!(status == 0, "reading the agent's mountinfo: exit {status}");
-    let left: Vec<&str> = mounts
-        .lines()
-        .filter(|l| l.contains(APP_ID) || l.contains(EMPTYDIR_NAME) && l.contains(EPHEMERAL_DIR))
-        .collect();
+    // The emptyDir stays: an ephemeral storage is the sandbox's until
+    // DestroySandbox, as in Kata's agent (its ephemeral handler returns no
+    // cleanup: src/agent/src/storage/ephemeral_handler.rs).
+    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(APP_ID)).collect();
     ensure!(
         left.is_empty(),
         "after RemoveContainer {APP_ID} the agent still has: {left:#?}"

@@ -30,15 +30,14 @@ use std::time::{Duration, Instant};
 use agent_ctl::qmp::Qmp;
 use agent_ctl::RpcResultExt;
 use anyhow::{bail, ensure, Context, Result};
-use protocols::agent::{
-    CreateContainerRequest, ExecProcessRequest, OnlineCPUMemRequest, ReadStreamRequest,
-    RemoveContainerRequest, StartContainerRequest, Storage,
-};
+use protocols::agent::{CreateContainerRequest, ExecProcessRequest, OnlineCPUMemRequest, Storage};
 use protocols::oci;
 use test_support::spec::{self, PodRole};
 
 use crate::fixture::{self, GUEST_SHARED_DIR};
-use crate::suite::{read_stdout_until, wait_process, Ctx};
+use crate::suite::{
+    create_and_start, read_stdout_once, read_stdout_until, remove_one, wait_process, Ctx,
+};
 
 pub const PAUSE_ID: &str = "e2e-pod-pause";
 pub const APP_ID: &str = "e2e-pod-app";
@@ -81,24 +80,6 @@ fn pod_spec(id: &str, root: &str, args: &[&str], role: PodRole) -> oci::Spec {
     s
 }
 
-async fn create_and_start(ctx: &mut Ctx, req: CreateContainerRequest) -> Result<()> {
-    let id = req.container_id.clone();
-    ctx.agent()?
-        .agent
-        .create_container(ctx.ctx(), &req)
-        .await
-        .rpc(format!("CreateContainer {id}"))?;
-    ctx.pod.push(id.clone());
-    let mut start = StartContainerRequest::new();
-    start.container_id = id.clone();
-    ctx.agent()?
-        .agent
-        .start_container(ctx.ctx(), &start)
-        .await
-        .rpc(format!("StartContainer {id}"))?;
-    Ok(())
-}
-
 /// The pause container: the sandbox's first container, its id the sandbox's
 /// in Kubernetes; busybox sleeps in place of /pause. It also sees the
 /// guest's /proc at /guest-proc, the probe `pod_teardown_leaves_no_mount`
@@ -111,7 +92,7 @@ pub async fn pod_pause_container(ctx: &mut Ctx) -> Result<()> {
     req.container_id = PAUSE_ID.into();
     req.exec_id = PAUSE_ID.into();
     req.OCI = Some(s).into();
-    create_and_start(ctx, req).await
+    create_and_start(ctx, &req).await
 }
 
 /// Run `args` in container `id` (as `user`, root when None), return its
@@ -157,13 +138,9 @@ pub async fn read_to_eof(ctx: &Ctx, id: &str, exec_id: &str) -> Result<String> {
             ctx.cfg.rpc_timeout * 2,
             String::from_utf8_lossy(&got)
         );
-        let mut req = ReadStreamRequest::new();
-        req.container_id = id.into();
-        req.exec_id = exec_id.into();
-        req.len = 4096;
-        match ctx.agent()?.agent.read_stdout(ctx.ctx(), &req).await {
-            Ok(resp) if resp.data.is_empty() => break,
-            Ok(resp) => got.extend_from_slice(&resp.data),
+        match read_stdout_once(ctx, id, exec_id).await? {
+            Ok(data) if data.is_empty() => break,
+            Ok(data) => got.extend_from_slice(&data),
             // The agent ends the stream with an error once the process is gone.
             Err(_) => break,
         }
@@ -204,30 +181,29 @@ pub fn mem_total_kib(meminfo: &str) -> Result<u64> {
         .with_context(|| format!("MemTotal: {line:?}"))
 }
 
+/// A guest file as the pause container reads it (`cat`), e.g. sysfs.
+async fn guest_file(ctx: &Ctx, exec_id: &str, path: &str) -> Result<String> {
+    let (out, status) = exec_output(ctx, PAUSE_ID, exec_id, &["/bin/cat", path], None).await?;
+    ensure!(
+        status == 0,
+        "cat {path} in the pause container exited {status}"
+    );
+    Ok(out)
+}
+
 async fn online_cpus(ctx: &Ctx, tag: &str) -> Result<u32> {
-    let (out, status) = exec_output(
-        ctx,
-        PAUSE_ID,
-        &format!("cpus-{tag}"),
-        &["/bin/cat", "/sys/devices/system/cpu/online"],
-        None,
+    cpu_list_len(
+        &guest_file(
+            ctx,
+            &format!("cpus-{tag}"),
+            "/sys/devices/system/cpu/online",
+        )
+        .await?,
     )
-    .await?;
-    ensure!(status == 0, "cat /sys/devices/system/cpu/online: {status}");
-    cpu_list_len(&out)
 }
 
 async fn mem_total(ctx: &Ctx, tag: &str) -> Result<u64> {
-    let (out, status) = exec_output(
-        ctx,
-        PAUSE_ID,
-        &format!("mem-{tag}"),
-        &["/bin/cat", "/proc/meminfo"],
-        None,
-    )
-    .await?;
-    ensure!(status == 0, "cat /proc/meminfo: {status}");
-    mem_total_kib(&out)
+    mem_total_kib(&guest_file(ctx, &format!("mem-{tag}"), "/proc/meminfo").await?)
 }
 
 fn qmp(ctx: &Ctx) -> Result<Qmp> {
@@ -405,7 +381,7 @@ pub async fn pod_app_container(ctx: &mut Ctx) -> Result<()> {
     req.exec_id = APP_ID.into();
     req.storages = vec![watch, eph];
     req.OCI = Some(s).into();
-    create_and_start(ctx, req).await?;
+    create_and_start(ctx, &req).await?;
     let out = read_stdout_until(ctx, APP_ID, APP_ID, "app-up\n").await?;
     ensure!(out == "app-up\n", "the app wrote {out:?} to /dev/stdout");
     Ok(())
@@ -553,7 +529,7 @@ pub async fn pod_exec_background_child_eof(ctx: &mut Ctx) -> Result<()> {
 /// container's view of the guest's /proc): nothing of the app may remain
 /// (its rootfs, its bind mounts, a bound watchable source).
 pub async fn pod_teardown_leaves_no_mount(ctx: &mut Ctx) -> Result<()> {
-    remove(ctx, APP_ID).await?;
+    remove_one(ctx, APP_ID).await?;
     // The guest's PID 1 (the agent, or the init that started it) lives in
     // the mount namespace the agent mounts storages in.
     let (mounts, status) = exec_output(
@@ -573,20 +549,7 @@ pub async fn pod_teardown_leaves_no_mount(ctx: &mut Ctx) -> Result<()> {
         left.is_empty(),
         "after RemoveContainer {APP_ID} the agent still has: {left:#?}"
     );
-    remove(ctx, PAUSE_ID).await
-}
-
-async fn remove(ctx: &mut Ctx, id: &str) -> Result<()> {
-    let mut req = RemoveContainerRequest::new();
-    req.container_id = id.into();
-    req.timeout = 10;
-    ctx.agent()?
-        .agent
-        .remove_container(ctx.ctx(), &req)
-        .await
-        .rpc(format!("RemoveContainer {id}"))?;
-    ctx.pod.retain(|c| c != id);
-    Ok(())
+    remove_one(ctx, PAUSE_ID).await
 }
 
 #[cfg(test)]

@@ -140,8 +140,6 @@ pub struct Ctx {
     passed: HashSet<&'static str>,
     /// Containers created so far, for remove_container.
     created: Vec<&'static str>,
-    /// The pod scenario's containers still there.
-    pub(crate) pod: Vec<String>,
 }
 
 impl Ctx {
@@ -161,7 +159,6 @@ pub async fn run(cfg: SuiteConfig) -> Vec<Outcome> {
         agent: None,
         passed: HashSet::new(),
         created: Vec::new(),
-        pod: Vec::new(),
     };
     let mut outcomes = Vec::new();
     for &Test { name, needs, run } in TESTS {
@@ -309,20 +306,46 @@ async fn create_container(ctx: &mut Ctx, id: &'static str, args: &[&str]) -> Res
     let mut oci = spec::container(id, &root, args);
     spec::as_kata_sends(&mut oci, id, SUITE_POD_UID, SANDBOX_ID, PodRole::Container);
     req.OCI = Some(oci).into();
+    create_and_start(ctx, &req).await?;
+    ctx.created.push(id);
+    Ok(())
+}
+
+/// CreateContainer, then StartContainer.
+pub(crate) async fn create_and_start(ctx: &Ctx, req: &CreateContainerRequest) -> Result<()> {
+    let id = &req.container_id;
     ctx.agent()?
         .agent
-        .create_container(ctx.ctx(), &req)
+        .create_container(ctx.ctx(), req)
         .await
         .rpc(format!("CreateContainer {id}"))?;
-    ctx.created.push(id);
     let mut start = StartContainerRequest::new();
-    start.container_id = id.into();
+    start.container_id = id.clone();
     ctx.agent()?
         .agent
         .start_container(ctx.ctx(), &start)
         .await
         .rpc(format!("StartContainer {id}"))?;
     Ok(())
+}
+
+/// One ReadStdout of up to 4 KiB: the data, or the RPC's error (the outer
+/// error: no connection).
+pub(crate) async fn read_stdout_once(
+    ctx: &Ctx,
+    id: &str,
+    exec_id: &str,
+) -> Result<std::result::Result<Vec<u8>, ttrpc::Error>> {
+    let mut req = ReadStreamRequest::new();
+    req.container_id = id.into();
+    req.exec_id = exec_id.into();
+    req.len = 4096;
+    Ok(ctx
+        .agent()?
+        .agent
+        .read_stdout(ctx.ctx(), &req)
+        .await
+        .map(|r| r.data))
 }
 
 /// ReadStdout until `want` has arrived (or the stream ends).
@@ -334,13 +357,9 @@ pub(crate) async fn read_stdout_until(
 ) -> Result<String> {
     let mut got = Vec::new();
     while !String::from_utf8_lossy(&got).contains(want) {
-        let mut req = ReadStreamRequest::new();
-        req.container_id = id.into();
-        req.exec_id = exec_id.into();
-        req.len = 4096;
-        match ctx.agent()?.agent.read_stdout(ctx.ctx(), &req).await {
-            Ok(resp) if resp.data.is_empty() => break,
-            Ok(resp) => got.extend_from_slice(&resp.data),
+        match read_stdout_once(ctx, id, exec_id).await? {
+            Ok(data) if data.is_empty() => break,
+            Ok(data) => got.extend_from_slice(&data),
             Err(e) if !got.is_empty() => {
                 bail!(
                     "ReadStdout {id}/{exec_id} ended ({}) after {:?}, expected {want:?}",
@@ -479,20 +498,26 @@ async fn signal_process(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+/// RemoveContainer with Kata's 10 s timeout.
+pub(crate) async fn remove_one(ctx: &Ctx, id: &str) -> Result<()> {
+    let mut req = RemoveContainerRequest::new();
+    req.container_id = id.into();
+    req.timeout = 10;
+    ctx.agent()?
+        .agent
+        .remove_container(ctx.ctx(), &req)
+        .await
+        .rpc(format!("RemoveContainer {id}"))?;
+    Ok(())
+}
+
 async fn remove_container(ctx: &mut Ctx) -> Result<()> {
     ensure!(
         !ctx.created.is_empty(),
         "no container was created to remove"
     );
     for id in ctx.created.clone() {
-        let mut req = RemoveContainerRequest::new();
-        req.container_id = id.into();
-        req.timeout = 10;
-        ctx.agent()?
-            .agent
-            .remove_container(ctx.ctx(), &req)
-            .await
-            .rpc(format!("RemoveContainer {id}"))?;
+        remove_one(ctx, id).await?;
     }
     // A removed container is gone: asking for its stats must fail.
     let mut req = StatsContainerRequest::new();

@@ -1,8 +1,9 @@
 //! A QMP client (QEMU's JSON monitor protocol over a Unix socket), plain
 //! std: the VM loop uses it to see when the guest has started a device,
-//! the e2e suite to hot-add memory and vCPUs the way Kata's runtime does
-//! (src/runtime/pkg/govmm/qemu/qmp.go ExecHotplugMemory,
-//! ExecuteCPUDeviceAdd, ExecuteQueryHotpluggableCPUs).
+//! the e2e suite to hot-add disks, memory and vCPUs the way Kata's runtime
+//! does (src/runtime/pkg/govmm/qemu/qmp.go ExecHotplugMemory,
+//! ExecuteCPUDeviceAdd, ExecuteQueryHotpluggableCPUs; virtcontainers/qemu.go
+//! hotplugAddBlockDevice).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -44,7 +45,7 @@ impl Qmp {
 
     /// Run a command; skips asynchronous events until the answer arrives.
     pub fn execute(&mut self, command: &str, arguments: Value) -> Result<Value> {
-        let msg = json!({ "execute": command, "arguments": arguments });
+        let msg = json!({ "execute": command, "arguments": &arguments });
         writeln!(self.writer, "{msg}").with_context(|| format!("sending QMP {command}"))?;
         loop {
             let answer = self.read_message()?;
@@ -52,7 +53,7 @@ impl Qmp {
                 return Ok(ret.clone());
             }
             if let Some(err) = answer.get("error") {
-                bail!("QMP {command} failed: {err}");
+                bail!("QMP {command} {arguments}: {err}");
             }
         }
     }
@@ -84,6 +85,54 @@ impl Qmp {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// The ids of the machine's `-device`s.
+    pub fn device_ids(&mut self) -> Result<Vec<String>> {
+        let list = self.execute("qom-list", json!({ "path": "/machine/peripheral" }))?;
+        Ok(list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("name").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The slot of device `id` on PCI bus 0.
+    pub fn root_slot(&mut self, id: &str) -> Result<u64> {
+        let pci = self.execute("query-pci", json!({}))?;
+        pci.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|bus| bus.get("bus").and_then(Value::as_u64) == Some(0))
+            .flat_map(|bus| {
+                bus.get("devices")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
+            .find(|d| d.get("qdev_id").and_then(Value::as_str) == Some(id))
+            .and_then(|d| d.get("slot").and_then(Value::as_u64))
+            .with_context(|| format!("no device {id} on PCI bus 0"))
+    }
+
+    /// A raw image file as block node `node` (Kata's hotplugAddBlockDevice
+    /// starts with blockdev-add).
+    pub fn add_image(&mut self, node: &str, image: &Path) -> Result<()> {
+        self.execute(
+            "blockdev-add",
+            json!({
+                "driver": "raw",
+                "node-name": node,
+                "file": { "driver": "file", "filename": image.display().to_string() },
+            }),
+        )
+        .map(|_| ())
+    }
+
+    pub fn device_add(&mut self, args: Value) -> Result<()> {
+        self.execute("device_add", args).map(|_| ())
     }
 
     /// The first free vCPU slot of `query-hotpluggable-cpus` (no qom-path),

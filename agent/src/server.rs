@@ -59,8 +59,8 @@ fn prepare_socket_path(addr: &str) -> Result<()> {
     Ok(())
 }
 
-/// Start serving; returns when the agent is asked to stop (SIGTERM/SIGINT in
-/// stand-alone runs). As PID 1 the agent never stops.
+/// Start serving; returns when the agent is asked to stop: SIGTERM/SIGINT in
+/// stand-alone runs, `ctx.stop` (DestroySandbox as PID 1).
 pub async fn serve(ctx: Arc<AgentContext>) -> Result<()> {
     let addr = ctx.config.server_addr.clone();
     validate_server_addr(&addr)?;
@@ -79,7 +79,7 @@ pub async fn serve(ctx: Arc<AgentContext>) -> Result<()> {
         .with_context(|| format!("starting the ttRPC server on {addr}"))?;
     slog::info!(ctx.logger, "agent is serving"; "address" => &addr);
 
-    wait_for_stop(ctx.init_daemon).await?;
+    wait_for_stop(&ctx).await?;
     slog::info!(ctx.logger, "stopping the agent");
     server
         .shutdown()
@@ -91,16 +91,18 @@ pub async fn serve(ctx: Arc<AgentContext>) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_stop(init_daemon: bool) -> Result<()> {
-    if init_daemon {
-        // PID 1 must never exit: the kernel would panic.
-        std::future::pending::<()>().await;
+async fn wait_for_stop(ctx: &AgentContext) -> Result<()> {
+    if ctx.init_daemon {
+        // PID 1 ignores signals (a stray SIGTERM must not end the guest).
+        ctx.stopped().await;
+        return Ok(());
     }
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     tokio::select! {
         _ = term.recv() => {},
         _ = int.recv() => {},
+        _ = ctx.stopped() => {},
     }
     Ok(())
 }

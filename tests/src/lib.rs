@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod fixture;
+pub mod hotplug;
 pub mod lifecycle;
 pub mod pod;
 pub mod report;

@@ -25,6 +25,7 @@ use protocols::health::{health_check_response::ServingStatus, CheckRequest};
 use test_support::spec::{self, PodRole};
 
 use crate::fixture;
+use crate::hotplug;
 use crate::pod::{
     pod_app_container, pod_config_map_update, pod_exec_background_child_eof, pod_hotplug_memory,
     pod_loopback, pod_online_cpus, pod_pause_container, pod_ps_shows_own_processes,
@@ -51,7 +52,7 @@ pub struct SuiteConfig {
     pub only: Vec<String>,
     /// QEMU's pid: stop waiting for the agent once it has exited.
     pub vm_pid: Option<u32>,
-    /// QEMU's QMP socket (the pod scenario hot-plugs through it).
+    /// QEMU's QMP socket (the hot-plug tests and the pod scenario; they skip or fail without it).
     pub qmp_socket: Option<PathBuf>,
     /// The guest can take a hot-added vCPU (see pod::pod_online_cpus).
     pub cpu_hotplug: bool,
@@ -66,6 +67,7 @@ const EXEC_ID: &str = "e2e-exec-cat";
 const SANDBOX_ID: &str = "e2e-sandbox";
 /// The pod uid in the cgroup paths of the suite's own containers.
 const SUITE_POD_UID: &str = "e2e0-suite-uid";
+const DISKS_ID: &str = "e2e-disks";
 
 /// One test of the suite: its name (the function's), the tests that must
 /// have passed before it, and the function.
@@ -100,6 +102,7 @@ tests! {
     exec_stdin_round_trip needs [start_long_running];
     stats_container needs [start_long_running];
     signal_process needs [start_long_running];
+    hotplug_disks needs [create_sandbox];
     remove_container needs [create_sandbox];
     bad_spec_rejected needs [health_check];
     pod_pause_container needs [create_sandbox];
@@ -508,6 +511,93 @@ pub(crate) async fn remove_one(ctx: &Ctx, id: &str) -> Result<()> {
         .remove_container(ctx.ctx(), &req)
         .await
         .rpc(format!("RemoveContainer {id}"))?;
+    Ok(())
+}
+
+/// Hot-plug a virtio-blk disk and a scsi-hd through QMP, then
+/// CreateContainer with the first as a `blk` device (the host's numbers
+/// 8:16 in the spec) and the second as a `scsi` volume with an fsGroup, as
+/// Kata's runtime sends them. The container reads the disk through its
+/// node (renumbered by the agent) and the volume's file, owned by the
+/// group.
+async fn hotplug_disks(ctx: &mut Ctx) -> Result<()> {
+    let Some(socket) = ctx.cfg.qmp_socket.clone() else {
+        return Err(SkipTest("no --qmp-socket to hot-plug through".into()).into());
+    };
+    let mut qmp = agent_ctl::qmp::Qmp::connect(&socket, ctx.cfg.rpc_timeout)?;
+    if !hotplug::machine_can_hotplug(&mut qmp)? {
+        return Err(SkipTest(
+            "this machine has no pcie-root-port rp0 and virtio-scsi scsi0".into(),
+        )
+        .into());
+    }
+    let plugged = hotplug::plug_disks(&mut qmp)?;
+    let root = fixture::install_rootfs(&ctx.cfg.shared_dir, &ctx.cfg.busybox, DISKS_ID)?;
+    let script = format!(
+        "grep -o -m1 {} /dev/e2e-blk; head -c 1082 /dev/e2e-blk | tail -c 2 | od -x; \
+         cat /data/scsi.txt; echo; echo gid=$(stat -c %g /data); echo END",
+        hotplug::BLK_MARKER
+    );
+    let mut oci = spec::container(DISKS_ID, &root, &["/bin/sh", "-c", &script]);
+    let volume = hotplug::scsi_volume(&plugged, 1234);
+    spec::add_mount(
+        &mut oci,
+        "/data",
+        "bind",
+        &volume.mount_point,
+        &["rbind", "rw"],
+    );
+    let linux = oci.Linux.as_mut().context("the spec has no linux")?;
+    let mut dev = protocols::oci::LinuxDevice::new();
+    dev.Path = "/dev/e2e-blk".into();
+    dev.Type = "b".into();
+    dev.Major = 8;
+    dev.Minor = 16;
+    dev.FileMode = 0o660;
+    linux.Devices.push(dev);
+    let mut rule = protocols::oci::LinuxDeviceCgroup::new();
+    rule.Allow = true;
+    rule.Type = "b".into();
+    rule.Major = 8;
+    rule.Minor = 16;
+    rule.Access = "rwm".into();
+    linux.Resources.mut_or_insert_default().Devices.push(rule);
+    let mut req = CreateContainerRequest::new();
+    req.container_id = DISKS_ID.into();
+    req.exec_id = DISKS_ID.into();
+    req.OCI = Some(oci).into();
+    req.devices = vec![hotplug::blk_device(&plugged, "/dev/e2e-blk")];
+    req.storages = vec![volume];
+    ctx.agent()?
+        .agent
+        .create_container(ctx.ctx(), &req)
+        .await
+        .rpc(format!(
+            "CreateContainer {DISKS_ID} (blk {}, scsi {})",
+            plugged.blk_pci_path, plugged.scsi_addr
+        ))?;
+    ctx.created.push(DISKS_ID);
+    let mut start = StartContainerRequest::new();
+    start.container_id = DISKS_ID.into();
+    ctx.agent()?
+        .agent
+        .start_container(ctx.ctx(), &start)
+        .await
+        .rpc(format!("StartContainer {DISKS_ID}"))?;
+    let out = read_stdout_until(ctx, DISKS_ID, DISKS_ID, "END").await?;
+    let status = wait_process(ctx, DISKS_ID, DISKS_ID).await?;
+    ensure!(status == 0, "the disk reader exited with {status}: {out:?}");
+    for (want, what) in [
+        (
+            hotplug::BLK_MARKER,
+            "the virtio-blk disk's content through /dev/e2e-blk",
+        ),
+        ("ef53", "ext4's magic through /dev/e2e-blk"),
+        (hotplug::SCSI_MARKER, "the file on the scsi volume"),
+        ("gid=1234", "the volume's fsGroup"),
+    ] {
+        ensure!(out.contains(want), "{what}: {want:?} not in {out:?}");
+    }
     Ok(())
 }
 

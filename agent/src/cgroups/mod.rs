@@ -277,6 +277,41 @@ impl Manager {
             .map(|s| s.to_controller().path().to_path_buf())
     }
 
+    /// After CPUs came online: every level of this cgroup's cpuset below
+    /// the hierarchy's root gets the guest's online CPUs `guest_cpus` (a v1
+    /// child cpuset never gains a CPU by itself), top down, then this
+    /// cgroup its own `cpus` (Kata's rustjail cgroups/fs update_cpuset_path).
+    /// A level without cpuset.cpus (v2 without the controller there) is
+    /// skipped.
+    pub fn update_cpuset_path(&self, guest_cpus: &str, cpus: &str) -> Result<()> {
+        if guest_cpus.is_empty() {
+            return Ok(());
+        }
+        let Some(dir) = self.dir_of("cpuset") else {
+            return Ok(());
+        };
+        let below = std::path::Path::new(&self.path);
+        let root = dir
+            .ancestors()
+            .nth(below.components().count())
+            .with_context(|| format!("the cpuset root above {}", dir.display()))?;
+        let mut level = root.to_path_buf();
+        for part in below.components() {
+            level.push(part);
+            let file = level.join("cpuset.cpus");
+            if file.exists() {
+                std::fs::write(&file, guest_cpus)
+                    .with_context(|| format!("writing {guest_cpus} to {}", file.display()))?;
+            }
+        }
+        let file = dir.join("cpuset.cpus");
+        if !cpus.is_empty() && file.exists() {
+            std::fs::write(&file, cpus)
+                .with_context(|| format!("writing {cpus} to {}", file.display()))?;
+        }
+        Ok(())
+    }
+
     fn v2_dir(&self) -> PathBuf {
         hierarchies::auto().root().join(&self.path)
     }

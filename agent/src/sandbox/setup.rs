@@ -69,6 +69,15 @@ pub async fn destroy(ctx: &AgentContext) -> error::Result<()> {
         )));
     }
     slog::info!(ctx.logger, "sandbox destroyed");
+    if ctx.init_daemon {
+        // Kata's agent ends its server after DestroySandbox and, as init,
+        // powers the VM off (src/agent/src/rpc.rs destroy_sandbox ->
+        // main.rs start_sandbox/main). The server answers this request
+        // before it stops: its shutdown waits for the requests in flight
+        // (a pending GetOOMEvent ends, as Kata closes its event channel).
+        slog::info!(ctx.logger, "the sandbox is gone: stopping to power off");
+        ctx.request_stop();
+    }
     Ok(())
 }
 
@@ -141,6 +150,7 @@ async fn teardown(sandbox: &mut Sandbox) -> Result<()> {
         sandbox.dns_mounted = false;
     }
     sandbox.guest_hook_path = None;
+    sandbox.infra_pid_ns = None;
     sandbox.id.clear();
     sandbox.hostname.clear();
     sandbox.created = false;

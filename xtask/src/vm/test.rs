@@ -156,12 +156,13 @@ fn suite_command(
         .arg(accel::boot_budget(arch, res.accel).as_secs().to_string())
         .arg("--vm-pid")
         .arg(vm.qemu_pid.to_string())
+        .arg("--qmp-socket")
+        .arg(&vm.qmp_socket)
         .arg("--rpc-timeout-secs")
         .arg(accel::rpc_budget(res.accel).as_secs().to_string());
     for p in &args.opts.agent_params {
         cmd.arg("--agent-param").arg(p);
     }
-    cmd.arg("--qmp-socket").arg(&vm.qmp_socket);
     if res.machine.cpu_hotplug() {
         cmd.arg("--cpu-hotplug");
     }

@@ -13,10 +13,12 @@ use crate::cgroups;
 use crate::container::bundle::Bundle;
 use crate::container::init::channel::{InitConfig, Mode};
 use crate::container::{hooks, launcher, pod_ns, spec, validator, Container, Status};
+use crate::device::{self, Hotplug};
 use crate::error::{Error, Invalid, Result};
 use crate::process::{Process, ProcessIo};
 use crate::reaper;
 use crate::sandbox::AgentContext;
+use crate::storage;
 
 /// Ids being created right now: a second create of the same id must fail
 /// even before the first one is in the sandbox.
@@ -103,8 +105,14 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
     let mut rollback = Rollback::default();
     match build(ctx, &req, oci, exec_id, &mut rollback).await {
         Ok(container) => {
+            let mut sandbox = ctx.sandbox.lock().await;
+            if let Err(e) = sandbox.note_first_container(container.init.pid) {
+                drop(sandbox);
+                rollback.run(ctx).await;
+                return Err(e.context("holding the pod's PID namespace").into());
+            }
             rollback.commit();
-            ctx.sandbox.lock().await.containers.insert(cid, container);
+            sandbox.containers.insert(cid, container);
             Ok(())
         }
         Err(e) => {
@@ -114,20 +122,41 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
     }
 }
 
+/// Wait for the container's devices and disks (the host hot-plugs them,
+/// within agent.hotplug_timeout) on a blocking thread, without the
+/// sandbox; the spec gets the guest's device numbers, the disk storages
+/// their guest nodes (Kata: rpc.rs do_create_container, add_devices first).
+async fn find_devices(
+    req: &CreateContainerRequest,
+    mut oci: oci_spec::runtime::Spec,
+    hotplug: Hotplug,
+) -> Result<(oci_spec::runtime::Spec, Vec<protocols::agent::Storage>)> {
+    let devices = req.devices.clone();
+    let storages = req.storages.clone();
+    tokio::task::spawn_blocking(move || {
+        device::add_devices(&mut oci, &devices, &hotplug)?;
+        Ok((oci, storage::find_disks(&storages, &hotplug)?))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("waiting for the container's devices: {e}")))?
+}
+
 async fn build(
     ctx: &AgentContext,
     req: &CreateContainerRequest,
-    mut oci: oci_spec::runtime::Spec,
+    oci: oci_spec::runtime::Spec,
     exec_id: String,
     rollback: &mut Rollback,
 ) -> Result<Container> {
     let cid = &req.container_id;
+    let hotplug = Hotplug::new(ctx.config.hotplug_timeout);
+    let (mut oci, storages) = find_devices(req, oci, hotplug).await?;
     let storage_mounts = ctx
         .sandbox
         .lock()
         .await
         .storages
-        .add(&req.storages)
+        .add(&storages)
         .context("mounting the container's storages")?;
     rollback.push(Undo::Storages(storage_mounts.clone()));
 
@@ -141,6 +170,11 @@ async fn build(
         };
         let first = sandbox.containers.is_empty();
         pod_ns::apply(&mut oci, &pod, req.sandbox_pidns, first).invalid()?;
+        // Before the bundle: its config.json shows the hooks that run.
+        sandbox
+            .guest_hooks()
+            .and_then(|h| h.append_to(&mut oci))
+            .context("adding the guest hooks")?;
     }
     let bundle = Arc::new(Bundle::create(cid, &mut oci).invalid()?);
     rollback.push(Undo::Bundle(bundle.clone()));

@@ -16,9 +16,9 @@ use agent_ctl::{describe, AgentClient, RpcResultExt};
 use anyhow::{bail, ensure, Context, Result};
 use protocols::agent::{
     CloseStdinRequest, CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest,
-    ExecProcessRequest, GuestDetailsRequest, ReadStreamRequest, RemoveContainerRequest,
-    SignalProcessRequest, StartContainerRequest, StatsContainerRequest, Storage,
-    WaitProcessRequest, WriteStreamRequest,
+    ExecProcessRequest, GetIPTablesRequest, GuestDetailsRequest, ReadStreamRequest,
+    RemoveContainerRequest, SetIPTablesRequest, SignalProcessRequest, StartContainerRequest,
+    StatsContainerRequest, Storage, WaitProcessRequest, WriteStreamRequest,
 };
 use protocols::health::{health_check_response::ServingStatus, CheckRequest};
 
@@ -96,6 +96,7 @@ tests! {
     health_check needs [];
     get_guest_details needs [health_check];
     agent_options_from_cmdline needs [health_check];
+    iptables_round_trip needs [health_check];
     create_sandbox needs [health_check];
     container_echo_hello needs [create_sandbox];
     start_long_running needs [create_sandbox];
@@ -280,6 +281,56 @@ pub fn shared_storage(share: &str) -> Result<Storage> {
 /// `agent.log=debug` on the kernel command line shows on the console.
 async fn agent_options_from_cmdline(ctx: &mut Ctx) -> Result<()> {
     crate::serial::check_agent_debug_log(&ctx.cfg.serial_log)
+}
+
+/// A filter table with a chain and a rule only this test sets, for a
+/// documentation source address (RFC 5737, RFC 3849).
+fn iptables_rules(source: &str) -> String {
+    format!(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         :KATA-E2E - [0:0]\n-A INPUT -s {source} -j KATA-E2E\n-A KATA-E2E -j DROP\nCOMMIT\n"
+    )
+}
+
+/// GetIPTables / SetIPTables through the image's iptables-save/-restore, as
+/// Kata's agent runs them (src/agent/src/rpc.rs get_ip_tables,
+/// set_ip_tables; Kata's rootfs has iptables, rootfs-builder/ubuntu/config.sh):
+/// the rules set come back from the guest's kernel as a table, for IPv4 and
+/// IPv6. Then the filter tables are emptied again.
+async fn iptables_round_trip(ctx: &mut Ctx) -> Result<()> {
+    let agent = &ctx.agent()?.agent;
+    for (v6, source) in [(false, "192.0.2.7/32"), (true, "2001:db8::7/128")] {
+        let family = if v6 { "IPv6" } else { "IPv4" };
+        let mut set = SetIPTablesRequest::new();
+        set.is_ipv6 = v6;
+        set.data = iptables_rules(source).into_bytes();
+        agent
+            .set_ip_tables(ctx.ctx(), &set)
+            .await
+            .rpc(format!("SetIPTables ({family})"))?;
+        let mut get = GetIPTablesRequest::new();
+        get.is_ipv6 = v6;
+        let got = agent
+            .get_ip_tables(ctx.ctx(), &get)
+            .await
+            .rpc(format!("GetIPTables ({family})"))?;
+        let text = String::from_utf8_lossy(&got.data);
+        let rule = format!("-A INPUT -s {source} -j KATA-E2E");
+        for want in ["*filter", ":KATA-E2E - [0:0]", rule.as_str(), "COMMIT"] {
+            ensure!(
+                text.contains(want),
+                "GetIPTables ({family}) lacks {want:?}:\n{text}"
+            );
+        }
+        set.data =
+            b"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+                .to_vec();
+        agent
+            .set_ip_tables(ctx.ctx(), &set)
+            .await
+            .rpc(format!("SetIPTables ({family}, empty filter table)"))?;
+    }
+    Ok(())
 }
 
 async fn create_sandbox(ctx: &mut Ctx) -> Result<()> {

@@ -48,23 +48,20 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
     // Containers need the reaper (a stand-alone agent starts it only now).
     reaper::start()?;
     let cid = req.container_id.clone();
-    validator::check_id("container id", &cid).invalid()?;
-    let grpc = req
+    let Validated {
+        oci,
+        exec_id,
+        cgroup_path,
+    } = validate(&req)?;
+    if req
         .OCI
         .as_ref()
-        .ok_or_else(|| Error::invalid("the request has no OCI spec"))?;
-    let oci = spec::spec_from_grpc(grpc).invalid()?;
-    if grpc.Linux.as_ref().is_some_and(|l| l.Seccomp.is_some()) {
+        .and_then(|s| s.Linux.as_ref())
+        .is_some_and(|l| l.Seccomp.is_some())
+    {
         // Kata runtimes send it only with guest seccomp enabled (off by default).
         slog::warn!(ctx.logger, "seccomp profiles are not applied by this agent"; "container" => &cid);
     }
-    validator::check_spec(&oci).invalid()?;
-    let exec_id = if req.exec_id.is_empty() {
-        cid.clone()
-    } else {
-        req.exec_id.clone()
-    };
-    validator::check_id("exec id", &exec_id).invalid()?;
 
     let _reservation = Reservation::take(&cid)
         .ok_or_else(|| Error::invalid(format!("container {cid} is being created already")))?;
@@ -72,13 +69,6 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
     // the first one's processes and cgroup down with it on removal (and
     // stop the reaper from seeing its own). Reserved like the id, so two
     // racing creates cannot both pass.
-    let cgroup_path = oci
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().as_deref())
-        .and_then(|p| p.to_str())
-        .unwrap_or("");
-    let cgroup_path = cgroups::path::relative_path(&cid, cgroup_path).invalid()?;
     let _cgroup_reservation =
         Reservation::take(&format!("cgroup:{cgroup_path}")).ok_or_else(|| {
             Error::AlreadyExists(format!(
@@ -120,6 +110,47 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
             Err(e)
         }
     }
+}
+
+/// What a CreateContainer request is once its checks passed.
+pub struct Validated {
+    pub oci: oci_spec::runtime::Spec,
+    pub exec_id: String,
+    /// The container's cgroup below each hierarchy's root.
+    pub cgroup_path: String,
+}
+
+/// Every check of a CreateContainer request that needs nothing but the
+/// request (ids, the spec and its conversion, the cgroup path): a bad one
+/// is refused here, before anything is touched. Pure, so the fuzz targets
+/// (`fuzz/`) run exactly these checks.
+pub fn validate(req: &CreateContainerRequest) -> Result<Validated> {
+    let cid = &req.container_id;
+    validator::check_id("container id", cid).invalid()?;
+    let grpc = req
+        .OCI
+        .as_ref()
+        .ok_or_else(|| Error::invalid("the request has no OCI spec"))?;
+    let oci = spec::spec_from_grpc(grpc).invalid()?;
+    validator::check_spec(&oci).invalid()?;
+    let exec_id = if req.exec_id.is_empty() {
+        cid.clone()
+    } else {
+        req.exec_id.clone()
+    };
+    validator::check_id("exec id", &exec_id).invalid()?;
+    let cgroup_path = oci
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_deref())
+        .and_then(|p| p.to_str())
+        .unwrap_or("");
+    let cgroup_path = cgroups::path::relative_path(cid, cgroup_path).invalid()?;
+    Ok(Validated {
+        oci,
+        exec_id,
+        cgroup_path,
+    })
 }
 
 /// Wait for the container's devices and disks (the host hot-plugs them,

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use protocols::agent::{Device, FSGroup, Storage};
 use serde_json::json;
 
-use crate::qmp::Qmp;
+use agent_ctl::qmp::Qmp;
 
 /// What was plugged, for the test to ask for.
 pub struct Plugged {

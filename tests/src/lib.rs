@@ -5,7 +5,7 @@ pub mod client;
 pub mod fixture;
 pub mod hotplug;
 pub mod lifecycle;
-pub mod qmp;
+pub mod pod;
 pub mod report;
 pub mod serial;
 pub mod suite;

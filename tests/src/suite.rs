@@ -22,10 +22,15 @@ use protocols::agent::{
 };
 use protocols::health::{health_check_response::ServingStatus, CheckRequest};
 
-use test_support::spec;
+use test_support::spec::{self, PodRole};
 
 use crate::fixture;
 use crate::hotplug;
+use crate::pod::{
+    pod_app_container, pod_config_map_update, pod_exec_background_child_eof, pod_hotplug_memory,
+    pod_loopback, pod_online_cpus, pod_pause_container, pod_ps_shows_own_processes,
+    pod_teardown_leaves_no_mount, pod_volumes,
+};
 use crate::report::{Outcome, Verdict};
 
 pub struct SuiteConfig {
@@ -47,8 +52,12 @@ pub struct SuiteConfig {
     pub only: Vec<String>,
     /// QEMU's pid: stop waiting for the agent once it has exited.
     pub vm_pid: Option<u32>,
-    /// QEMU's QMP socket (hot-plug tests skip without it).
+    /// QEMU's QMP socket (the hot-plug tests and the pod scenario; they skip or fail without it).
     pub qmp_socket: Option<PathBuf>,
+    /// The guest can take a hot-added vCPU (see pod::pod_online_cpus).
+    pub cpu_hotplug: bool,
+    /// The machine takes a pc-dimm (ACPI memory hot-plug).
+    pub dimm_hotplug: bool,
 }
 
 const ECHO_ID: &str = "e2e-echo";
@@ -56,6 +65,8 @@ const LONG_ID: &str = "e2e-long";
 const BAD_ID: &str = "e2e-bad";
 const EXEC_ID: &str = "e2e-exec-cat";
 const SANDBOX_ID: &str = "e2e-sandbox";
+/// The pod uid in the cgroup paths of the suite's own containers.
+const SUITE_POD_UID: &str = "e2e0-suite-uid";
 const DISKS_ID: &str = "e2e-disks";
 
 /// One test of the suite: its name (the function's), the tests that must
@@ -95,6 +106,16 @@ tests! {
     hotplug_disks needs [create_sandbox];
     remove_container needs [create_sandbox];
     bad_spec_rejected needs [health_check];
+    pod_pause_container needs [create_sandbox];
+    pod_online_cpus needs [pod_pause_container];
+    pod_hotplug_memory needs [pod_pause_container];
+    pod_app_container needs [pod_online_cpus];
+    pod_volumes needs [pod_app_container];
+    pod_config_map_update needs [pod_app_container];
+    pod_ps_shows_own_processes needs [pod_app_container];
+    pod_loopback needs [pod_app_container];
+    pod_exec_background_child_eof needs [pod_app_container];
+    pod_teardown_leaves_no_mount needs [pod_app_container];
     destroy_sandbox needs [create_sandbox];
 }
 
@@ -118,7 +139,7 @@ impl std::fmt::Display for SkipTest {
 impl std::error::Error for SkipTest {}
 
 pub struct Ctx {
-    cfg: SuiteConfig,
+    pub(crate) cfg: SuiteConfig,
     agent: Option<AgentClient>,
     passed: HashSet<&'static str>,
     /// Containers created so far, for remove_container.
@@ -126,11 +147,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn agent(&self) -> Result<&AgentClient> {
+    pub(crate) fn agent(&self) -> Result<&AgentClient> {
         self.agent.as_ref().context("no connection to the agent")
     }
 
-    fn ctx(&self) -> ttrpc::context::Context {
+    pub(crate) fn ctx(&self) -> ttrpc::context::Context {
         ttrpc::context::with_timeout(self.cfg.rpc_timeout.as_nanos() as i64)
     }
 }
@@ -317,7 +338,11 @@ async fn create_sandbox(ctx: &mut Ctx) -> Result<()> {
     req.hostname = "kata-e2e".into();
     req.sandbox_id = SANDBOX_ID.into();
     req.sandbox_pidns = false;
-    req.storages = vec![shared_storage(&ctx.cfg.share)?];
+    // The shared directory, and the pod's shm (kata_agent.go setupStorages).
+    req.storages = vec![
+        shared_storage(&ctx.cfg.share)?,
+        crate::pod::sandbox_shm_storage(),
+    ];
     ctx.agent()?
         .agent
         .create_sandbox(ctx.ctx(), &req)
@@ -332,15 +357,24 @@ async fn create_container(ctx: &mut Ctx, id: &'static str, args: &[&str]) -> Res
     let mut req = CreateContainerRequest::new();
     req.container_id = id.into();
     req.exec_id = id.into();
-    req.OCI = Some(spec::container(id, &root, args)).into();
+    let mut oci = spec::container(id, &root, args);
+    spec::as_kata_sends(&mut oci, id, SUITE_POD_UID, SANDBOX_ID, PodRole::Container);
+    req.OCI = Some(oci).into();
+    create_and_start(ctx, &req).await?;
+    ctx.created.push(id);
+    Ok(())
+}
+
+/// CreateContainer, then StartContainer.
+pub(crate) async fn create_and_start(ctx: &Ctx, req: &CreateContainerRequest) -> Result<()> {
+    let id = &req.container_id;
     ctx.agent()?
         .agent
-        .create_container(ctx.ctx(), &req)
+        .create_container(ctx.ctx(), req)
         .await
         .rpc(format!("CreateContainer {id}"))?;
-    ctx.created.push(id);
     let mut start = StartContainerRequest::new();
-    start.container_id = id.into();
+    start.container_id = id.clone();
     ctx.agent()?
         .agent
         .start_container(ctx.ctx(), &start)
@@ -349,17 +383,37 @@ async fn create_container(ctx: &mut Ctx, id: &'static str, args: &[&str]) -> Res
     Ok(())
 }
 
+/// One ReadStdout of up to 4 KiB: the data, or the RPC's error (the outer
+/// error: no connection).
+pub(crate) async fn read_stdout_once(
+    ctx: &Ctx,
+    id: &str,
+    exec_id: &str,
+) -> Result<std::result::Result<Vec<u8>, ttrpc::Error>> {
+    let mut req = ReadStreamRequest::new();
+    req.container_id = id.into();
+    req.exec_id = exec_id.into();
+    req.len = 4096;
+    Ok(ctx
+        .agent()?
+        .agent
+        .read_stdout(ctx.ctx(), &req)
+        .await
+        .map(|r| r.data))
+}
+
 /// ReadStdout until `want` has arrived (or the stream ends).
-async fn read_stdout_until(ctx: &Ctx, id: &str, exec_id: &str, want: &str) -> Result<String> {
+pub(crate) async fn read_stdout_until(
+    ctx: &Ctx,
+    id: &str,
+    exec_id: &str,
+    want: &str,
+) -> Result<String> {
     let mut got = Vec::new();
     while !String::from_utf8_lossy(&got).contains(want) {
-        let mut req = ReadStreamRequest::new();
-        req.container_id = id.into();
-        req.exec_id = exec_id.into();
-        req.len = 4096;
-        match ctx.agent()?.agent.read_stdout(ctx.ctx(), &req).await {
-            Ok(resp) if resp.data.is_empty() => break,
-            Ok(resp) => got.extend_from_slice(&resp.data),
+        match read_stdout_once(ctx, id, exec_id).await? {
+            Ok(data) if data.is_empty() => break,
+            Ok(data) => got.extend_from_slice(&data),
             Err(e) if !got.is_empty() => {
                 bail!(
                     "ReadStdout {id}/{exec_id} ended ({}) after {:?}, expected {want:?}",
@@ -373,7 +427,7 @@ async fn read_stdout_until(ctx: &Ctx, id: &str, exec_id: &str, want: &str) -> Re
     Ok(String::from_utf8_lossy(&got).into_owned())
 }
 
-async fn wait_process(ctx: &Ctx, id: &str, exec_id: &str) -> Result<i32> {
+pub(crate) async fn wait_process(ctx: &Ctx, id: &str, exec_id: &str) -> Result<i32> {
     let mut req = WaitProcessRequest::new();
     req.container_id = id.into();
     req.exec_id = exec_id.into();
@@ -498,6 +552,19 @@ async fn signal_process(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+/// RemoveContainer with Kata's 10 s timeout.
+pub(crate) async fn remove_one(ctx: &Ctx, id: &str) -> Result<()> {
+    let mut req = RemoveContainerRequest::new();
+    req.container_id = id.into();
+    req.timeout = 10;
+    ctx.agent()?
+        .agent
+        .remove_container(ctx.ctx(), &req)
+        .await
+        .rpc(format!("RemoveContainer {id}"))?;
+    Ok(())
+}
+
 /// Hot-plug a virtio-blk disk and a scsi-hd through QMP, then
 /// CreateContainer with the first as a `blk` device (the host's numbers
 /// 8:16 in the spec) and the second as a `scsi` volume with an fsGroup, as
@@ -508,7 +575,7 @@ async fn hotplug_disks(ctx: &mut Ctx) -> Result<()> {
     let Some(socket) = ctx.cfg.qmp_socket.clone() else {
         return Err(SkipTest("no --qmp-socket to hot-plug through".into()).into());
     };
-    let mut qmp = crate::qmp::Qmp::connect(&socket)?;
+    let mut qmp = agent_ctl::qmp::Qmp::connect(&socket, ctx.cfg.rpc_timeout)?;
     if !hotplug::machine_can_hotplug(&mut qmp)? {
         return Err(SkipTest(
             "this machine has no pcie-root-port rp0 and virtio-scsi scsi0".into(),
@@ -591,14 +658,7 @@ async fn remove_container(ctx: &mut Ctx) -> Result<()> {
         "no container was created to remove"
     );
     for id in ctx.created.clone() {
-        let mut req = RemoveContainerRequest::new();
-        req.container_id = id.into();
-        req.timeout = 10;
-        ctx.agent()?
-            .agent
-            .remove_container(ctx.ctx(), &req)
-            .await
-            .rpc(format!("RemoveContainer {id}"))?;
+        remove_one(ctx, id).await?;
     }
     // A removed container is gone: asking for its stats must fail.
     let mut req = StatsContainerRequest::new();

@@ -139,6 +139,11 @@ impl StorageRegistry {
     /// Unmount everything (DestroySandbox).
     pub fn clear(&mut self) -> Result<()> {
         let mut errors = Vec::new();
+        // The watchable tmpfs first: it lies inside the shared directory,
+        // and detaching that takes it along (its unmount then fails ENOENT).
+        if let Err(e) = self.watcher.clear() {
+            errors.push(format!("{e:#}"));
+        }
         // Deepest first: a storage may be mounted inside another one.
         let mut all: Vec<(String, Entry)> = self.entries.drain().collect();
         all.sort_by(|a, b| b.1.real.cmp(&a.1.real));
@@ -146,9 +151,6 @@ impl StorageRegistry {
             if let Err(e) = self.release(&entry) {
                 errors.push(format!("{e:#}"));
             }
-        }
-        if let Err(e) = self.watcher.clear() {
-            errors.push(format!("{e:#}"));
         }
         if errors.is_empty() {
             Ok(())

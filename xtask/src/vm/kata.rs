@@ -157,6 +157,8 @@ pub fn kernel_cmdline(cfg: &VmConfig, root: RootDevice) -> String {
     }
     p.push("scsi_mod.scan=none".into());
     p.push("agent.cdh_api_timeout=50".into());
+    // Not Kata's: what TCG needs for code read over virtio-fs (accel.rs).
+    p.extend(cfg.accel.kernel_params().iter().map(|s| s.to_string()));
     p.extend(cfg.agent_params.iter().cloned());
     p.push(kernel_params(cfg.arch));
     p.join(" ")
@@ -375,7 +377,7 @@ mod tests {
         assert!(line.ends_with(
             "selinux=0 systemd.unit=kata-containers.target \
              systemd.mask=systemd-networkd.service systemd.mask=systemd-networkd.socket \
-             scsi_mod.scan=none agent.cdh_api_timeout=50 agent.log=debug \
+             scsi_mod.scan=none agent.cdh_api_timeout=50 init_on_alloc=1 agent.log=debug \
              cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1"
         ));
         let a = args(&c, RootDevice::Nvdimm).join(" ");

@@ -105,6 +105,26 @@ impl Machine {
         }
     }
 
+    /// Does the guest see a vCPU hot-added through QMP? Not on x86_64 q35
+    /// under TCG (the kernel finds no hot-pluggable slot: "Allowing 1
+    /// present CPUs plus 0 hotplug CPUs"), nor on aarch64 virt (QEMU 10
+    /// has no vCPU hot-plug there); pseries and s390x have it.
+    pub fn cpu_hotplug(self) -> bool {
+        matches!(self, Machine::Pseries | Machine::S390)
+    }
+
+    /// Does the guest see a pc-dimm hot-added through QMP (ACPI memory
+    /// hot-plug)? q35, and Kata's machine on x86_64 (its q35 has
+    /// `slots=10`); aarch64 virt boots without firmware here, so without
+    /// ACPI, and microvm has no ACPI hot-plug.
+    pub fn dimm_hotplug(self, arch: Arch) -> bool {
+        match self {
+            Machine::Q35 | Machine::Q35Qboot => true,
+            Machine::Kata(_) => arch == Arch::X86_64,
+            _ => false,
+        }
+    }
+
     /// Device suffix for virtio devices on this machine's bus.
     pub fn transport(self) -> &'static str {
         match self {
@@ -314,6 +334,7 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
     if cfg.quiet {
         p.push("quiet".into());
     }
+    p.extend(cfg.accel.kernel_params().iter().map(|s| s.to_string()));
     p.extend(cfg.agent_params.iter().cloned());
     p.join(" ")
 }
@@ -333,12 +354,7 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
     if matches!(cfg.machine, Machine::Q35Qboot | Machine::Microvm) {
         push(&["-bios", QBOOT]);
     }
-    push(&[
-        "-smp",
-        &cfg.smp.to_string(),
-        "-m",
-        &format!("{}M", cfg.memory_mib),
-    ]);
+    push(&["-smp", &smp_arg(cfg), "-m", &memory_arg(cfg)]);
     // vhost-user needs guest memory in a shared memfd, or vsock stays dead
     // with only a log line (vm.md).
     push(&[
@@ -398,6 +414,32 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
     a.extend(console_args(&cfg.console));
     a
 }
+
+/// `-smp`: one more possible vCPU where the guest can take a hot-added one.
+fn smp_arg(cfg: &VmConfig) -> String {
+    if cfg.machine.cpu_hotplug() {
+        format!("{},maxcpus={}", cfg.smp, cfg.smp + 1)
+    } else {
+        cfg.smp.to_string()
+    }
+}
+
+/// `-m`: with DIMM slots and room above the boot memory where the machine
+/// takes a pc-dimm (Kata: `-m <size>,slots=10,maxmem=<host+...>`).
+fn memory_arg(cfg: &VmConfig) -> String {
+    if cfg.machine.dimm_hotplug(cfg.arch) {
+        format!(
+            "{}M,slots={DIMM_SLOTS},maxmem={}M",
+            cfg.memory_mib,
+            cfg.memory_mib + DIMM_ROOM_MIB
+        )
+    } else {
+        format!("{}M", cfg.memory_mib)
+    }
+}
+
+const DIMM_SLOTS: u32 = 2;
+const DIMM_ROOM_MIB: u32 = 1024;
 
 fn cpu_model(arch: Arch, accel: Accel) -> &'static str {
     match (arch, accel) {
@@ -498,11 +540,18 @@ pub(super) mod tests {
         );
         let line = kernel_cmdline(&c);
         assert!(line.starts_with("console=ttyS0 panic=1 root=/dev/vda1 ro"));
-        assert!(line.ends_with("quiet agent.log=debug"));
+        // Under TCG pages are zeroed when allocated (accel.rs: virtio-fs code).
+        assert!(line.ends_with("quiet init_on_alloc=1 agent.log=debug"));
+        let kvm = VmConfig {
+            accel: Accel::Kvm,
+            ..cfg(Arch::X86_64, Machine::Q35Qboot, Boot::Initrd("/i".into()))
+        };
+        assert!(!kernel_cmdline(&kvm).contains("init_on_alloc"));
         assert!(!line.contains("tsc_early_khz"));
         let a = args(&c).join(" ");
         assert!(a.contains("-bios /usr/share/qemu/qboot.rom"));
         assert!(a.contains("memory-backend-memfd,id=mem,size=512M,share=on"));
+        assert!(a.contains("-smp 1 -m 512M,slots=2,maxmem=1536M"));
         assert!(a.contains("-device vhost-user-vsock-pci,chardev=vsock,id=vsock0"));
         assert!(a.contains("-qmp unix:/d/qmp.sock,server=on,wait=off"));
         assert!(a.contains("file=/a/kata-containers.img,if=none,id=root,format=raw,readonly=on"));

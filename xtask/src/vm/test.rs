@@ -166,6 +166,12 @@ fn suite_command(
     for p in &args.opts.agent_params {
         cmd.arg("--agent-param").arg(p);
     }
+    if res.machine.cpu_hotplug() {
+        cmd.arg("--cpu-hotplug");
+    }
+    if res.machine.dimm_hotplug(arch) {
+        cmd.arg("--dimm-hotplug");
+    }
     if let Some(only) = &args.only {
         cmd.arg("--only").arg(only);
     }

@@ -33,12 +33,6 @@ pub const X32_SYSCALL_BIT: Option<u32> = Some(0x4000_0000);
 #[cfg(not(target_arch = "x86_64"))]
 pub const X32_SYSCALL_BIT: Option<u32> = None;
 
-/// The oci-spec name of the native architecture.
-pub fn is_native(a: oci_spec::runtime::Arch) -> bool {
-    use oci_spec::runtime::Arch;
-    a == Arch::ScmpArchNative || a as u32 == AUDIT_ARCH
-}
-
 /// The native number of a syscall name (libseccomp's names, which are the
 /// kernel's); None for a name this architecture does not have.
 pub fn syscall_number(name: &str) -> Option<u32> {
@@ -83,18 +77,6 @@ mod tests {
     #[test]
     fn x86_64_has_mkdir_aarch64_would_not() {
         assert_eq!(syscall_number("mkdir"), Some(libc::SYS_mkdir as u32));
-    }
-
-    #[test]
-    fn the_native_arch_is_recognised() {
-        use oci_spec::runtime::Arch;
-        assert!(is_native(Arch::ScmpArchNative));
-        #[cfg(target_arch = "x86_64")]
-        {
-            assert!(is_native(Arch::ScmpArchX86_64));
-            assert!(!is_native(Arch::ScmpArchX86));
-            assert!(!is_native(Arch::ScmpArchX32));
-        }
     }
 
     #[test]

@@ -44,7 +44,12 @@ pub struct Label(usize);
 
 enum Item {
     Plain(Insn),
-    Jump { cmp: Cmp, k: u32, jt: Label, jf: Label },
+    Jump {
+        cmp: Cmp,
+        k: u32,
+        jt: Label,
+        jf: Label,
+    },
     Always(Label),
     Bind(Label),
 }
@@ -111,7 +116,9 @@ impl Asm {
             }
         }
         if n > MAX_INSNS {
-            bail!("the seccomp filter needs {n} BPF instructions, more than the kernel's {MAX_INSNS}");
+            bail!(
+                "the seccomp filter needs {n} BPF instructions, more than the kernel's {MAX_INSNS}"
+            );
         }
         let offset = |from: usize, l: Label| -> Result<usize> {
             match at[l.0] {

@@ -114,7 +114,11 @@ fn condition(a: &mut Asm, c: &Condition, ok: Label, fail: Label) {
     let low = a.label();
     match c.op {
         Op::Eq | Op::Ne => {
-            let (t, f) = if c.op == Op::Eq { (ok, fail) } else { (fail, ok) };
+            let (t, f) = if c.op == Op::Eq {
+                (ok, fail)
+            } else {
+                (fail, ok)
+            };
             a.load(hi_at);
             a.jump(Cmp::Eq, hi, low, f);
             a.bind(low);
@@ -238,7 +242,11 @@ mod tests {
                 } else {
                     libc::SECCOMP_RET_ALLOW
                 };
-                assert_eq!(call(&prog, "openat", [0, 0, x, 0, 0, 0]), want, "{x:#x} {op} {v:#x}");
+                assert_eq!(
+                    call(&prog, "openat", [0, 0, x, 0, 0, 0]),
+                    want,
+                    "{x:#x} {op} {v:#x}"
+                );
             }
         }
     }
@@ -256,11 +264,20 @@ mod tests {
         );
         let ns = libc::CLONE_NEWNS as u64;
         assert_eq!(call(&prog, "clone", [0, 0, 0, 0, 0, 0]), EPERM);
-        assert_eq!(call(&prog, "clone", [ns, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            call(&prog, "clone", [ns, 0, 0, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
         let kill = libc::SECCOMP_RET_KILL_PROCESS;
         assert_eq!(call(&prog, "openat", [3, 0, 0, 11, 0, 0]), kill);
-        assert_eq!(call(&prog, "openat", [3, 0, 0, 10, 0, 0]), libc::SECCOMP_RET_ALLOW);
-        assert_eq!(call(&prog, "openat", [4, 0, 0, 11, 0, 0]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            call(&prog, "openat", [3, 0, 0, 10, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            call(&prog, "openat", [4, 0, 0, 11, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
     }
 
     #[test]
@@ -276,7 +293,10 @@ mod tests {
         let errno = |e: u32| libc::SECCOMP_RET_ERRNO | e;
         assert_eq!(call(&prog, "openat", [0, 1, 0, 0, 0, 0]), errno(5));
         assert_eq!(call(&prog, "openat", [0, 2, 0, 0, 0, 0]), errno(6));
-        assert_eq!(call(&prog, "openat", [0, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            call(&prog, "openat", [0, 0, 0, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
         assert_eq!(call(&prog, "close", [0; 6]), libc::SECCOMP_RET_LOG);
     }
 
@@ -285,7 +305,9 @@ mod tests {
     /// table is not.
     #[test]
     fn a_long_allow_list() {
-        let names: Vec<String> = syscalls::Sysno::iter().map(|s| format!("{:?}", s.name())).collect();
+        let names: Vec<String> = syscalls::Sysno::iter()
+            .map(|s| format!("{:?}", s.name()))
+            .collect();
         let prog = compile(&format!(
             r#"{{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
                 {{"names": [{}], "action": "SCMP_ACT_ALLOW"}}]}}"#,
@@ -293,7 +315,12 @@ mod tests {
         ));
         assert!(names.len() > RUN, "{}", names.len());
         for s in syscalls::Sysno::iter() {
-            assert_eq!(call(&prog, s.name(), [0; 6]), libc::SECCOMP_RET_ALLOW, "{}", s.name());
+            assert_eq!(
+                call(&prog, s.name(), [0; 6]),
+                libc::SECCOMP_RET_ALLOW,
+                "{}",
+                s.name()
+            );
         }
         let past = syscalls::Sysno::last().id() as u32 + 1;
         assert_eq!(run(&prog, &data(arch::AUDIT_ARCH, past, [0; 6])), EPERM);

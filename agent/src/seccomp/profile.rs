@@ -33,7 +33,9 @@ pub enum Op {
     Ge,
     Gt,
     /// (argument & mask) == value
-    MaskedEq { mask: u64 },
+    MaskedEq {
+        mask: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,10 +174,9 @@ fn conditions(args: &[LinuxSeccompArg]) -> Result<Vec<Condition>> {
                 Operator::ScmpCmpEq => (Op::Eq, a.value()),
                 Operator::ScmpCmpGe => (Op::Ge, a.value()),
                 Operator::ScmpCmpGt => (Op::Gt, a.value()),
-                Operator::ScmpCmpMaskedEq => (
-                    Op::MaskedEq { mask: a.value() },
-                    a.value_two().unwrap_or(0),
-                ),
+                Operator::ScmpCmpMaskedEq => {
+                    (Op::MaskedEq { mask: a.value() }, a.value_two().unwrap_or(0))
+                }
             };
             Ok(Condition {
                 index: a.index(),

@@ -17,6 +17,7 @@ use crate::error::{Error, Invalid, Result};
 use crate::process::{Process, ProcessIo};
 use crate::reaper;
 use crate::sandbox::AgentContext;
+use crate::seccomp;
 
 /// Ids being created right now: a second create of the same id must fail
 /// even before the first one is in the sandbox.
@@ -52,11 +53,8 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
         .as_ref()
         .ok_or_else(|| Error::invalid("the request has no OCI spec"))?;
     let oci = spec::spec_from_grpc(grpc).invalid()?;
-    if grpc.Linux.as_ref().is_some_and(|l| l.Seccomp.is_some()) {
-        // Kata runtimes send it only with guest seccomp enabled (off by default).
-        slog::warn!(ctx.logger, "seccomp profiles are not applied by this agent"; "container" => &cid);
-    }
     validator::check_spec(&oci).invalid()?;
+    let seccomp = seccomp_filter(ctx, &cid, &oci)?;
     let exec_id = if req.exec_id.is_empty() {
         cid.clone()
     } else {
@@ -101,7 +99,7 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
         }
     }
     let mut rollback = Rollback::default();
-    match build(ctx, &req, oci, exec_id, &mut rollback).await {
+    match build(ctx, &req, oci, exec_id, seccomp, &mut rollback).await {
         Ok(container) => {
             rollback.commit();
             ctx.sandbox.lock().await.containers.insert(cid, container);
@@ -119,6 +117,7 @@ async fn build(
     req: &CreateContainerRequest,
     mut oci: oci_spec::runtime::Spec,
     exec_id: String,
+    seccomp: Option<seccomp::Filter>,
     rollback: &mut Rollback,
 ) -> Result<Container> {
     let cid = &req.container_id;
@@ -169,6 +168,7 @@ async fn build(
             fifo: bundle.fifo.clone(),
         },
         process,
+        seccomp: seccomp.clone(),
     };
     let pending = launcher::spawn(config, stdio).await?;
     let (pid, exit) = (pending.pid, pending.exit.clone());
@@ -201,5 +201,26 @@ async fn build(
         cgroup,
         storage_mounts,
         parked: Some(channel),
+        seccomp,
     })
+}
+
+/// The spec's linux.seccomp compiled (Kata's runtime sends one only with
+/// guest seccomp enabled); a profile that cannot be applied is refused
+/// here, before anything starts.
+fn seccomp_filter(
+    ctx: &AgentContext,
+    cid: &str,
+    oci: &oci_spec::runtime::Spec,
+) -> Result<Option<seccomp::Filter>> {
+    let Some(profile) = oci.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let compiled = seccomp::compile(profile).invalid()?;
+    if !compiled.unknown_names.is_empty() {
+        // As Kata's agent: skipped like libseccomp does, but worth knowing.
+        slog::info!(ctx.logger, "seccomp: syscalls this architecture does not have";
+            "container" => cid, "names" => compiled.unknown_names.join(","));
+    }
+    Ok(Some(compiled.filter))
 }

@@ -33,11 +33,27 @@ pub const X32_SYSCALL_BIT: Option<u32> = Some(0x4000_0000);
 #[cfg(not(target_arch = "x86_64"))]
 pub const X32_SYSCALL_BIT: Option<u32> = None;
 
+/// Syscalls newer than the `syscalls` crate's tables (Linux 6.8). Since
+/// Linux 5.1 a new syscall has one number on every architecture but alpha
+/// (include/uapi/asm-generic/unistd.h and each syscall.tbl).
+const NEWER: &[(&str, u32)] = &[
+    ("mseal", 462),
+    ("setxattrat", 463),
+    ("getxattrat", 464),
+    ("listxattrat", 465),
+    ("removexattrat", 466),
+    ("open_tree_attr", 467),
+    ("file_getattr", 468),
+    ("file_setattr", 469),
+];
+
 /// The native number of a syscall name (libseccomp's names, which are the
 /// kernel's); None for a name this architecture does not have.
 pub fn syscall_number(name: &str) -> Option<u32> {
-    let sysno: syscalls::Sysno = name.parse().ok()?;
-    u32::try_from(sysno.id()).ok()
+    if let Ok(sysno) = name.parse::<syscalls::Sysno>() {
+        return u32::try_from(sysno.id()).ok();
+    }
+    NEWER.iter().find(|(n, _)| *n == name).map(|(_, nr)| *nr)
 }
 
 /// The offsets of the (high, low) 32-bit words of argument `index`.
@@ -66,11 +82,22 @@ mod tests {
             ("seccomp", libc::SYS_seccomp),
             ("io_uring_setup", libc::SYS_io_uring_setup),
             ("personality", libc::SYS_personality),
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            ("mseal", libc::SYS_mseal),
         ];
         for (name, nr) in known {
             assert_eq!(syscall_number(name), Some(*nr as u32), "{name}");
         }
         assert_eq!(syscall_number("no_such_syscall"), None);
+    }
+
+    #[test]
+    fn newer_syscalls_follow_the_crates_table() {
+        let last = syscalls::Sysno::last().id() as u32;
+        for (name, nr) in NEWER {
+            assert!(name.parse::<syscalls::Sysno>().is_err(), "{name}");
+            assert!(*nr > last, "{name}");
+        }
     }
 
     #[cfg(target_arch = "x86_64")]

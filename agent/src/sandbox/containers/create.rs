@@ -217,6 +217,8 @@ fn seccomp_filter(
         return Ok(None);
     };
     let compiled = seccomp::compile(profile).invalid()?;
+    slog::debug!(ctx.logger, "seccomp filter compiled";
+        "container" => cid, "instructions" => compiled.filter.len());
     if !compiled.unknown_names.is_empty() {
         // As Kata's agent: skipped like libseccomp does, but worth knowing.
         slog::info!(ctx.logger, "seccomp: syscalls this architecture does not have";

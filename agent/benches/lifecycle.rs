@@ -36,8 +36,11 @@ async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
     (r, t.elapsed())
 }
 
+/// A change to the spec under test.
+type Edit = fn(&mut protocols::oci::Spec);
+
 /// The specs measured: none, and a Docker-default-like seccomp profile.
-const PROFILES: &[(&str, fn(&mut protocols::oci::Spec))] = &[
+const PROFILES: &[(&str, Edit)] = &[
     ("no seccomp profile", |_| {}),
     ("Docker-like seccomp profile", spec::docker_like_seccomp),
 ];
@@ -52,11 +55,7 @@ async fn main() {
     }
 }
 
-async fn cycles(
-    agent: &TestAgent,
-    rootfs: &std::path::Path,
-    edit: fn(&mut protocols::oci::Spec),
-) -> Samples {
+async fn cycles(agent: &TestAgent, rootfs: &std::path::Path, edit: Edit) -> Samples {
     let c = &agent.client;
     let mut s = Samples::default();
     for i in 0..CYCLES + 5 {

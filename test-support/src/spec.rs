@@ -140,39 +140,6 @@ pub fn broken(cid: &str) -> oci::Spec {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spec_has_root_process_namespaces_and_cgroup() {
-        let s = container(
-            "c1",
-            "/run/kata-containers/shared/containers/c1/rootfs",
-            &["echo", "hi"],
-        );
-        assert_eq!(
-            s.Root.as_ref().map(|r| r.Path.as_str()),
-            Some("/run/kata-containers/shared/containers/c1/rootfs")
-        );
-        assert_eq!(
-            s.Process.as_ref().map(|p| p.Args.clone()),
-            Some(vec!["echo".to_string(), "hi".to_string()])
-        );
-        let linux = s.Linux.as_ref().expect("linux section");
-        let ns: Vec<&str> = linux.Namespaces.iter().map(|n| n.Type.as_str()).collect();
-        assert_eq!(ns, ["pid", "ipc", "uts", "mount"]);
-        assert_eq!(linux.CgroupsPath, format!("/{CGROUP_PARENT}/c1"));
-        let mut s = s;
-        add_mount(&mut s, "/tmp", "tmpfs", "tmpfs", &["nodev"]);
-        assert_eq!(
-            s.Mounts.last().map(|m| m.destination.as_str()),
-            Some("/tmp")
-        );
-        assert!(broken("x").Process.is_none() && broken("x").Root.is_none());
-    }
-}
-
 /// One `linux.seccomp.syscalls` entry: `names` get `action` (with
 /// `errno`, when given, as errnoRet).
 pub fn syscall_rule(names: &[&str], action: &str, errno: Option<u32>) -> oci::LinuxSyscall {
@@ -297,5 +264,38 @@ pub fn docker_like_seccomp(s: &mut oci::Spec) {
         p.Architectures = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
             .map(String::from)
             .to_vec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_has_root_process_namespaces_and_cgroup() {
+        let s = container(
+            "c1",
+            "/run/kata-containers/shared/containers/c1/rootfs",
+            &["echo", "hi"],
+        );
+        assert_eq!(
+            s.Root.as_ref().map(|r| r.Path.as_str()),
+            Some("/run/kata-containers/shared/containers/c1/rootfs")
+        );
+        assert_eq!(
+            s.Process.as_ref().map(|p| p.Args.clone()),
+            Some(vec!["echo".to_string(), "hi".to_string()])
+        );
+        let linux = s.Linux.as_ref().expect("linux section");
+        let ns: Vec<&str> = linux.Namespaces.iter().map(|n| n.Type.as_str()).collect();
+        assert_eq!(ns, ["pid", "ipc", "uts", "mount"]);
+        assert_eq!(linux.CgroupsPath, format!("/{CGROUP_PARENT}/c1"));
+        let mut s = s;
+        add_mount(&mut s, "/tmp", "tmpfs", "tmpfs", &["nodev"]);
+        assert_eq!(
+            s.Mounts.last().map(|m| m.destination.as_str()),
+            Some("/tmp")
+        );
+        assert!(broken("x").Process.is_none() && broken("x").Root.is_none());
     }
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Filter {
     program: Vec<bpf::Insn>,
-    flags: u64,
+    flags: libc::c_ulong,
 }
 
 /// A compiled profile and the syscall names it had that this architecture
@@ -39,7 +39,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Compiled> {
     Ok(Compiled {
         filter: Filter {
             program,
-            flags: p.flags as u64,
+            flags: p.flags,
         },
         unknown_names: p.unknown_names,
     })
@@ -78,7 +78,7 @@ impl Filter {
             libc::syscall(
                 libc::SYS_seccomp,
                 libc::SECCOMP_SET_MODE_FILTER,
-                self.flags as libc::c_ulong,
+                self.flags,
                 &prog as *const libc::sock_fprog,
             )
         };

@@ -109,8 +109,8 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    let ctx = AgentContext::new(config, logger, init_daemon);
-    runtime.block_on(async {
+    let ctx = AgentContext::new(config, logger.clone(), init_daemon);
+    let served = runtime.block_on(async {
         // Reap from the start: as PID 1, orphans arrive before any container.
         kata_agent::reaper::start()?;
         if init_daemon {
@@ -118,7 +118,16 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
             kata_agent::network::link::bring_up_loopback(&h).await?;
         }
         server::serve(ctx).await
-    })?;
+    });
     kata_agent::owned::close_if_empty();
-    Ok(())
+    if init_daemon {
+        // As Kata's agent: the guest's init ends by powering off, served or
+        // failed (exiting would panic the kernel).
+        if let Err(e) = &served {
+            slog::error!(logger, "the agent failed"; "error" => format!("{e:#}"));
+        }
+        slog::info!(logger, "powering off");
+        kata_agent::pid1::power_off()?;
+    }
+    served
 }

@@ -9,9 +9,11 @@ use anyhow::{Context, Result};
 
 /// Every mount point, in mount order (a path appears once per stacked mount).
 pub fn mount_points() -> Result<Vec<PathBuf>> {
-    let text =
-        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    Ok(parse(&text))
+    Ok(parse(&read()?))
+}
+
+fn read() -> Result<String> {
+    std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")
 }
 
 /// Field 5 of each line: the mount point.
@@ -19,6 +21,43 @@ fn parse(text: &str) -> Vec<PathBuf> {
     text.lines()
         .filter_map(|l| l.split(' ').nth(4))
         .map(|p| PathBuf::from(OsString::from_vec(unescape(p))))
+        .collect()
+}
+
+/// One line of mountinfo, the fields the agent reads.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The directory of the filesystem that is mounted (field 4).
+    pub root: PathBuf,
+    pub mount_point: PathBuf,
+    pub fstype: String,
+    /// The filesystem's own options (the last field), e.g. `rw,cpu,cpuacct`.
+    pub super_options: String,
+}
+
+/// Every mount, in mount order.
+pub fn entries() -> Result<Vec<Entry>> {
+    Ok(parse_entries(&read()?))
+}
+
+fn parse_entries(text: &str) -> Vec<Entry> {
+    text.lines()
+        .filter_map(|l| {
+            // The optional fields end at " - ".
+            let (head, tail) = l.split_once(" - ")?;
+            let mut head = head.split(' ').skip(3);
+            let root = head.next()?;
+            let mount_point = head.next()?;
+            let mut tail = tail.split(' ');
+            let fstype = tail.next()?;
+            let super_options = tail.nth(1)?;
+            Some(Entry {
+                root: PathBuf::from(OsString::from_vec(unescape(root))),
+                mount_point: PathBuf::from(OsString::from_vec(unescape(mount_point))),
+                fstype: fstype.to_string(),
+                super_options: super_options.to_string(),
+            })
+        })
         .collect()
 }
 
@@ -69,6 +108,26 @@ mod tests {
                 PathBuf::from("/run/kata-containers/shared/a b\tc"),
                 PathBuf::from("/sys/fs/cgroup"),
             ]
+        );
+    }
+
+    #[test]
+    fn entries_skip_the_optional_fields() {
+        let text = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct\n\
+                    36 35 98:0 /mnt1 /a\\040b rw - ext4 /dev/vda rw,errors=remount-ro\n";
+        let e = super::parse_entries(text);
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            e[0].mount_point,
+            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
+        );
+        assert_eq!(
+            (e[0].fstype.as_str(), e[0].super_options.as_str()),
+            ("cgroup", "rw,cpu,cpuacct")
+        );
+        assert_eq!(
+            (e[1].root.clone(), e[1].mount_point.clone()),
+            (PathBuf::from("/mnt1"), PathBuf::from("/a b"))
         );
     }
 

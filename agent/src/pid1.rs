@@ -1,6 +1,7 @@
 //! Duties of the agent when it is the guest's init (PID 1): mount the
-//! kernel filesystems, set PATH, and never die of a signal. Reaping orphans
-//! is the container life cycle's reaper.
+//! kernel filesystems, set PATH, never die of a signal, and power the VM
+//! off when it is done serving. Reaping orphans is the container life
+//! cycle's reaper.
 
 use std::path::Path;
 
@@ -78,6 +79,16 @@ pub fn early_setup() -> Result<()> {
         unsafe { std::env::set_var("PATH", DEFAULT_PATH) };
     }
     Ok(())
+}
+
+/// The end of the guest: flush the filesystems and power off, as Kata's
+/// agent does once its server stopped (src/agent/src/main.rs main: sync,
+/// reboot(RB_POWER_OFF)). PID 1 must not simply exit (the kernel would
+/// panic). Returns only if the kernel refused.
+pub fn power_off() -> Result<()> {
+    nix::unistd::sync();
+    let refused = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    refused.map(|never| match never {}).context("powering off")
 }
 
 /// Mount unless something is mounted there already (the initramfs or a

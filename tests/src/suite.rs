@@ -16,15 +16,16 @@ use agent_ctl::{describe, AgentClient, RpcResultExt};
 use anyhow::{bail, ensure, Context, Result};
 use protocols::agent::{
     CloseStdinRequest, CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest,
-    ExecProcessRequest, GuestDetailsRequest, ReadStreamRequest, RemoveContainerRequest,
-    SignalProcessRequest, StartContainerRequest, StatsContainerRequest, Storage,
-    WaitProcessRequest, WriteStreamRequest,
+    ExecProcessRequest, GetIPTablesRequest, GuestDetailsRequest, ReadStreamRequest,
+    RemoveContainerRequest, SetIPTablesRequest, SignalProcessRequest, StartContainerRequest,
+    StatsContainerRequest, Storage, WaitProcessRequest, WriteStreamRequest,
 };
 use protocols::health::{health_check_response::ServingStatus, CheckRequest};
 
 use test_support::spec;
 
 use crate::fixture;
+use crate::hotplug;
 use crate::report::{Outcome, Verdict};
 
 pub struct SuiteConfig {
@@ -46,6 +47,8 @@ pub struct SuiteConfig {
     pub only: Vec<String>,
     /// QEMU's pid: stop waiting for the agent once it has exited.
     pub vm_pid: Option<u32>,
+    /// QEMU's QMP socket (hot-plug tests skip without it).
+    pub qmp_socket: Option<PathBuf>,
 }
 
 const ECHO_ID: &str = "e2e-echo";
@@ -54,6 +57,7 @@ const BAD_ID: &str = "e2e-bad";
 const EXEC_ID: &str = "e2e-exec-cat";
 const SECCOMP_ID: &str = "e2e-seccomp";
 const SANDBOX_ID: &str = "e2e-sandbox";
+const DISKS_ID: &str = "e2e-disks";
 
 /// One test of the suite: its name (the function's), the tests that must
 /// have passed before it, and the function.
@@ -82,6 +86,7 @@ tests! {
     health_check needs [];
     get_guest_details needs [health_check];
     agent_options_from_cmdline needs [health_check];
+    iptables_round_trip needs [health_check];
     create_sandbox needs [health_check];
     container_echo_hello needs [create_sandbox];
     start_long_running needs [create_sandbox];
@@ -89,6 +94,7 @@ tests! {
     stats_container needs [start_long_running];
     signal_process needs [start_long_running];
     seccomp_denies_mkdir needs [create_sandbox];
+    hotplug_disks needs [create_sandbox];
     remove_container needs [create_sandbox];
     bad_spec_rejected needs [health_check];
     destroy_sandbox needs [create_sandbox];
@@ -261,6 +267,56 @@ pub fn shared_storage(share: &str) -> Result<Storage> {
 /// `agent.log=debug` on the kernel command line shows on the console.
 async fn agent_options_from_cmdline(ctx: &mut Ctx) -> Result<()> {
     crate::serial::check_agent_debug_log(&ctx.cfg.serial_log)
+}
+
+/// A filter table with a chain and a rule only this test sets, for a
+/// documentation source address (RFC 5737, RFC 3849).
+fn iptables_rules(source: &str) -> String {
+    format!(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         :KATA-E2E - [0:0]\n-A INPUT -s {source} -j KATA-E2E\n-A KATA-E2E -j DROP\nCOMMIT\n"
+    )
+}
+
+/// GetIPTables / SetIPTables through the image's iptables-save/-restore, as
+/// Kata's agent runs them (src/agent/src/rpc.rs get_ip_tables,
+/// set_ip_tables; Kata's rootfs has iptables, rootfs-builder/ubuntu/config.sh):
+/// the rules set come back from the guest's kernel as a table, for IPv4 and
+/// IPv6. Then the filter tables are emptied again.
+async fn iptables_round_trip(ctx: &mut Ctx) -> Result<()> {
+    let agent = &ctx.agent()?.agent;
+    for (v6, source) in [(false, "192.0.2.7/32"), (true, "2001:db8::7/128")] {
+        let family = if v6 { "IPv6" } else { "IPv4" };
+        let mut set = SetIPTablesRequest::new();
+        set.is_ipv6 = v6;
+        set.data = iptables_rules(source).into_bytes();
+        agent
+            .set_ip_tables(ctx.ctx(), &set)
+            .await
+            .rpc(format!("SetIPTables ({family})"))?;
+        let mut get = GetIPTablesRequest::new();
+        get.is_ipv6 = v6;
+        let got = agent
+            .get_ip_tables(ctx.ctx(), &get)
+            .await
+            .rpc(format!("GetIPTables ({family})"))?;
+        let text = String::from_utf8_lossy(&got.data);
+        let rule = format!("-A INPUT -s {source} -j KATA-E2E");
+        for want in ["*filter", ":KATA-E2E - [0:0]", rule.as_str(), "COMMIT"] {
+            ensure!(
+                text.contains(want),
+                "GetIPTables ({family}) lacks {want:?}:\n{text}"
+            );
+        }
+        set.data =
+            b"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+                .to_vec();
+        agent
+            .set_ip_tables(ctx.ctx(), &set)
+            .await
+            .rpc(format!("SetIPTables ({family}, empty filter table)"))?;
+    }
+    Ok(())
 }
 
 async fn create_sandbox(ctx: &mut Ctx) -> Result<()> {
@@ -473,6 +529,93 @@ async fn seccomp_denies_mkdir(ctx: &mut Ctx) -> Result<()> {
     );
     let status = wait_process(ctx, SECCOMP_ID, SECCOMP_ID).await?;
     ensure!(status == 0, "the shell exited with {status}, expected 0");
+    Ok(())
+}
+
+/// Hot-plug a virtio-blk disk and a scsi-hd through QMP, then
+/// CreateContainer with the first as a `blk` device (the host's numbers
+/// 8:16 in the spec) and the second as a `scsi` volume with an fsGroup, as
+/// Kata's runtime sends them. The container reads the disk through its
+/// node (renumbered by the agent) and the volume's file, owned by the
+/// group.
+async fn hotplug_disks(ctx: &mut Ctx) -> Result<()> {
+    let Some(socket) = ctx.cfg.qmp_socket.clone() else {
+        return Err(SkipTest("no --qmp-socket to hot-plug through".into()).into());
+    };
+    let mut qmp = crate::qmp::Qmp::connect(&socket)?;
+    if !hotplug::machine_can_hotplug(&mut qmp)? {
+        return Err(SkipTest(
+            "this machine has no pcie-root-port rp0 and virtio-scsi scsi0".into(),
+        )
+        .into());
+    }
+    let plugged = hotplug::plug_disks(&mut qmp)?;
+    let root = fixture::install_rootfs(&ctx.cfg.shared_dir, &ctx.cfg.busybox, DISKS_ID)?;
+    let script = format!(
+        "grep -o -m1 {} /dev/e2e-blk; head -c 1082 /dev/e2e-blk | tail -c 2 | od -x; \
+         cat /data/scsi.txt; echo; echo gid=$(stat -c %g /data); echo END",
+        hotplug::BLK_MARKER
+    );
+    let mut oci = spec::container(DISKS_ID, &root, &["/bin/sh", "-c", &script]);
+    let volume = hotplug::scsi_volume(&plugged, 1234);
+    spec::add_mount(
+        &mut oci,
+        "/data",
+        "bind",
+        &volume.mount_point,
+        &["rbind", "rw"],
+    );
+    let linux = oci.Linux.as_mut().context("the spec has no linux")?;
+    let mut dev = protocols::oci::LinuxDevice::new();
+    dev.Path = "/dev/e2e-blk".into();
+    dev.Type = "b".into();
+    dev.Major = 8;
+    dev.Minor = 16;
+    dev.FileMode = 0o660;
+    linux.Devices.push(dev);
+    let mut rule = protocols::oci::LinuxDeviceCgroup::new();
+    rule.Allow = true;
+    rule.Type = "b".into();
+    rule.Major = 8;
+    rule.Minor = 16;
+    rule.Access = "rwm".into();
+    linux.Resources.mut_or_insert_default().Devices.push(rule);
+    let mut req = CreateContainerRequest::new();
+    req.container_id = DISKS_ID.into();
+    req.exec_id = DISKS_ID.into();
+    req.OCI = Some(oci).into();
+    req.devices = vec![hotplug::blk_device(&plugged, "/dev/e2e-blk")];
+    req.storages = vec![volume];
+    ctx.agent()?
+        .agent
+        .create_container(ctx.ctx(), &req)
+        .await
+        .rpc(format!(
+            "CreateContainer {DISKS_ID} (blk {}, scsi {})",
+            plugged.blk_pci_path, plugged.scsi_addr
+        ))?;
+    ctx.created.push(DISKS_ID);
+    let mut start = StartContainerRequest::new();
+    start.container_id = DISKS_ID.into();
+    ctx.agent()?
+        .agent
+        .start_container(ctx.ctx(), &start)
+        .await
+        .rpc(format!("StartContainer {DISKS_ID}"))?;
+    let out = read_stdout_until(ctx, DISKS_ID, DISKS_ID, "END").await?;
+    let status = wait_process(ctx, DISKS_ID, DISKS_ID).await?;
+    ensure!(status == 0, "the disk reader exited with {status}: {out:?}");
+    for (want, what) in [
+        (
+            hotplug::BLK_MARKER,
+            "the virtio-blk disk's content through /dev/e2e-blk",
+        ),
+        ("ef53", "ext4's magic through /dev/e2e-blk"),
+        (hotplug::SCSI_MARKER, "the file on the scsi volume"),
+        ("gid=1234", "the volume's fsGroup"),
+    ] {
+        ensure!(out.contains(want), "{what}: {want:?} not in {out:?}");
+    }
     Ok(())
 }
 

@@ -46,6 +46,9 @@ pub struct Args {
     /// `--version` runs under qemu-user.
     #[arg(long, value_name = "PATH")]
     agent: Option<PathBuf>,
+    /// The kernel profile to ship (default: the recipe's `kernel_profile`).
+    #[arg(long, value_enum)]
+    kernel_profile: Option<kernel::Profile>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -61,7 +64,7 @@ pub fn run(args: Args) -> Result<()> {
         let fs_kind = args.fs.unwrap_or(recipe.image.filesystem);
         // The agent first: a compile error shows before the kernel build.
         let agent = rootfs::agent_binary(arch, args.agent.as_deref())?;
-        let kernel = kernel::ensure_built(arch)?;
+        let kernel = kernel_of(arch, &recipe, args.kernel_profile)?;
         build(arch, &recipe, fs_kind, args.debug_console, &agent, &kernel)
             .with_context(|| format!("building the {arch} image"))?;
         ui::info(format!(
@@ -331,6 +334,25 @@ fn step(name: &str, start: Instant, detail: &str) {
         "xtask image:   {name:<7} {:>6.2} s  {detail}",
         start.elapsed().as_secs_f64()
     ));
+}
+
+/// The kernel an image of `recipe` ships: the profile given
+/// (`--kernel-profile`), else the recipe's `kernel_profile`.
+pub fn kernel_of(
+    arch: Arch,
+    recipe: &Recipe,
+    profile: Option<kernel::Profile>,
+) -> Result<kernel::KernelArtifacts> {
+    kernel::ensure_built_profile(arch, profile.unwrap_or(recipe.recipe.kernel_profile))
+}
+
+/// The kernel of the default recipe's image (`vm test`, `release`,
+/// `verify-repro`), or of `profile` when given.
+pub fn default_kernel(
+    arch: Arch,
+    profile: Option<kernel::Profile>,
+) -> Result<kernel::KernelArtifacts> {
+    kernel_of(arch, &Recipe::load(recipe::DEFAULT_RECIPE)?, profile)
 }
 
 /// What `vm test` boots: the image and initrd of the default recipe, built

@@ -29,8 +29,6 @@ use crate::paths;
 
 const RECORD: &str = ".kata-image-install.json";
 const DROP_IN: &str = "50-kata-image.toml";
-/// Kata's KERNELPARAMS: a drop-in's kernel_params replaces the base config's.
-const KATA_KERNEL_PARAMS: &str = "cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -175,7 +173,7 @@ pub fn plan(
         to: share.join(format!("config-{version}")),
     });
     items.push(Item::Write {
-        text: drop_in(&share, &m.recipe.filesystem, boot),
+        text: drop_in(&share, &m.recipe.filesystem, boot, arch),
         to: drop_in_dir(prefix).join(DROP_IN),
     });
     Ok(items)
@@ -183,7 +181,7 @@ pub fn plan(
 
 /// The configuration.toml drop-in: Kata's runtime reads config.d/*.toml over
 /// its base configuration, so only these keys change.
-fn drop_in(share: &Path, filesystem: &str, boot: crate::vm::BootMode) -> String {
+fn drop_in(share: &Path, filesystem: &str, boot: crate::vm::BootMode, arch: Arch) -> String {
     let image = share.join(image::IMAGE);
     let initrd = share.join(image::INITRD);
     // Kata refuses a configuration with both image and initrd set.
@@ -205,8 +203,9 @@ fn drop_in(share: &Path, filesystem: &str, boot: crate::vm::BootMode) -> String 
          {root}\n\
          {other}\n\
          rootfs_type = \"{filesystem}\"\n\
-         kernel_params = \"{KATA_KERNEL_PARAMS}\"\n",
+         kernel_params = \"{}\"\n",
         share.join("vmlinux.container").display(),
+        crate::vm::kata::kernel_params(arch),
     )
 }
 
@@ -413,6 +412,22 @@ mod tests {
             fs::read_link(share.join("vmlinux.container")).unwrap(),
             PathBuf::from("vmlinux-6.12.95-0123456789ab")
         );
+    }
+
+    /// The drop-in's kernel_params are the ones `--machine kata` boots with:
+    /// on aarch64 they keep the virtconsole as /dev/console (vm::kata).
+    #[test]
+    fn drop_in_kernel_params_are_the_kata_machines() {
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let conf = drop_in(Path::new("/s"), "ext4", BootMode::Image, arch);
+            let v: toml::Value = toml::from_str(&conf).unwrap();
+            assert_eq!(
+                v["hypervisor"]["qemu"]["kernel_params"].as_str(),
+                Some(crate::vm::kata::kernel_params(arch).as_str())
+            );
+        }
+        assert!(drop_in(Path::new("/s"), "ext4", BootMode::Image, Arch::Aarch64)
+            .contains("kernel_params = \"cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 acpi=nospcr\""));
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub fn run(args: Args) -> Result<()> {
         } else {
             // The agent first (fails fastest), then the kernel, then the image of both.
             let agent = crate::rootfs::agent_binary(arch, None)?;
-            let kernel = crate::kernel::ensure_built(arch)?;
+            let kernel = image::default_kernel(arch, None)?;
             image::ensure_built(arch, &agent, &kernel)
                 .with_context(|| format!("building the {arch} image"))?;
         }

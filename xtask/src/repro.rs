@@ -122,7 +122,7 @@ impl Seed {
             eprintln!(
                 "verify-repro: {arch}: kernel NOT rebuilt: taken from the shared cache (--rebuild-kernel to include it)"
             );
-            let k = crate::kernel::ensure_built(arch)?;
+            let k = crate::image::default_kernel(arch, None)?;
             let mut files = vec![k.image, k.config];
             files.extend(k.pvh_vmlinux);
             files.retain(|f| f.is_file());

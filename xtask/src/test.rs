@@ -16,6 +16,8 @@ use crate::{cmd, report, setup, ui};
 enum Stage {
     /// cargo test --workspace (unit and integration tests; root-only tests run as root).
     Cargo,
+    /// Build the instrumented fuzz driver and run each fuzz target briefly.
+    Fuzz,
     /// Cross-build the agent for x86_64, aarch64, ppc64le and s390x and
     /// smoke-test each under qemu-user.
     Smoke,
@@ -56,20 +58,49 @@ const VM_ARCHES: &[&str] = &["x86_64", "aarch64"];
 /// test that skips for a missing capability fails (test-support's `skip`).
 const STRICT: (&str, &str) = ("KATA_TESTS_STRICT", "1");
 
-const ALL: [Stage; 4] = [Stage::Cargo, Stage::Smoke, Stage::Image, Stage::Vm];
+/// How long CI fuzzes each target: a smoke run that keeps the targets
+/// building and finds shallow bugs (`cargo xtask fuzz --target T --time
+/// 10m` is the long run).
+const FUZZ_TIME: &str = "10s";
+
+const ALL: [Stage; 5] = [
+    Stage::Cargo,
+    Stage::Fuzz,
+    Stage::Smoke,
+    Stage::Image,
+    Stage::Vm,
+];
 
 /// The `cargo xtask` invocations of a stage.
-fn stage_steps(stage: Stage) -> Vec<Vec<&'static str>> {
-    match stage {
+fn stage_steps(stage: Stage) -> Result<Vec<Vec<String>>> {
+    let owned = |steps: Vec<Vec<&str>>| -> Vec<Vec<String>> {
+        steps
+            .into_iter()
+            .map(|s| s.into_iter().map(String::from).collect())
+            .collect()
+    };
+    Ok(match stage {
         Stage::Cargo => vec![],
-        Stage::Smoke => SMOKE_ARCHES
-            .iter()
-            .map(|a| vec!["agent", "--arch", a, "--smoke"])
-            .collect(),
-        Stage::Image => vec![
+        Stage::Fuzz => {
+            // The build is its own row, so each target's row is its run.
+            let mut steps = owned(vec![vec!["fuzz", "--build"]]);
+            for t in crate::fuzz::targets()? {
+                steps.extend(owned(vec![vec![
+                    "fuzz", "--target", &t, "--time", FUZZ_TIME,
+                ]]));
+            }
+            steps
+        }
+        Stage::Smoke => owned(
+            SMOKE_ARCHES
+                .iter()
+                .map(|a| vec!["agent", "--arch", a, "--smoke"])
+                .collect(),
+        ),
+        Stage::Image => owned(vec![
             vec!["image", "--arch", "x86_64"],
             vec!["verify-repro", "--arch", "x86_64"],
-        ],
+        ]),
         Stage::Vm => {
             let mut steps: Vec<Vec<&str>> = VM_ARCHES
                 .iter()
@@ -77,9 +108,9 @@ fn stage_steps(stage: Stage) -> Vec<Vec<&'static str>> {
                 .collect();
             // The drop-in check: Kata's own default QEMU command line.
             steps.push(vec!["vm", "test", "--arch", "x86_64", "--machine", "kata"]);
-            steps
+            owned(steps)
         }
-    }
+    })
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -114,7 +145,7 @@ pub fn run(args: Args) -> Result<()> {
             ));
             continue;
         }
-        for step in stage_steps(stage) {
+        for step in stage_steps(stage)? {
             let start = Instant::now();
             let ok = match run_xtask(&exe, &step) {
                 Ok(()) => true,
@@ -169,7 +200,7 @@ fn strip_deleted(exe: PathBuf) -> PathBuf {
     }
 }
 
-fn run_xtask(exe: &Path, step: &[&str]) -> Result<()> {
+fn run_xtask(exe: &Path, step: &[String]) -> Result<()> {
     ui::info(format!("==> cargo xtask {}", step.join(" ")));
     cmd::run_attached(
         Command::new(exe)
@@ -183,6 +214,7 @@ fn run_xtask(exe: &Path, step: &[&str]) -> Result<()> {
 fn stage_name(stage: Stage) -> &'static str {
     match stage {
         Stage::Cargo => "cargo",
+        Stage::Fuzz => "fuzz",
         Stage::Smoke => "smoke",
         Stage::Image => "image",
         Stage::Vm => "vm",
@@ -261,6 +293,18 @@ mod tests {
     #[test]
     fn the_running_binary_resolves_to_an_existing_file() {
         assert!(xtask_exe().unwrap().is_file());
+    }
+
+    /// The fuzz stage builds once, then runs every target for FUZZ_TIME.
+    #[test]
+    fn the_fuzz_stage_builds_then_runs_each_target_briefly() {
+        let steps = stage_steps(Stage::Fuzz).unwrap();
+        assert_eq!(steps[0], ["fuzz", "--build"]);
+        let targets = crate::fuzz::targets().unwrap();
+        assert_eq!(steps.len(), targets.len() + 1);
+        for (step, t) in steps[1..].iter().zip(&targets) {
+            assert_eq!(step, &["fuzz", "--target", t, "--time", FUZZ_TIME]);
+        }
     }
 
     fn rows() -> Vec<StepResult> {

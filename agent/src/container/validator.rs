@@ -27,6 +27,13 @@ pub fn check_id(what: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Why a container in a user namespace of its own (Kubernetes
+/// `hostUsers: false`) is refused rather than half made.
+const USER_NS_REFUSED: &str = "user namespaces (hostUsers: false) are not supported by this \
+agent: the pod's IPC and UTS namespaces and the sandbox's network namespace belong to the \
+guest's initial user namespace, so a container in its own could not mount mqueue or sysfs in \
+them, and its rootfs is not id-mapped; the VM is the pod's isolation boundary";
+
 /// A container spec, before the container is created.
 pub fn check_spec(spec: &Spec) -> Result<()> {
     let Some(root) = spec.root() else {
@@ -60,13 +67,19 @@ pub fn check_spec(spec: &Spec) -> Result<()> {
         }
         seen.push(ns.typ());
         if ns.typ() == LinuxNamespaceType::User {
-            bail!("user namespaces are not supported by this agent");
+            bail!("{USER_NS_REFUSED}");
         }
         if let Some(p) = ns.path() {
             if !p.is_absolute() {
                 bail!("namespace path {} is not absolute", p.display());
             }
         }
+    }
+    // Kata's validator: mappings belong to a user namespace
+    // (src/agent/rustjail/src/validator.rs usernamespace).
+    let mapped = |m: &Option<Vec<_>>| m.as_ref().is_some_and(|v: &Vec<_>| !v.is_empty());
+    if mapped(linux.uid_mappings()) || mapped(linux.gid_mappings()) {
+        bail!("linux.uidMappings/gidMappings are given without a user namespace");
     }
     let own_mount_ns = namespaces
         .iter()

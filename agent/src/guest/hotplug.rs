@@ -27,6 +27,14 @@ pub fn online_cpu_mem(nb_cpus: u32, cpu_only: bool) -> Result<()> {
     Ok(())
 }
 
+/// The guest's online CPUs as the kernel lists them ("0-3").
+pub fn online_cpu_list() -> Result<String> {
+    let path = Path::new(SYSFS_CPU).join("online");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text.trim().to_string())
+}
+
 /// Write "1" to every `<dir>/<prefix>N/online` that reads "0"; returns how
 /// many went online. Entries without an `online` file (cpu0) are skipped.
 pub fn online_all(dir: &Path, prefix: &str) -> Result<u32> {

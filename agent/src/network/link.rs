@@ -159,21 +159,7 @@ pub async fn update_interface(h: &Handle, iface: &Interface) -> Result<Interface
     let link = find(h, iface).await?;
     let idx = link.index;
     if !iface.name.is_empty() && iface.name != link.name {
-        // A link must be down to be renamed.
-        h.link()
-            .set(LinkUnspec::new_with_index(idx).down().build())
-            .execute()
-            .await
-            .with_context(|| format!("bringing {} down", link.name))?;
-        h.link()
-            .set(
-                LinkUnspec::new_with_index(idx)
-                    .name(iface.name.clone())
-                    .build(),
-            )
-            .execute()
-            .await
-            .with_context(|| format!("renaming {} to {}", link.name, iface.name))?;
+        rename(h, &link, &iface.name).await?;
     }
     if iface.mtu > 0 {
         let mtu =
@@ -217,6 +203,59 @@ pub async fn update_interface(h: &Handle, iface: &Interface) -> Result<Interface
         .find(|l| l.index == idx)
         .context("the interface vanished")?;
     Ok(to_interface(now, &addresses(h).await?))
+}
+
+fn set_name(h: &Handle, idx: u32, name: &str) -> rtnetlink::LinkSetRequest {
+    h.link().set(
+        LinkUnspec::new_with_index(idx)
+            .name(name.to_string())
+            .build(),
+    )
+}
+
+async fn set_down(h: &Handle, l: &Link) -> Result<()> {
+    h.link()
+        .set(LinkUnspec::new_with_index(l.index).down().build())
+        .execute()
+        .await
+        .with_context(|| format!("bringing {} down", l.name))
+}
+
+/// Rename `link` to `name`. A link that has the name already gets `link`'s
+/// old one (through a temporary name) and is brought up, as Kata's agent
+/// swaps them (src/agent/src/netlink.rs update_interface): the runtime names
+/// the pod's NICs by their MAC, and the guest kernel may have given one of
+/// its names to another NIC.
+async fn rename(h: &Handle, link: &Link, name: &str) -> Result<()> {
+    // A link must be down to be renamed.
+    set_down(h, link).await?;
+    let holder = links(h).await?.into_iter().find(|l| l.name == name);
+    if let Some(other) = &holder {
+        set_down(h, other).await?;
+        // "kata-tmp-" and an index of up to 6 digits fit IFNAMSIZ.
+        let temp = format!("kata-tmp-{}", other.index);
+        set_name(h, other.index, &temp)
+            .execute()
+            .await
+            .with_context(|| format!("renaming {} to {temp} to free its name", other.name))?;
+    }
+    set_name(h, link.index, name)
+        .execute()
+        .await
+        .with_context(|| format!("renaming {} to {name}", link.name))?;
+    if let Some(other) = holder {
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(other.index)
+                    .name(link.name.clone())
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await
+            .with_context(|| format!("renaming {name} (the old one) to {}", link.name))?;
+    }
+    Ok(())
 }
 
 /// Bring `lo` up. Kata's runtime never sends it in UpdateInterface; the

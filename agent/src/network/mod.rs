@@ -30,3 +30,8 @@ pub async fn collect<T>(
         .await
         .with_context(|| format!("listing {what}"))
 }
+
+/// The kernel answered `errno` (a positive libc constant).
+pub fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.to_io().raw_os_error() == Some(errno))
+}

@@ -177,27 +177,17 @@ fn build(r: &Route, names: &HashMap<u32, String>) -> Result<RouteMessage> {
     Ok(msg)
 }
 
-/// Replace the main table's routes with `wanted` (routes the kernel made
-/// for an address stay, so an interface keeps its subnet), device routes
-/// first so gateways are reachable when their routes go in.
+/// Add `wanted` to the main table, replacing a route with the same
+/// destination (Kata's agent: src/agent/src/netlink.rs update_routes): routes
+/// without a gateway first, so the gateways are reachable when their routes
+/// go in; a route the kernel says exists already is no error; routes the
+/// request does not name stay.
 pub async fn update_routes(h: &Handle, wanted: &[Route]) -> Result<Vec<Route>> {
     let names = link_names(h).await?;
     let mut msgs = wanted
         .iter()
         .map(|r| build(r, &names))
         .collect::<Result<Vec<_>>>()?;
-    for old in main_routes(h).await? {
-        if old.header.protocol == RouteProtocol::Kernel {
-            continue;
-        }
-        let shown = to_route(&old, &names);
-        h.route().del(old).execute().await.with_context(|| {
-            format!(
-                "deleting route {:?} via {:?} dev {:?}",
-                shown.dest, shown.gateway, shown.device
-            )
-        })?;
-    }
     let has_gateway = |m: &RouteMessage| {
         m.attributes
             .iter()
@@ -206,17 +196,17 @@ pub async fn update_routes(h: &Handle, wanted: &[Route]) -> Result<Vec<Route>> {
     msgs.sort_by_key(has_gateway);
     for m in msgs {
         let shown = to_route(&m, &names);
-        h.route()
-            .add(m)
-            .replace()
-            .execute()
-            .await
-            .with_context(|| {
-                format!(
-                    "adding route {:?} via {:?} dev {:?}",
-                    shown.dest, shown.gateway, shown.device
-                )
-            })?;
+        match h.route().add(m).replace().execute().await {
+            Err(e) if !super::is_errno(&e, libc::EEXIST) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "adding route {:?} via {:?} dev {:?}",
+                        shown.dest, shown.gateway, shown.device
+                    )
+                })
+            }
+            _ => {}
+        }
     }
     list_routes(h).await
 }

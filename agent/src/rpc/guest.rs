@@ -32,8 +32,8 @@ pub async fn get_metrics(_ctx: &AgentContext, _req: GetMetricsRequest) -> Result
     Ok(m)
 }
 
-pub async fn online_cpu_mem(_ctx: &AgentContext, req: OnlineCPUMemRequest) -> Result<Empty> {
-    blocking(move || hotplug::online_cpu_mem(req.nb_cpus, req.cpu_only)).await?;
+pub async fn online_cpu_mem(ctx: &AgentContext, req: OnlineCPUMemRequest) -> Result<Empty> {
+    crate::sandbox::containers::resources::online_cpu_mem(ctx, req.nb_cpus, req.cpu_only).await?;
     Ok(Empty::new())
 }
 

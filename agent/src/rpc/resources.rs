@@ -43,8 +43,14 @@ pub async fn resume_container(ctx: &AgentContext, req: ResumeContainerRequest) -
 
 /// Blocks until a container of this sandbox hits OOM; the runtime calls it
 /// in a loop, and events are queued, so none is lost between calls.
-pub async fn get_oom_event(_ctx: &AgentContext, _req: GetOOMEventRequest) -> Result<OOMEvent> {
-    let id = cgroups::oom::queue().next().await;
+pub async fn get_oom_event(ctx: &AgentContext, _req: GetOOMEventRequest) -> Result<OOMEvent> {
+    let id = tokio::select! {
+        id = cgroups::oom::queue().next() => id,
+        // The agent stops serving (DestroySandbox as PID 1): end the wait,
+        // as Kata's agent drops its event channel, or the server's shutdown
+        // would wait for this call.
+        _ = ctx.stopped() => String::new(),
+    };
     if id.is_empty() {
         return Err(Error::internal("GetOOMEvent: the OOM queue closed"));
     }

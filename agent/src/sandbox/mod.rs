@@ -34,6 +34,9 @@ pub struct AgentContext {
     pub sandbox: tokio::sync::Mutex<Sandbox>,
     /// The agent runs as PID 1 (the guest's init).
     pub init_daemon: bool,
+    /// Set when the agent is done serving: as PID 1 after DestroySandbox
+    /// (then the guest powers off, as Kata's does).
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl AgentContext {
@@ -43,7 +46,21 @@ impl AgentContext {
             config,
             logger,
             init_daemon,
+            stop: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// The agent is done serving (the server stops, as PID 1 the guest
+    /// powers off).
+    pub fn request_stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Returns once `request_stop` was called (at once if it was already).
+    pub async fn stopped(&self) {
+        let mut rx = self.stop.subscribe();
+        // The sender lives as long as the context: no error to see.
+        let _ = rx.wait_for(|stop| *stop).await;
     }
 
     /// The stdio of a process, taken out of the sandbox (an Arc) so that a
@@ -85,12 +102,16 @@ pub struct Sandbox {
     pub guest_hook_path: Option<PathBuf>,
     /// /etc/resolv.conf is bind-mounted from the sandbox's DNS file.
     pub dns_mounted: bool,
+    /// Without a pause PID namespace (CreateSandbox without sandbox_pidns)
+    /// the first container's, held open: later containers asking for
+    /// sandbox_pidns join it, as in Kata (sandbox.rs update_shared_pidns).
+    pub infra_pid_ns: Option<std::fs::File>,
 }
 
 impl Sandbox {
     pub fn new(config: &AgentConfig, logger: Logger) -> Self {
         let mut storages = StorageRegistry::default();
-        storages.hotplug_timeout = config.hotplug_timeout;
+        storages.hotplug = crate::device::Hotplug::new(config.hotplug_timeout);
         storages.watcher.logger = Some(logger.clone());
         Sandbox {
             logger,
@@ -104,13 +125,37 @@ impl Sandbox {
             pause: None,
             guest_hook_path: None,
             dns_mounted: false,
+            infra_pid_ns: None,
         }
     }
 
-    /// The PID namespace every container of the sandbox joins, when
-    /// CreateSandbox asked for one (sandbox_pidns).
+    /// The PID namespace a container asking for sandbox_pidns joins: the
+    /// pause process's when CreateSandbox asked for one, else the first
+    /// container's (through the agent's descriptor: its init's pid may be
+    /// reused once it exits).
     pub fn shared_pid_ns(&self) -> Option<PathBuf> {
-        self.pause.as_ref().and_then(PauseProcess::pid_ns_path)
+        self.pause
+            .as_ref()
+            .and_then(PauseProcess::pid_ns_path)
+            .or_else(|| {
+                self.infra_pid_ns.as_ref().map(|f| {
+                    use std::os::fd::AsRawFd;
+                    PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), f.as_raw_fd()))
+                })
+            })
+    }
+
+    /// The first container of a sandbox without a pause PID namespace holds
+    /// the pod's (Kata: sandbox.rs update_shared_pidns).
+    pub fn note_first_container(&mut self, init_pid: i32) -> anyhow::Result<()> {
+        use anyhow::Context;
+        if !self.containers.is_empty() || self.shared_pid_ns().is_some() {
+            return Ok(());
+        }
+        let path = format!("/proc/{init_pid}/ns/pid");
+        let ns = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        self.infra_pid_ns = Some(ns);
+        Ok(())
     }
 
     /// The guest hooks to add to a new container's spec (none without a

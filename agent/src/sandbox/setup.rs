@@ -69,10 +69,21 @@ pub async fn destroy(ctx: &AgentContext) -> error::Result<()> {
         )));
     }
     slog::info!(ctx.logger, "sandbox destroyed");
+    if ctx.init_daemon {
+        // Kata's agent ends its server after DestroySandbox and, as init,
+        // powers the VM off (src/agent/src/rpc.rs destroy_sandbox ->
+        // main.rs start_sandbox/main). The server answers this request
+        // before it stops: its shutdown waits for the requests in flight
+        // (a pending GetOOMEvent ends, as Kata closes its event channel).
+        slog::info!(ctx.logger, "the sandbox is gone: stopping to power off");
+        ctx.request_stop();
+    }
     Ok(())
 }
 
-fn validate(req: &CreateSandboxRequest) -> Result<()> {
+/// The checks of a CreateSandbox request that need nothing but the request
+/// (pub for the fuzz targets, `fuzz/`).
+pub fn validate(req: &CreateSandboxRequest) -> Result<()> {
     if req.hostname.len() > 64 || req.hostname.contains(['/', '\0', '\n']) {
         bail!("hostname {:?} is not a valid host name", req.hostname);
     }
@@ -141,6 +152,7 @@ async fn teardown(sandbox: &mut Sandbox) -> Result<()> {
         sandbox.dns_mounted = false;
     }
     sandbox.guest_hook_path = None;
+    sandbox.infra_pid_ns = None;
     sandbox.id.clear();
     sandbox.hostname.clear();
     sandbox.created = false;

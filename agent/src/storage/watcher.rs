@@ -19,6 +19,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+use crate::owned::{self, Made};
+
 /// The driver name the runtime sends (Kata's kataWatchableBindDevType).
 pub const DRIVER: &str = "watchable-bind";
 /// The tmpfs every watchable mount point lies directly in.
@@ -72,6 +74,9 @@ impl Watcher {
             Some("mode=0755"),
         )
         .with_context(|| format!("mounting the watchable tmpfs on {WATCH_ROOT}"))?;
+        // A crashed agent's tmpfs is unmounted by the next one (the bind
+        // mounts in it go with it). Its directory may be another's: not recorded.
+        owned::record(&[Made::Mount(root.to_path_buf())]);
         let entries: Entries = Arc::default();
         spawn_poller(Arc::downgrade(&entries), self.logger.clone());
         self.state = Some((root.to_path_buf(), entries));
@@ -142,7 +147,9 @@ impl Watcher {
             let _ = umount2(&t, MntFlags::MNT_DETACH);
         }
         umount2(&root, MntFlags::MNT_DETACH)
-            .with_context(|| format!("unmounting the watchable tmpfs {}", root.display()))
+            .with_context(|| format!("unmounting the watchable tmpfs {}", root.display()))?;
+        owned::forget(&[Made::Mount(root)]);
+        Ok(())
     }
 }
 

@@ -75,6 +75,13 @@ async fn agent_with_dummy() -> TestAgent {
     agent
 }
 
+/// UpdateInterface with `iface`.
+async fn update(agent: &TestAgent, iface: Interface) -> ttrpc::Result<Interface> {
+    let mut req = UpdateInterfaceRequest::new();
+    req.interface = Some(iface).into();
+    agent.client.agent.update_interface(context(10), &req).await
+}
+
 async fn update_interface(agent: &TestAgent) -> Interface {
     let mut iface = Interface::new();
     iface.hwAddr = MAC.into();
@@ -183,7 +190,7 @@ async fn update_interface_renames_sets_mtu_addresses_and_up() {
 }
 
 #[tokio::test]
-async fn update_routes_replaces_the_table() {
+async fn update_routes_adds_and_replaces_routes() {
     test_support::require_root!();
     if !have_tools() {
         return;
@@ -220,25 +227,43 @@ async fn update_routes_replaces_the_table() {
     let table = ip_in(&agent, &["route", "show"]);
     assert!(table.contains("default via 10.10.0.1 dev eth0"), "{table}");
 
-    // The new table is exactly the request: it must bring its own subnet route.
+    // A second update adds and replaces, as Kata's agent does
+    // (src/agent/src/netlink.rs update_routes: RTM_NEWROUTE with
+    // NLM_F_REPLACE, nothing deleted): the route to 192.168.5.0/24 moves to
+    // the new gateway, the default route it does not name stays, and a
+    // route that exists already is no error.
     let mut routes = Routes::new();
-    routes.Routes = vec![route("", "10.10.0.1", 0), route("10.10.0.0/24", "", 253)];
+    routes.Routes = vec![
+        route("192.168.5.0/24", "10.10.0.3", 0),
+        route("10.10.0.0/24", "", 253),
+    ];
     req.routes = Some(routes).into();
     let got = c
         .update_routes(context(10), &req)
         .await
         .expect("UpdateRoutes again");
     assert!(
-        !has(&got.Routes, "192.168.5.0/24", "10.10.0.1"),
-        "old routes are gone: {:?}",
+        has(&got.Routes, "192.168.5.0/24", "10.10.0.3")
+            && !has(&got.Routes, "192.168.5.0/24", "10.10.0.1"),
+        "the route to 192.168.5.0/24 is replaced: {:?}",
         got.Routes
     );
     let listed = c
         .list_routes(context(10), &ListRoutesRequest::new())
         .await
         .expect("ListRoutes");
-    assert!(has(&listed.Routes, "", "10.10.0.1"));
-    assert!(!ip_in(&agent, &["route", "show"]).contains("192.168.5.0"));
+    assert!(
+        has(&listed.Routes, "", "10.10.0.1"),
+        "the default route stays: {:?}",
+        listed.Routes
+    );
+    let table = ip_in(&agent, &["route", "show"]);
+    assert!(
+        table.contains("default via 10.10.0.1 dev eth0")
+            && table.contains("192.168.5.0/24 via 10.10.0.3 dev eth0")
+            && !table.contains("192.168.5.0/24 via 10.10.0.1"),
+        "{table}"
+    );
 
     let mut routes = Routes::new();
     let mut r = route("10.99.0.0/16", "", 0);

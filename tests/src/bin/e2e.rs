@@ -89,6 +89,9 @@ struct SuiteArgs {
     /// QEMU's pid, to stop waiting when the VM has exited.
     #[arg(long)]
     vm_pid: Option<u32>,
+    /// QEMU's QMP socket, for the tests that hot-plug devices.
+    #[arg(long)]
+    qmp_socket: Option<PathBuf>,
     /// Also write the results as JUnit XML here (testsuite/testcase/failure/skipped).
     #[arg(long)]
     junit: Option<PathBuf>,
@@ -154,6 +157,7 @@ async fn run_suite(a: SuiteArgs) -> ExitCode {
             .map(|o| o.split(',').map(str::to_string).collect())
             .unwrap_or_default(),
         vm_pid: a.vm_pid,
+        qmp_socket: a.qmp_socket,
     };
     let outcomes = suite::run(cfg).await;
     print!("{}", report::render(&title, &outcomes));

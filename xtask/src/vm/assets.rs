@@ -73,7 +73,10 @@ pub fn resolve(arch: Arch, opts: &VmOpts) -> Result<(GuestAssets, Option<PathBuf
         None => Some(crate::rootfs::agent_binary(arch, None).context("building the agent")?),
     };
     let built = if opts.kernel.is_none() || agent.is_some() {
-        Some(crate::kernel::ensure_built(arch).context("building the guest kernel")?)
+        Some(
+            crate::image::default_kernel(arch, opts.kernel_profile)
+                .context("building the guest kernel")?,
+        )
     } else {
         None
     };

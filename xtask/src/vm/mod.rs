@@ -95,6 +95,9 @@ pub struct VmOpts {
     /// Use this kernel instead of building one.
     #[arg(long)]
     pub kernel: Option<PathBuf>,
+    /// Build and boot this kernel profile (default: the recipe's `kernel_profile`).
+    #[arg(long, value_enum)]
+    pub kernel_profile: Option<crate::kernel::Profile>,
     /// Use this ELF vmlinux for microvm (PVH entry) instead of building one.
     #[arg(long)]
     pub vmlinux: Option<PathBuf>,

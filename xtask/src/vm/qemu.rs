@@ -135,6 +135,12 @@ impl Machine {
         }
     }
 
+    /// q35 gets a root port and a virtio-scsi controller to hot-plug disks
+    /// into (the kata machine has its own, from Kata's command line).
+    fn has_hotplug_ports(self) -> bool {
+        matches!(self, Machine::Q35 | Machine::Q35Qboot)
+    }
+
     fn machine_arg(self, accel: Accel) -> String {
         let a = accel.name();
         match self {
@@ -281,6 +287,11 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
         if cfg.machine != Machine::Microvm {
             p.push("pci=lastbus=0".into());
         }
+        if cfg.machine.has_hotplug_ports() {
+            // As Kata: no SCSI scan at boot, the agent scans for the disks
+            // it is asked for.
+            p.push("scsi_mod.scan=none".into());
+        }
     }
     if let (Machine::Microvm, Some(khz)) = (cfg.machine, cfg.tsc_khz) {
         p.push(format!("tsc_early_khz={khz}"));
@@ -356,6 +367,17 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
         "-qmp",
         &format!("unix:{},server=on,wait=off", cfg.qmp_socket.display()),
     ]);
+    if cfg.machine.has_hotplug_ports() {
+        // Where the e2e suite hot-plugs disks, as Kata's runtime does (see
+        // kata.rs): a PCIe root port for a virtio-blk, the virtio-scsi
+        // controller for a scsi-hd.
+        push(&[
+            "-device",
+            "pcie-root-port,id=rp0,bus=pcie.0,chassis=1,slot=1",
+            "-device",
+            "virtio-scsi-pci,id=scsi0",
+        ]);
+    }
     for arg in &cfg.share_args {
         a.push(arg.replace("{transport}", t));
     }
@@ -440,6 +462,9 @@ pub(super) mod tests {
         assert!(a.contains("file=/a/kata-containers.img,if=none,id=root,format=raw,readonly=on"));
         assert!(a.contains("virtio-9p-pci,x"));
         assert!(a.contains("-serial chardev:con -monitor none"));
+        assert!(a.contains("-device pcie-root-port,id=rp0,bus=pcie.0"));
+        assert!(a.contains("-device virtio-scsi-pci,id=scsi0"));
+        assert!(line.contains("scsi_mod.scan=none"));
     }
 
     #[test]

@@ -156,6 +156,8 @@ fn suite_command(
         .arg(accel::boot_budget(arch, res.accel).as_secs().to_string())
         .arg("--vm-pid")
         .arg(vm.qemu_pid.to_string())
+        .arg("--qmp-socket")
+        .arg(&vm.qmp_socket)
         .arg("--rpc-timeout-secs")
         .arg(accel::rpc_budget(res.accel).as_secs().to_string());
     for p in &args.opts.agent_params {

@@ -175,7 +175,7 @@ fn set_user(p: &Process) -> Result<()> {
 /// given twice keeps its last value at its first place (setenv's result).
 /// Setting each entry with setenv would rescan the whole environment every
 /// time: quadratic, minutes for 100,000 entries.
-fn environment(p: &Process) -> Result<Vec<CString>> {
+pub fn environment(p: &Process) -> Result<Vec<CString>> {
     let entries = p.env().as_deref().unwrap_or_default();
     let mut index: HashMap<&str, usize> = HashMap::with_capacity(entries.len());
     let mut out: Vec<&str> = Vec::with_capacity(entries.len());

@@ -258,3 +258,127 @@ fn abandon_a_get_oom_event(socket: &Path) {
     drop(s);
     std::thread::sleep(Duration::from_millis(300));
 }
+
+/// The `/sys/fs/cgroup` mount Kata's runtime puts in every spec (type
+/// cgroup, read-only). On a cgroup v1 guest Kata's agent builds it as a
+/// read-only tmpfs holding, per hierarchy, a read-only bind mount of the
+/// container's own cgroup (name=systemd stays writable), and a symlink per
+/// controller of a co-mounted hierarchy (src/agent/rustjail/src/mount.rs
+/// mount_cgroups); on v2 a cgroup2 mount (mount_cgroups_v2). Before the
+/// fix the v1 path failed with EINVAL (the read-only remount went through
+/// the descriptor opened before the bind mount, which is no mount point).
+#[tokio::test]
+async fn the_sys_fs_cgroup_mount_shows_the_containers_own_cgroups() {
+    test_support::setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("sys-fs-cgroup");
+    let _leftovers = LeftoverCgroups(id.clone());
+    let script = if v2() {
+        "test -f /sys/fs/cgroup/cgroup.controllers && echo v2; \
+         mkdir /sys/fs/cgroup/x 2>/dev/null || echo read-only"
+    } else {
+        "test -f /sys/fs/cgroup/memory/memory.limit_in_bytes && echo memory; \
+         test -e /sys/fs/cgroup/memory/kata-agent-tests || echo own; \
+         mkdir /sys/fs/cgroup/memory/x 2>/dev/null || echo read-only; \
+         touch /sys/fs/cgroup/x 2>/dev/null || echo tmpfs-read-only; \
+         test -e /sys/fs/cgroup/systemd/kata-agent-tests || echo systemd-own; \
+         mkdir /sys/fs/cgroup/systemd/x && rmdir /sys/fs/cgroup/systemd/x && echo systemd-writable"
+    };
+    let mut s = spec::container(&id, &rootfs, &["sh", "-c", script]);
+    spec::add_mount(
+        &mut s,
+        "/sys/fs/cgroup",
+        "cgroup",
+        "cgroup",
+        &["nosuid", "noexec", "nodev", "relatime", "ro"],
+    );
+    cu::create(c, &id, s)
+        .await
+        .expect("create with /sys/fs/cgroup");
+    cu::start(c, &id).await.expect("start");
+    let out = cu::read_all(c, &id, &id, false).await;
+    assert_eq!(cu::wait(c, &id, &id).await.expect("wait"), 0, "{out}");
+    cu::remove(c, &id).await.expect("remove");
+    let want = if v2() {
+        "v2\nread-only\n"
+    } else {
+        "memory\nown\nread-only\ntmpfs-read-only\nsystemd-own\nsystemd-writable\n"
+    };
+    assert_eq!(out, want);
+}
+
+/// After OnlineCPUMem brings CPUs online, Kata's agent widens the cpusets
+/// of every container whose spec names CPUs: each level below the
+/// hierarchy's root gets the guest's online CPUs, the container its own
+/// (src/agent/src/sandbox.rs online_cpu_memory ->
+/// rustjail cgroups/fs update_cpuset_path); a v1 child cpuset never gains a
+/// hot-plugged CPU by itself. Here the container's parent cgroup is
+/// narrowed to CPU 0 to stand for "CPU 1 came online after it was made";
+/// nb_cpus 1 onlines nothing on this machine (cpu_only: no memory).
+#[tokio::test]
+async fn online_cpu_mem_widens_the_cpusets_of_pinned_containers() {
+    test_support::setup!(dir, rootfs);
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .expect("reading the online CPUs")
+        .trim()
+        .to_string();
+    if online == "0" {
+        test_support::skip!("one CPU online: nothing to widen a cpuset to");
+    }
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("cpuset-widen");
+    let _leftovers = LeftoverCgroups(id.clone());
+    let parent = format!("{}-parent", id);
+    let mut s = spec::container(&id, &rootfs, &["sleep", "60"]);
+    if let Some(l) = s.Linux.as_mut() {
+        l.CgroupsPath = format!("/{}/{parent}/{id}", spec::CGROUP_PARENT);
+        let mut cpu = oci::LinuxCPU::new();
+        cpu.Cpus = "0".into();
+        let mut r = oci::LinuxResources::new();
+        r.CPU = Some(cpu).into();
+        l.Resources = Some(r).into();
+    }
+    cu::create(c, &id, s).await.expect("create pinned to CPU 0");
+    let base = if v2() {
+        PathBuf::from("/sys/fs/cgroup")
+    } else {
+        PathBuf::from("/sys/fs/cgroup/cpuset")
+    };
+    let parent_dir = base.join(spec::CGROUP_PARENT).join(&parent);
+    let container_dir = parent_dir.join(&id);
+    if !parent_dir.join("cpuset.cpus").exists() {
+        let _ = cu::remove(c, &id).await;
+        test_support::skip::not_applicable("no cpuset controller in the container's cgroup");
+        return;
+    }
+    std::fs::write(parent_dir.join("cpuset.cpus"), "0").expect("narrowing the parent to CPU 0");
+    let mut req = OnlineCPUMemRequest::new();
+    req.nb_cpus = 1;
+    req.cpu_only = true;
+    c.agent
+        .online_cpu_mem(context(20), &req)
+        .await
+        .expect("OnlineCPUMem");
+    let read = |d: &Path| std::fs::read_to_string(d.join("cpuset.cpus")).unwrap_or_default();
+    let (parent_cpus, own_cpus) = (read(&parent_dir), read(&container_dir));
+    cu::remove(c, &id).await.expect("remove");
+    for root in cu::cgroup_dirs(&id)
+        .iter()
+        .chain(std::iter::once(&parent_dir))
+    {
+        let _ = std::fs::remove_dir(root);
+    }
+    if let Ok(roots) = std::fs::read_dir("/sys/fs/cgroup") {
+        for r in roots.flatten() {
+            let _ = std::fs::remove_dir(r.path().join(spec::CGROUP_PARENT).join(&parent));
+        }
+    }
+    assert_eq!(
+        parent_cpus.trim(),
+        online,
+        "the parent has the online CPUs again"
+    );
+    assert_eq!(own_cpus.trim(), "0", "the container keeps its own CPUs");
+}

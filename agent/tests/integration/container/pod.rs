@@ -33,6 +33,13 @@ async fn run(c: &agent_ctl::AgentClient, id: &str, spec: oci::Spec, sandbox_pidn
     out
 }
 
+/// SIGKILL the container's init, wait for it, remove the container.
+async fn kill_and_remove(c: &agent_ctl::AgentClient, id: &str) {
+    cu::signal(c, id, "", 9).await.expect("kill");
+    cu::wait(c, id, "").await.expect("wait init");
+    cu::remove(c, id).await.expect("remove");
+}
+
 /// Kata's agent adds a new PID namespace to every container whose spec has
 /// none (src/agent/src/rpc.rs update_container_namespaces), the sandbox's
 /// when sandbox_pidns is set, and points IPC and UTS at the pod's shared
@@ -113,9 +120,7 @@ async fn exec_read_ends_when_the_process_exits_despite_a_background_child() {
         start.elapsed()
     );
     assert_eq!(cu::wait(c, &id, "bg").await.expect("wait"), 0);
-    cu::signal(c, &id, "", 9).await.expect("kill");
-    cu::wait(c, &id, "").await.expect("wait init");
-    cu::remove(c, &id).await.expect("remove");
+    kill_and_remove(c, &id).await;
 }
 
 /// A process whose environment has no HOME gets its user's home from the
@@ -215,4 +220,73 @@ async fn sigkill_to_the_container_kills_its_whole_cgroup_after_the_init_exited()
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     cu::remove(c, &id).await.expect("remove");
+}
+
+/// An exec runs as the user its own request names, whatever the
+/// container's: `kubectl exec` as root into a container whose process runs
+/// as uid 1000 (Kata's agent: src/agent/src/rpc.rs do_exec_process builds
+/// the process from the request's, rustjail container.rs run -> setid).
+#[tokio::test]
+async fn an_exec_runs_as_its_own_requests_user() {
+    test_support::setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let id = cu::cid("exec-user");
+    let mut s = spec::container(&id, &rootfs, &["sleep", "60"]);
+    if let Some(u) = s.Process.as_mut().and_then(|p| p.User.as_mut()) {
+        u.UID = 1000;
+        u.GID = 1000;
+    }
+    cu::create(c, &id, s).await.expect("create");
+    cu::start(c, &id).await.expect("start");
+    // A pty exec too: its set-up path differs (controlling terminal).
+    for (exec_id, uid, gid, tty) in [
+        ("as-root", 0, 0, false),
+        ("as-other", 1234, 4321, false),
+        ("tty-root", 0, 0, true),
+    ] {
+        let mut p = spec::process(&["sh", "-c", "echo $(id -u) $(id -g)"]);
+        p.Terminal = tty;
+        if let Some(u) = p.User.as_mut() {
+            u.UID = uid;
+            u.GID = gid;
+        }
+        cu::exec(c, &id, exec_id, p).await.expect("exec");
+        let out = cu::read_all(c, &id, exec_id, false).await;
+        assert_eq!(cu::wait(c, &id, exec_id).await.expect("wait"), 0, "{out}");
+        assert_eq!(out.trim_end(), format!("{uid} {gid}"), "exec {exec_id}");
+    }
+    kill_and_remove(c, &id).await;
+}
+
+/// Without a sandbox PID namespace (CreateSandbox without sandbox_pidns,
+/// so no pause process holds one), the pod's first container is its infra
+/// container: a later container asking for sandbox_pidns joins the first
+/// one's PID namespace (Kata's agent: src/agent/src/sandbox.rs
+/// update_shared_pidns, rpc.rs update_container_namespaces).
+#[tokio::test]
+async fn without_a_sandbox_pidns_the_first_container_holds_the_pods() {
+    test_support::setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    c.agent
+        .create_sandbox(context(20), &CreateSandboxRequest::new())
+        .await
+        .expect("CreateSandbox");
+    let infra = cu::cid("infra");
+    let mut req = CreateContainerRequest::new();
+    req.container_id = infra.clone();
+    req.exec_id = infra.clone();
+    req.OCI = Some(kata_spec(&infra, &rootfs, "exec sleep 60")).into();
+    c.agent
+        .create_container(context(30), &req)
+        .await
+        .expect("CreateContainer infra");
+    cu::start(c, &infra).await.expect("start infra");
+
+    let b = cu::cid("joins-infra");
+    let out = run(c, &b, kata_spec(&b, &rootfs, "cat /proc/1/comm"), true).await;
+    assert_eq!(out, "sleep\n", "PID 1 is the first container's process");
+
+    kill_and_remove(c, &infra).await;
 }

@@ -169,3 +169,52 @@ async fn a_duplicate_id_is_refused_and_the_first_container_survives() {
     cu::remove(c, &id).await.expect("remove");
     assert_nothing_left(&agent, &id, 0);
 }
+
+/// A container in a user namespace of its own (Kubernetes `hostUsers:
+/// false`: a `user` namespace with uid/gid mappings) is refused before
+/// anything is made, and the reason says why; mappings without a user
+/// namespace are refused as Kata's validator refuses them
+/// (src/agent/rustjail/src/validator.rs usernamespace: "No user namespace,
+/// but uid or gid mapping exists").
+#[tokio::test]
+async fn user_namespaces_are_refused_with_the_reason() {
+    use protocols::oci;
+    test_support::setup!(dir, rootfs);
+    let agent = TestAgent::start("").await;
+    let c = &agent.client;
+    let mapping = || {
+        let mut m = oci::LinuxIDMapping::new();
+        m.ContainerID = 0;
+        m.HostID = 100_000;
+        m.Size = 65_536;
+        m
+    };
+    let id = cu::cid("userns");
+    let mut s = spec::container(&id, &rootfs, &["true"]);
+    if let Some(l) = s.Linux.as_mut() {
+        let mut user = oci::LinuxNamespace::new();
+        user.Type = "user".into();
+        l.Namespaces.push(user);
+        l.UIDMappings = vec![mapping()];
+        l.GIDMappings = vec![mapping()];
+    }
+    let err = cu::create(c, &id, s).await.expect_err("a user namespace");
+    assert_eq!(code(&err), ttrpc::Code::INVALID_ARGUMENT, "{err:?}");
+    assert!(
+        format!("{err:?}").contains("hostUsers: false"),
+        "the reason names the feature: {err:?}"
+    );
+    assert_nothing_left(&agent, &id, 0);
+
+    let id = cu::cid("mappings-only");
+    let mut s = spec::container(&id, &rootfs, &["true"]);
+    if let Some(l) = s.Linux.as_mut() {
+        l.UIDMappings = vec![mapping()];
+    }
+    let err = cu::create(c, &id, s)
+        .await
+        .expect_err("mappings without a user namespace");
+    assert_eq!(code(&err), ttrpc::Code::INVALID_ARGUMENT, "{err:?}");
+    assert!(format!("{err:?}").contains("uidMappings"), "{err:?}");
+    assert_nothing_left(&agent, &id, 0);
+}

@@ -157,3 +157,92 @@ async fn a_new_agent_undoes_a_killed_agents_bundle() {
         bundle.display()
     );
 }
+
+/// A mount namespace of the test's own with a record directory of its own
+/// (a tmpfs on `owned::RECORD_DIR`), held by a sleeping process: agents
+/// started in it (through `nsenter`) take over only each other's records,
+/// and their mounts on the host-wide watchable path stay out of the host's
+/// mount table.
+struct PrivateMounts(std::process::Child);
+
+impl PrivateMounts {
+    fn new() -> PrivateMounts {
+        use std::io::BufRead;
+        fs::create_dir_all(kata_agent::owned::RECORD_DIR).expect("mkdir the record dir");
+        let script = format!(
+            "mount -t tmpfs tmpfs {} && echo ready && exec sleep 600",
+            kata_agent::owned::RECORD_DIR
+        );
+        let mut child = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("unshare");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .expect("read");
+        assert_eq!(line, "ready\n", "the private mount namespace is not ready");
+        PrivateMounts(child)
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+
+    fn mounts_at(&self, path: &str) -> usize {
+        fs::read_to_string(format!("/proc/{}/mountinfo", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.split(' ').nth(4) == Some(path))
+            .count()
+    }
+}
+
+impl Drop for PrivateMounts {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Before the fix the watchable tmpfs (the configMap/secret copies,
+/// shared/containers/watchable) was in no record: a killed agent's stayed
+/// mounted, and the next agent mounted a second one over it.
+#[tokio::test]
+async fn a_new_agent_unmounts_a_killed_agents_watchable_tmpfs() {
+    use kata_agent::storage::watcher::WATCH_ROOT;
+    use protocols::agent::CreateSandboxRequest;
+    test_support::require_root!();
+    let ns = PrivateMounts::new();
+    let pid = ns.pid();
+    let wrapper = ["nsenter", "-t", pid.as_str(), "-m", "--"];
+    let src = test_support::tempdir();
+    fs::write(src.path().join("key"), "value").expect("write");
+    let mut sb = CreateSandboxRequest::new();
+    sb.storages = vec![storage(
+        "watchable-bind",
+        &src.path().to_string_lossy(),
+        &format!("{WATCH_ROOT}/test-{}-killed", std::process::id()),
+        &[],
+    )];
+    let mut first = TestAgent::start_wrapped("", &wrapper).await;
+    first
+        .client
+        .agent
+        .create_sandbox(agent_ctl::context(20), &sb)
+        .await
+        .expect("CreateSandbox with a watchable storage");
+    assert_eq!(
+        ns.mounts_at(WATCH_ROOT),
+        1,
+        "the watchable tmpfs is mounted"
+    );
+    first.kill9();
+    assert_eq!(ns.mounts_at(WATCH_ROOT), 1, "it outlives the agent");
+    let second = TestAgent::start_wrapped("", &wrapper).await;
+    let left = ns.mounts_at(WATCH_ROOT);
+    drop(second);
+    assert_eq!(left, 0, "the killed agent's watchable tmpfs stayed");
+}

@@ -159,3 +159,45 @@ async fn update_interface_applies_noarp() {
         .expect("UpdateInterface without NOARP");
     assert_eq!(got.raw_flags & NOARP, 0, "flags {:#x}", got.raw_flags);
 }
+
+/// The name UpdateInterface asks for may belong to another link already
+/// (the guest kernel named NICs in another order than the runtime): Kata's
+/// agent moves that link out of the way under a temporary name and gives it
+/// the renamed link's old name (src/agent/src/netlink.rs update_interface,
+/// "swap the updated iface's name"), instead of failing with EEXIST.
+#[tokio::test]
+async fn update_interface_renames_over_a_taken_name_by_swapping() {
+    test_support::require_root!();
+    if !super::have_tools() {
+        return;
+    }
+    let agent = super::agent_with_dummy().await;
+    super::ip_in(
+        &agent,
+        &["link", "add", "eth0", "type", "veth", "peer", "name", "e1"],
+    );
+    let mut iface = Interface::new();
+    iface.hwAddr = super::MAC.into();
+    iface.name = "eth0".into();
+    let got = super::update(&agent, iface)
+        .await
+        .expect("UpdateInterface to a name another link has");
+    assert_eq!(
+        (got.name.as_str(), got.hwAddr.as_str()),
+        ("eth0", super::MAC)
+    );
+    let eth0 = super::ip_in(&agent, &["link", "show", "eth0"]);
+    assert!(
+        eth0.contains(super::MAC),
+        "eth0 is the requested NIC: {eth0}"
+    );
+    let d0 = super::ip_in(&agent, &["link", "show", "d0"]);
+    assert!(
+        d0.contains("d0@e1") && !d0.contains(super::MAC),
+        "the old eth0 (e1's peer) took the name d0: {d0}"
+    );
+    assert!(
+        !super::ip_in(&agent, &["link", "show"]).contains("kata-tmp-"),
+        "no temporary name is left"
+    );
+}

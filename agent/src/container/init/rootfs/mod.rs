@@ -1,9 +1,10 @@
 //! The container's root filesystem, set up by the container init inside its
 //! new mount namespace: the spec's mounts (destinations resolved inside the
-//! rootfs), default devices and /dev symlinks, pivot_root (or move + chroot
-//! where pivot_root is impossible, on an initramfs root), then masked and
-//! read-only paths.
+//! rootfs; the cgroup filesystem in `cgroupfs`), default devices and /dev
+//! symlinks, pivot_root (or move + chroot where pivot_root is impossible, on
+//! an initramfs root), then masked and read-only paths.
 
+mod cgroupfs;
 mod device;
 mod mount;
 mod symlink;

@@ -101,7 +101,8 @@ pub fn mount_in_root(rootfs: &Path, m: &Mount) -> Result<()> {
             .with_context(|| format!("remounting {} with {extra:?}", dest.display()))?;
         }
     } else if typ == "cgroup" || typ == "cgroup2" {
-        mount_cgroup(&target, opts.flags).with_context(what)?;
+        super::cgroupfs::mount_cgroupfs(&super::cgroupfs::opener(rootfs, rel), opts.flags)
+            .with_context(what)?;
     } else {
         mount(Some(&source), &target, Some(typ), opts.flags, data).with_context(what)?;
     }
@@ -116,40 +117,6 @@ pub fn mount_in_root(rootfs: &Path, m: &Mount) -> Result<()> {
             None::<&str>,
         )
         .with_context(|| format!("setting the propagation of {}", dest.display()))?;
-    }
-    Ok(())
-}
-
-/// The cgroup filesystem: cgroup2 where the guest is unified, else the
-/// guest's cgroup tree bound recursively (read-only when asked).
-fn mount_cgroup(target: &Path, flags: MsFlags) -> Result<()> {
-    let unified = nix::sys::statfs::statfs("/sys/fs/cgroup")
-        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
-        .unwrap_or(false);
-    if unified {
-        return Ok(mount(
-            Some("cgroup2"),
-            target,
-            Some("cgroup2"),
-            flags,
-            None::<&str>,
-        )?);
-    }
-    mount(
-        Some("/sys/fs/cgroup"),
-        target,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )?;
-    if flags.contains(MsFlags::MS_RDONLY) {
-        mount(
-            None::<&str>,
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None::<&str>,
-        )?;
     }
     Ok(())
 }

@@ -1,6 +1,11 @@
 //! The ttRPC server: binds `agent.server_addr` (vsock by default, a unix
 //! socket for stand-alone runs), serves AgentService and Health until told to
-//! stop.
+//! stop. ttrpc serves the connections; the accept loop (`listener`, which
+//! waits out EMFILE) and the bound on each connection's requests in flight
+//! (`bounded`) are the agent's, around it.
+
+mod bounded;
+mod listener;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -59,8 +64,8 @@ fn prepare_socket_path(addr: &str) -> Result<()> {
     Ok(())
 }
 
-/// Start serving; returns when the agent is asked to stop (SIGTERM/SIGINT in
-/// stand-alone runs). As PID 1 the agent never stops.
+/// Start serving; returns when the agent is asked to stop: SIGTERM/SIGINT in
+/// stand-alone runs, `ctx.stop` (DestroySandbox as PID 1).
 pub async fn serve(ctx: Arc<AgentContext>) -> Result<()> {
     let addr = ctx.config.server_addr.clone();
     validate_server_addr(&addr)?;
@@ -69,8 +74,7 @@ pub async fn serve(ctx: Arc<AgentContext>) -> Result<()> {
     let agent = agent_ttrpc::create_agent_service(Arc::new(AgentService::new(ctx.clone())));
     let health = health_ttrpc::create_health(Arc::new(HealthService));
     let mut server = Server::new()
-        .bind(&addr)
-        .with_context(|| format!("binding {addr}"))?
+        .add_listener(listener::bind(&addr, ctx.logger.clone())?)
         .register_service(agent)
         .register_service(health);
     server
@@ -79,7 +83,7 @@ pub async fn serve(ctx: Arc<AgentContext>) -> Result<()> {
         .with_context(|| format!("starting the ttRPC server on {addr}"))?;
     slog::info!(ctx.logger, "agent is serving"; "address" => &addr);
 
-    wait_for_stop(ctx.init_daemon).await?;
+    wait_for_stop(&ctx).await?;
     slog::info!(ctx.logger, "stopping the agent");
     server
         .shutdown()
@@ -91,16 +95,18 @@ pub async fn serve(ctx: Arc<AgentContext>) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_stop(init_daemon: bool) -> Result<()> {
-    if init_daemon {
-        // PID 1 must never exit: the kernel would panic.
-        std::future::pending::<()>().await;
+async fn wait_for_stop(ctx: &AgentContext) -> Result<()> {
+    if ctx.init_daemon {
+        // PID 1 ignores signals (a stray SIGTERM must not end the guest).
+        ctx.stopped().await;
+        return Ok(());
     }
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     tokio::select! {
         _ = term.recv() => {},
         _ = int.recv() => {},
+        _ = ctx.stopped() => {},
     }
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! `cargo bench -p kata-agent --bench lifecycle` (root; busybox-static).
 //!
 //! 200 cycles of CreateContainer, StartContainer, ReadStdout until EOF +
-//! WaitProcess, RemoveContainer for `true`; prints p50/p99 per step as a
-//! markdown table.
+//! WaitProcess, RemoveContainer for `true`, without and with a seccomp
+//! profile; prints p50/p99 per step as a markdown table for each.
 
 use std::time::{Duration, Instant};
 
@@ -36,15 +36,32 @@ async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
     (r, t.elapsed())
 }
 
+/// A change to the spec under test.
+type Edit = fn(&mut protocols::oci::Spec);
+
+/// The specs measured: none, and a Docker-default-like seccomp profile.
+const PROFILES: &[(&str, Edit)] = &[
+    ("no seccomp profile", |_| {}),
+    ("Docker-like seccomp profile", spec::docker_like_seccomp),
+];
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     test_support::setup!(dir, rootfs);
     let agent = TestAgent::start("").await;
+    for &(profile, edit) in PROFILES {
+        let mut s = cycles(&agent, &rootfs, edit).await;
+        report(profile, &mut s);
+    }
+}
+
+async fn cycles(agent: &TestAgent, rootfs: &std::path::Path, edit: Edit) -> Samples {
     let c = &agent.client;
     let mut s = Samples::default();
     for i in 0..CYCLES + 5 {
         let id = format!("{}-{i}", cu::cid("bench"));
-        let spec = spec::container(&id, &rootfs, &["true"]);
+        let mut spec = spec::container(&id, rootfs, &["true"]);
+        edit(&mut spec);
         let t0 = Instant::now();
         let (r, create) = timed(cu::create(c, &id, spec)).await;
         r.expect("create");
@@ -68,7 +85,11 @@ async fn main() {
         s.remove.push(remove);
         s.total.push(total);
     }
-    println!("\nkata-agent container life cycle, `true`, {CYCLES} cycles (ms)\n");
+    s
+}
+
+fn report(profile: &str, s: &mut Samples) {
+    println!("\nkata-agent container life cycle, `true`, {profile}, {CYCLES} cycles (ms)\n");
     println!("| step | p50 | p99 | max |");
     println!("|---|---|---|---|");
     for (name, v) in [

@@ -21,6 +21,7 @@ pub mod reaper;
 pub mod rpc;
 pub mod safe_path;
 pub mod sandbox;
+pub mod seccomp;
 pub mod server;
 pub mod storage;
 pub mod uevent;

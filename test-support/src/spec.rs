@@ -190,6 +190,133 @@ pub fn broken(cid: &str) -> oci::Spec {
     s
 }
 
+/// One `linux.seccomp.syscalls` entry: `names` get `action` (with
+/// `errno`, when given, as errnoRet).
+pub fn syscall_rule(names: &[&str], action: &str, errno: Option<u32>) -> oci::LinuxSyscall {
+    let mut r = oci::LinuxSyscall::new();
+    r.Names = names.iter().map(|s| s.to_string()).collect();
+    r.Action = action.into();
+    if let Some(e) = errno {
+        r.set_errnoret(e);
+    }
+    r
+}
+
+/// Give the spec a seccomp profile: `default_action` for every syscall no
+/// rule names.
+pub fn set_seccomp(s: &mut oci::Spec, default_action: &str, rules: Vec<oci::LinuxSyscall>) {
+    let mut p = oci::LinuxSeccomp::new();
+    p.DefaultAction = default_action.into();
+    p.Syscalls = rules;
+    s.Linux.mut_or_insert_default().Seccomp = Some(p).into();
+}
+
+/// A profile that lets everything through but mkdir and mkdirat, which fail
+/// with EPERM (names an architecture lacks are skipped: aarch64 has no mkdir).
+pub fn deny_mkdir(s: &mut oci::Spec) {
+    let rule = syscall_rule(&["mkdir", "mkdirat"], "SCMP_ACT_ERRNO", None);
+    set_seccomp(s, "SCMP_ACT_ALLOW", vec![rule]);
+}
+
+/// What Docker's default profile denies outright or allows only with
+/// conditions (clone, personality); everything else is allowed.
+const DOCKER_DENIED: &[&str] = &[
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "clone",
+    "clone3",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "move_pages",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "personality",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "query_module",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setns",
+    "settimeofday",
+    "swapoff",
+    "swapon",
+    "sysfs",
+    "_sysctl",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vm86",
+    "vm86old",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+];
+
+/// A profile shaped like Docker's default (moby profiles/seccomp/default.json):
+/// default ERRNO (EPERM), the three x86 ABIs named, an allow list of every
+/// syscall of the host's table but the denied ones, clone without namespace
+/// flags, personality for its usual values, clone3 failing with ENOSYS.
+pub fn docker_like_seccomp(s: &mut oci::Spec) {
+    let allowed: Vec<&str> = syscalls::Sysno::iter()
+        .map(|n| n.name())
+        .filter(|n| !DOCKER_DENIED.contains(n))
+        .collect();
+    let mut rules = vec![syscall_rule(&allowed, "SCMP_ACT_ALLOW", None)];
+    let arg = |index: u64, value: u64, value_two: u64, op: &str| {
+        let mut a = oci::LinuxSeccompArg::new();
+        a.Index = index;
+        a.Value = value;
+        a.ValueTwo = value_two;
+        a.Op = op.into();
+        a
+    };
+    for persona in [0u64, 8, 0x20000, 0x20008, 0xffff_ffff] {
+        let mut r = syscall_rule(&["personality"], "SCMP_ACT_ALLOW", None);
+        r.Args = vec![arg(0, persona, 0, "SCMP_CMP_EQ")];
+        rules.push(r);
+    }
+    // CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID
+    // | CLONE_NEWNET | CLONE_NEWCGROUP, as Docker masks them.
+    let mut clone = syscall_rule(&["clone"], "SCMP_ACT_ALLOW", None);
+    clone.Args = vec![arg(0, 0x7e02_0000, 0, "SCMP_CMP_MASKED_EQ")];
+    rules.push(clone);
+    rules.push(syscall_rule(&["clone3"], "SCMP_ACT_ERRNO", Some(38)));
+    set_seccomp(s, "SCMP_ACT_ERRNO", rules);
+    if let Some(p) = s.Linux.as_mut().and_then(|l| l.Seccomp.as_mut()) {
+        p.Architectures = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+            .map(String::from)
+            .to_vec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

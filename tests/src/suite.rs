@@ -64,6 +64,7 @@ const ECHO_ID: &str = "e2e-echo";
 const LONG_ID: &str = "e2e-long";
 const BAD_ID: &str = "e2e-bad";
 const EXEC_ID: &str = "e2e-exec-cat";
+const SECCOMP_ID: &str = "e2e-seccomp";
 const SANDBOX_ID: &str = "e2e-sandbox";
 /// The pod uid in the cgroup paths of the suite's own containers.
 const SUITE_POD_UID: &str = "e2e0-suite-uid";
@@ -103,6 +104,7 @@ tests! {
     exec_stdin_round_trip needs [start_long_running];
     stats_container needs [start_long_running];
     signal_process needs [start_long_running];
+    seccomp_denies_mkdir needs [create_sandbox];
     hotplug_disks needs [create_sandbox];
     remove_container needs [create_sandbox];
     bad_spec_rejected needs [health_check];
@@ -252,6 +254,11 @@ async fn get_guest_details(ctx: &mut Ctx) -> Result<()> {
         !details.version.is_empty(),
         "GetGuestDetails: empty agent version"
     );
+    // The guest kernels have seccomp filters on every arch.
+    ensure!(
+        details.supports_seccomp,
+        "GetGuestDetails: supports_seccomp is false"
+    );
     Ok(())
 }
 
@@ -353,12 +360,23 @@ async fn create_sandbox(ctx: &mut Ctx) -> Result<()> {
 
 /// Put a busybox rootfs in the shared dir and create a container running `args`.
 async fn create_container(ctx: &mut Ctx, id: &'static str, args: &[&str]) -> Result<()> {
+    create_container_with(ctx, id, args, |_| {}).await
+}
+
+/// `create_container`, with `edit` applied to the spec.
+async fn create_container_with(
+    ctx: &mut Ctx,
+    id: &'static str,
+    args: &[&str],
+    edit: impl FnOnce(&mut protocols::oci::Spec),
+) -> Result<()> {
     let root = fixture::install_rootfs(&ctx.cfg.shared_dir, &ctx.cfg.busybox, id)?;
     let mut req = CreateContainerRequest::new();
     req.container_id = id.into();
     req.exec_id = id.into();
     let mut oci = spec::container(id, &root, args);
     spec::as_kata_sends(&mut oci, id, SUITE_POD_UID, SANDBOX_ID, PodRole::Container);
+    edit(&mut oci);
     req.OCI = Some(oci).into();
     create_and_start(ctx, &req).await?;
     ctx.created.push(id);
@@ -562,6 +580,21 @@ pub(crate) async fn remove_one(ctx: &Ctx, id: &str) -> Result<()> {
         .remove_container(ctx.ctx(), &req)
         .await
         .rpc(format!("RemoveContainer {id}"))?;
+    Ok(())
+}
+
+/// A container whose seccomp profile denies mkdir gets EPERM for it, and
+/// the rest of its syscalls through (issue 12 point 11).
+async fn seccomp_denies_mkdir(ctx: &mut Ctx) -> Result<()> {
+    let script = "mkdir /made-here 2>&1; echo rc=$?; echo done";
+    create_container_with(ctx, SECCOMP_ID, &["sh", "-c", script], spec::deny_mkdir).await?;
+    let out = read_stdout_until(ctx, SECCOMP_ID, SECCOMP_ID, "done\n").await?;
+    ensure!(
+        out.contains("Operation not permitted") && out.contains("rc=1"),
+        "mkdir under a profile denying it printed {out:?}, expected EPERM"
+    );
+    let status = wait_process(ctx, SECCOMP_ID, SECCOMP_ID).await?;
+    ensure!(status == 0, "the shell exited with {status}, expected 0");
     Ok(())
 }
 

@@ -55,6 +55,8 @@ pub struct Container {
     pub storage_mounts: Vec<String>,
     /// The sync channel to the parked init, until StartContainer.
     pub parked: Option<AgentChannel>,
+    /// linux.seccomp, compiled at create; every process of the container gets it.
+    pub seccomp: Option<crate::seccomp::Filter>,
 }
 
 impl Container {

@@ -165,7 +165,38 @@ fn linux_json(l: &grpc::Linux) -> Result<Value> {
         let resources = crate::cgroups::resources_from_grpc(r).context("linux.resources")?;
         v["resources"] = serde_json::to_value(resources).context("linux.resources")?;
     }
+    if let Some(s) = l.Seccomp.as_ref() {
+        v["seccomp"] = seccomp_json(s);
+    }
     Ok(v)
+}
+
+/// oci-spec checks the names (actions, operators, architectures, flags).
+/// An unset errnoRet stays unset (EPERM then), not 0: a oneof on the wire.
+fn seccomp_json(s: &grpc::LinuxSeccomp) -> Value {
+    let syscalls: Vec<Value> = s
+        .Syscalls
+        .iter()
+        .map(|sc| {
+            let mut v = json!({
+                "names": sc.Names,
+                "action": sc.Action,
+                "args": sc.Args.iter().map(|a| json!({
+                    "index": a.Index, "value": a.Value, "valueTwo": a.ValueTwo, "op": a.Op,
+                })).collect::<Vec<_>>(),
+            });
+            if sc.has_errnoret() {
+                v["errnoRet"] = json!(sc.errnoret());
+            }
+            v
+        })
+        .collect();
+    json!({
+        "defaultAction": s.DefaultAction,
+        "architectures": s.Architectures,
+        "flags": s.Flags,
+        "syscalls": syscalls,
+    })
 }
 
 #[cfg(test)]
@@ -216,6 +247,51 @@ mod tests {
             spec.root().as_ref().unwrap().path().to_str(),
             Some("/run/r/rootfs")
         );
+    }
+
+    fn seccomp(action: &str, errno: Option<u32>) -> grpc::LinuxSeccomp {
+        let mut sc = grpc::LinuxSyscall::new();
+        sc.Names = vec!["mkdirat".into()];
+        sc.Action = action.into();
+        if let Some(e) = errno {
+            sc.set_errnoret(e);
+        }
+        let mut arg = grpc::LinuxSeccompArg::new();
+        arg.Index = 1;
+        arg.Value = 0o777;
+        arg.Op = "SCMP_CMP_EQ".into();
+        sc.Args = vec![arg];
+        let mut s = grpc::LinuxSeccomp::new();
+        s.DefaultAction = "SCMP_ACT_ALLOW".into();
+        s.Architectures = vec!["SCMP_ARCH_X86_64".into()];
+        s.Flags = vec!["SECCOMP_FILTER_FLAG_LOG".into()];
+        s.Syscalls = vec![sc];
+        s
+    }
+
+    #[test]
+    fn converts_a_seccomp_profile() {
+        let mut s = sample();
+        s.Linux.as_mut().unwrap().Seccomp = Some(seccomp("SCMP_ACT_ERRNO", Some(38))).into();
+        let spec = spec_from_grpc(&s).unwrap();
+        let sc = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+        assert_eq!(sc.flags().as_ref().unwrap().len(), 1);
+        let rule = &sc.syscalls().as_ref().unwrap()[0];
+        assert_eq!(rule.errno_ret(), Some(38));
+        assert_eq!(rule.args().as_ref().unwrap()[0].value(), 0o777);
+
+        s.Linux.as_mut().unwrap().Seccomp = Some(seccomp("SCMP_ACT_ERRNO", None)).into();
+        let spec = spec_from_grpc(&s).unwrap();
+        let sc = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+        assert_eq!(sc.syscalls().as_ref().unwrap()[0].errno_ret(), None);
+    }
+
+    #[test]
+    fn rejects_an_unknown_seccomp_action() {
+        let mut s = sample();
+        s.Linux.as_mut().unwrap().Seccomp = Some(seccomp("SCMP_ACT_BOGUS", None)).into();
+        let err = format!("{:#}", spec_from_grpc(&s).unwrap_err());
+        assert!(err.contains("SCMP_ACT_BOGUS"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::AgentContext;
 use crate::error::{Error, Result};
 use crate::guest::copy_file;
 use crate::guest::{clock, entropy, hotplug, metrics, volume};
+use crate::seccomp;
 use crate::storage::drivers;
 use crate::version;
 
@@ -57,10 +58,10 @@ pub async fn get_guest_details(
     details.version = version::AGENT_VERSION.to_string();
     details.init_daemon = ctx.init_daemon;
     details.storage_handlers = drivers::DRIVERS.iter().map(|s| s.to_string()).collect();
-    // Device handlers and seccomp belong to the container life cycle, which
-    // reports none of either yet.
+    // Device handlers belong to the container life cycle, which reports
+    // none yet.
     details.device_handlers = Vec::new();
-    details.supports_seccomp = false;
+    details.supports_seccomp = seccomp::available();
     resp.agent_details = Some(details).into();
     Ok(resp)
 }

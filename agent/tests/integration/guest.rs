@@ -59,6 +59,10 @@ async fn guest_details_report_the_agent() {
     let d = resp.agent_details.as_ref().expect("agent_details");
     assert_eq!(d.version, env!("CARGO_PKG_VERSION"));
     assert!(!d.init_daemon, "a stand-alone agent is not PID 1");
+    // The agent applies linux.seccomp wherever the kernel has seccomp filters.
+    let has_filters = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Seccomp_filters:")));
+    assert_eq!(d.supports_seccomp, has_filters);
     for h in ["virtio-fs", "9p", "blk", "local", "ephemeral", "bind"] {
         assert!(
             d.storage_handlers.iter().any(|s| s == h),

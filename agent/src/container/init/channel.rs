@@ -36,6 +36,8 @@ pub enum Mode {
 pub struct InitConfig {
     pub mode: Mode,
     pub process: Process,
+    /// The container's seccomp filter, installed just before execvp.
+    pub seccomp: Option<crate::seccomp::Filter>,
 }
 
 #[derive(Serialize, Deserialize, Debug)]

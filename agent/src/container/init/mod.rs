@@ -61,7 +61,11 @@ fn run(ch: &mut ChildChannel) -> Result<()> {
         ToInit::Config(c) => *c,
         other => bail!("expected the configuration, got {other:?}"),
     };
-    let InitConfig { mode, process } = config;
+    let InitConfig {
+        mode,
+        process,
+        seccomp,
+    } = config;
     let root = match &mode {
         Mode::Create { spec, .. } => {
             let linux = spec
@@ -92,13 +96,13 @@ fn run(ch: &mut ChildChannel) -> Result<()> {
             None
         }
     };
-    setup::apply(&process)?;
+    setup::apply(&process, seccomp.as_ref())?;
     if let Some(mut fifo) = fifo {
         ch.send(&FromInit::Ready)?;
         let mut byte = [0u8; 1];
         fifo.read_exact(&mut byte).context("waiting on exec.fifo")?;
     }
-    setup::exec(&process)
+    setup::exec(&process, seccomp.as_ref())
 }
 
 /// The rootfs and hostname of a new container; returns exec.fifo, opened

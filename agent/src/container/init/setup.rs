@@ -1,6 +1,12 @@
 //! The process attributes set by the container init just before execvp:
 //! hostname, rlimits, OOM score, session and controlling tty, user and
-//! groups, capabilities, no_new_privileges, cwd, environment.
+//! groups, capabilities, no_new_privileges, cwd, environment, seccomp.
+//!
+//! The seccomp filter goes in as late as it can, so that the profile need
+//! not allow what the init still does: with noNewPrivileges right before
+//! execvp; without, loading a filter needs CAP_SYS_ADMIN, so before the
+//! user and capabilities change (after the bounding set shrank), as runc
+//! and Kata's agent (rustjail/src/container.rs, do_init_child) do it.
 
 use nix::sys::resource::{setrlimit, Resource};
 use std::collections::HashMap;
@@ -10,13 +16,15 @@ use anyhow::{bail, Context, Result};
 use caps::{CapSet, Capability, CapsHashSet};
 use oci_spec::runtime::{LinuxCapabilities, PosixRlimitType, Process};
 
+use crate::seccomp::Filter;
+
 pub fn set_hostname(name: &str) -> Result<()> {
     nix::unistd::sethostname(name).with_context(|| format!("setting the hostname {name:?}"))
 }
 
 /// Everything but the exec. `terminal`: stdio is a pty slave, which becomes
 /// the controlling terminal of the new session.
-pub fn apply(p: &Process) -> Result<()> {
+pub fn apply(p: &Process, seccomp: Option<&Filter>) -> Result<()> {
     set_rlimits(p)?;
     if let Some(adj) = p.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
@@ -33,6 +41,9 @@ pub fn apply(p: &Process) -> Result<()> {
     let caps = p.capabilities().as_ref();
     if let Some(c) = caps {
         drop_bounding(c)?;
+    }
+    if !p.no_new_privileges().unwrap_or(false) {
+        install(seccomp)?;
     }
     stdio_to_user(p.user().uid())?;
     set_user(p)?;
@@ -214,9 +225,16 @@ fn set_search_path(p: &Process) {
     }
 }
 
+fn install(seccomp: Option<&Filter>) -> Result<()> {
+    match seccomp {
+        Some(f) => f.install(),
+        None => Ok(()),
+    }
+}
+
 /// execvpe the process's args with its environment; PATH is the
 /// container's (set by `apply`).
-pub fn exec(p: &Process) -> Result<()> {
+pub fn exec(p: &Process, seccomp: Option<&Filter>) -> Result<()> {
     let mut env = environment(p)?;
     if !env.iter().any(|e| e.as_bytes().starts_with(b"HOME=")) {
         // As Kata's agent (rustjail container.rs): the user's home from the
@@ -234,6 +252,9 @@ pub fn exec(p: &Process) -> Result<()> {
     let Some(prog) = cargs.first() else {
         bail!("the process has no args");
     };
+    if p.no_new_privileges().unwrap_or(false) {
+        install(seccomp)?;
+    }
     let err = nix::unistd::execvpe(prog, &cargs, &env).unwrap_err();
     Err(err).with_context(|| format!("executing {:?}", args[0]))
 }

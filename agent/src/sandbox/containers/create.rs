@@ -18,6 +18,7 @@ use crate::error::{Error, Invalid, Result};
 use crate::process::{Process, ProcessIo};
 use crate::reaper;
 use crate::sandbox::AgentContext;
+use crate::seccomp;
 use crate::storage;
 
 /// Ids being created right now: a second create of the same id must fail
@@ -53,15 +54,7 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
         exec_id,
         cgroup_path,
     } = validate(&req)?;
-    if req
-        .OCI
-        .as_ref()
-        .and_then(|s| s.Linux.as_ref())
-        .is_some_and(|l| l.Seccomp.is_some())
-    {
-        // Kata runtimes send it only with guest seccomp enabled (off by default).
-        slog::warn!(ctx.logger, "seccomp profiles are not applied by this agent"; "container" => &cid);
-    }
+    let seccomp = seccomp_filter(ctx, &cid, &oci)?;
 
     let _reservation = Reservation::take(&cid)
         .ok_or_else(|| Error::invalid(format!("container {cid} is being created already")))?;
@@ -93,7 +86,7 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
         }
     }
     let mut rollback = Rollback::default();
-    match build(ctx, &req, oci, exec_id, &mut rollback).await {
+    match build(ctx, &req, oci, exec_id, seccomp, &mut rollback).await {
         Ok(container) => {
             let mut sandbox = ctx.sandbox.lock().await;
             if let Err(e) = sandbox.note_first_container(container.init.pid) {
@@ -177,6 +170,7 @@ async fn build(
     req: &CreateContainerRequest,
     oci: oci_spec::runtime::Spec,
     exec_id: String,
+    seccomp: Option<seccomp::Filter>,
     rollback: &mut Rollback,
 ) -> Result<Container> {
     let cid = &req.container_id;
@@ -234,6 +228,7 @@ async fn build(
             fifo: bundle.fifo.clone(),
         },
         process,
+        seccomp: seccomp.clone(),
     };
     let pending = launcher::spawn(config, stdio).await?;
     let (pid, exit) = (pending.pid, pending.exit.clone());
@@ -266,5 +261,28 @@ async fn build(
         cgroup,
         storage_mounts,
         parked: Some(channel),
+        seccomp,
     })
+}
+
+/// The spec's linux.seccomp compiled (Kata's runtime sends one only with
+/// guest seccomp enabled); a profile that cannot be applied is refused
+/// here, before anything starts.
+fn seccomp_filter(
+    ctx: &AgentContext,
+    cid: &str,
+    oci: &oci_spec::runtime::Spec,
+) -> Result<Option<seccomp::Filter>> {
+    let Some(profile) = oci.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let compiled = seccomp::compile(profile).invalid()?;
+    slog::debug!(ctx.logger, "seccomp filter compiled";
+        "container" => cid, "instructions" => compiled.filter.len());
+    if !compiled.unknown_names.is_empty() {
+        // As Kata's agent: skipped like libseccomp does, but worth knowing.
+        slog::info!(ctx.logger, "seccomp: syscalls this architecture does not have";
+            "container" => cid, "names" => compiled.unknown_names.join(","));
+    }
+    Ok(Some(compiled.filter))
 }

@@ -31,7 +31,7 @@ pub async fn exec(ctx: &AgentContext, req: ExecProcessRequest) -> Result<()> {
     let cid = &req.container_id;
     let process = validate(&req)?;
 
-    let (init_pid, cgroup) = {
+    let (init_pid, cgroup, seccomp) = {
         let sandbox = ctx.sandbox.lock().await;
         let c = sandbox.container(cid)?;
         if c.status != Status::Running {
@@ -46,12 +46,13 @@ pub async fn exec(ctx: &AgentContext, req: ExecProcessRequest) -> Result<()> {
                 req.exec_id
             )));
         }
-        (c.init.pid, c.cgroup.clone())
+        (c.init.pid, c.cgroup.clone(), c.seccomp.clone())
     };
     let (io, stdio) = ProcessIo::for_process(&process, ctx.config.container_pipe_size)?;
     let config = InitConfig {
         mode: Mode::Exec { init_pid },
         process,
+        seccomp,
     };
     let pending = launcher::spawn(config, stdio).await?;
     let (pid, mut exit) = (pending.pid, pending.exit.clone());

@@ -4,4 +4,5 @@
 mod cycles;
 mod lifecycle;
 mod pod;
+mod seccomp;
 mod security;

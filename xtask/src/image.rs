@@ -92,17 +92,7 @@ fn build(
     let phase = ui::Phase::start(format!("image {arch}: rootfs, initrd, disk image"));
     let epoch = crate::epoch::image()?;
     let out_dir = paths::artifacts_dir(arch);
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-
-    let t = Instant::now();
-    let tree = rootfs::build(arch, recipe, agent, debug_console)?;
-    step("rootfs", t, &format!("{} entries", tree.nodes.len()));
-
-    let t = Instant::now();
-    initrd::write(&tree, epoch, &out_dir.join(INITRD))?;
-    step("initrd", t, &size_of(&out_dir.join(INITRD)));
-
-    write_disk(arch, recipe, fs_kind, &tree, epoch, &out_dir.join(IMAGE))?;
+    let tree = assemble(arch, recipe, fs_kind, debug_console, agent, &out_dir)?;
 
     let packages = rootfs::packages(
         arch,
@@ -148,10 +138,41 @@ fn build(
     write_sbom(arch, epoch, &packages, agent, kernel, &out_dir)?;
     write_sums(&out_dir, &kernel_files(kernel), agent)?;
     phase.done("");
-    Ok(ImageArtifacts {
-        image: out_dir.join(IMAGE),
-        initrd: out_dir.join(INITRD),
-    })
+    Ok(ImageArtifacts::in_dir(&out_dir))
+}
+
+impl ImageArtifacts {
+    fn in_dir(dir: &Path) -> ImageArtifacts {
+        ImageArtifacts {
+            image: dir.join(IMAGE),
+            initrd: dir.join(INITRD),
+        }
+    }
+}
+
+/// The rootfs tree, then the initrd and the disk image built from it, in
+/// `out_dir`.
+fn assemble(
+    arch: Arch,
+    recipe: &Recipe,
+    fs_kind: recipe::Filesystem,
+    debug_console: bool,
+    agent: &Path,
+    out_dir: &Path,
+) -> Result<rootfs::Tree> {
+    let epoch = crate::epoch::image()?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+
+    let t = Instant::now();
+    let tree = rootfs::build(arch, recipe, agent, debug_console)?;
+    step("rootfs", t, &format!("{} entries", tree.nodes.len()));
+
+    let t = Instant::now();
+    initrd::write(&tree, epoch, &out_dir.join(INITRD))?;
+    step("initrd", t, &size_of(&out_dir.join(INITRD)));
+
+    write_disk(arch, recipe, fs_kind, &tree, epoch, &out_dir.join(IMAGE))?;
+    Ok(tree)
 }
 
 /// sbom.spdx.json beside the manifest (see sbom.rs).
@@ -344,4 +365,28 @@ pub fn ensure_built(
     let fs_kind = recipe.image.filesystem;
     build(arch, &recipe, fs_kind, false, agent, kernel)
         .with_context(|| format!("building the {arch} image"))
+}
+
+/// An image that is never shipped, in `out_dir`: `vm test`'s around a loop
+/// agent (see agent::Profile), `bench compare`'s around each agent. The
+/// default recipe and the given agent, assembled apart from the artifacts so
+/// they never mix, without the manifest, SBOM and SHA256SUMS (they describe
+/// what ships; hashing them is the slow part).
+pub fn ensure_scratch_built(arch: Arch, agent: &Path, out_dir: &Path) -> Result<ImageArtifacts> {
+    let recipe = Recipe::load(recipe::DEFAULT_RECIPE)?;
+    let phase = ui::Phase::start(format!(
+        "image {arch}: rootfs, initrd, disk image in {}",
+        out_dir.display()
+    ));
+    assemble(
+        arch,
+        &recipe,
+        recipe.image.filesystem,
+        false,
+        agent,
+        out_dir,
+    )
+    .with_context(|| format!("building the {arch} image in {}", out_dir.display()))?;
+    phase.done("");
+    Ok(ImageArtifacts::in_dir(out_dir))
 }

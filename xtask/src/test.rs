@@ -23,6 +23,10 @@ enum Stage {
     Image,
     /// Boot x86_64 and aarch64 guests and run the end-to-end suite.
     Vm,
+    /// A short benchmark of the x86_64 image (boots, container life
+    /// cycles), its tables in target/reports/ so each run shows a
+    /// regression; nothing in it is timed against a limit.
+    Bench,
 }
 
 #[derive(clap::Args)]
@@ -56,7 +60,16 @@ const VM_ARCHES: &[&str] = &["x86_64", "aarch64"];
 /// test that skips for a missing capability fails (test-support's `skip`).
 const STRICT: (&str, &str) = ("KATA_TESTS_STRICT", "1");
 
-const ALL: [Stage; 4] = [Stage::Cargo, Stage::Smoke, Stage::Image, Stage::Vm];
+const ALL: [Stage; 5] = [
+    Stage::Cargo,
+    Stage::Smoke,
+    Stage::Image,
+    Stage::Vm,
+    Stage::Bench,
+];
+
+/// Where the bench stage leaves its tables (CI uploads the directory).
+const REPORTS: &str = "target/reports";
 
 /// The `cargo xtask` invocations of a stage.
 fn stage_steps(stage: Stage) -> Vec<Vec<&'static str>> {
@@ -71,14 +84,43 @@ fn stage_steps(stage: Stage) -> Vec<Vec<&'static str>> {
             vec!["verify-repro", "--arch", "x86_64"],
         ],
         Stage::Vm => {
+            // CI tests the agent that ships (the release profile the image
+            // stage built), not the developer loop's.
             let mut steps: Vec<Vec<&str>> = VM_ARCHES
                 .iter()
-                .map(|a| vec!["vm", "test", "--arch", a])
+                .map(|a| vec!["vm", "test", "--arch", a, "--profile", "release"])
                 .collect();
             // The drop-in check: Kata's own default QEMU command line.
-            steps.push(vec!["vm", "test", "--arch", "x86_64", "--machine", "kata"]);
+            steps.push(vec![
+                "vm",
+                "test",
+                "--arch",
+                "x86_64",
+                "--machine",
+                "kata",
+                "--profile",
+                "release",
+            ]);
             steps
         }
+        // Boot x3 and life cycle x30 of the release image on the default
+        // machine: about a minute warm.
+        Stage::Bench => vec![vec![
+            "bench",
+            "vm",
+            "--arch",
+            "x86_64",
+            "--machine",
+            "q35-qboot",
+            "--runs",
+            "3",
+            "--lifecycle-runs",
+            "30",
+            "--json",
+            "target/reports/bench-vm-x86_64.json",
+            "--markdown",
+            "target/reports/bench-vm-x86_64.md",
+        ]],
     }
 }
 
@@ -103,6 +145,10 @@ pub fn run(args: Args) -> Result<()> {
     let mut results: Vec<StepResult> = Vec::new();
     for stage in stages {
         let stage_name = stage_name(stage);
+        if stage == Stage::Bench {
+            let dir = crate::paths::repo_root().join(REPORTS);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         if stage == Stage::Cargo {
             let start = Instant::now();
             let ok = run_cargo_tests().is_ok();
@@ -186,6 +232,7 @@ fn stage_name(stage: Stage) -> &'static str {
         Stage::Smoke => "smoke",
         Stage::Image => "image",
         Stage::Vm => "vm",
+        Stage::Bench => "bench",
     }
 }
 
@@ -256,6 +303,21 @@ mod tests {
         let seen = PathBuf::from(format!("{} (deleted)", before.display()));
         assert_eq!(strip_deleted(seen), before);
         assert_eq!(strip_deleted(bin.clone()), bin);
+    }
+
+    /// The bench step writes into the reports dir, and CI tests the
+    /// release agent, never the loop one.
+    #[test]
+    fn bench_reports_land_in_the_reports_dir_and_vm_tests_the_release() {
+        let bench = stage_steps(Stage::Bench).concat();
+        for flag in ["--json", "--markdown"] {
+            let at = bench.iter().position(|a| *a == flag).unwrap();
+            assert!(bench[at + 1].starts_with(REPORTS), "{bench:?}");
+        }
+        for step in stage_steps(Stage::Vm) {
+            let at = step.iter().position(|a| *a == "--profile").unwrap();
+            assert_eq!(step[at + 1], "release", "{step:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use super::qemu::{Boot, Machine};
 use super::{BootMode, VmOpts};
+use crate::agent::Profile;
 use crate::arch::Arch;
 
 /// Kernel and root filesystem of one arch, for any of its machines.
@@ -65,12 +66,22 @@ impl GuestAssets {
     }
 }
 
+/// The agent of `profile`: a release one as `image` takes it (also from
+/// KATA_IMAGE_AGENT), a loop one always built here.
+fn agent(arch: Arch, profile: Profile) -> Result<PathBuf> {
+    match profile {
+        Profile::Release => crate::rootfs::agent_binary(arch, None),
+        Profile::Loop => crate::agent::ensure_built_profile(arch, profile),
+    }
+    .with_context(|| format!("building the agent ({})", profile.name()))
+}
+
 /// Build (or take from the caches) what changed, each step once. Returns
 /// the assets and the agent they contain (None when `--rootfs` was given).
 pub fn resolve(arch: Arch, opts: &VmOpts) -> Result<(GuestAssets, Option<PathBuf>)> {
     let agent = match &opts.rootfs {
         Some(_) => None,
-        None => Some(crate::rootfs::agent_binary(arch, None).context("building the agent")?),
+        None => Some(agent(arch, opts.agent_profile())?),
     };
     let built = if opts.kernel.is_none() || agent.is_some() {
         Some(crate::kernel::ensure_built(arch).context("building the guest kernel")?)
@@ -90,7 +101,12 @@ pub fn resolve(arch: Arch, opts: &VmOpts) -> Result<(GuestAssets, Option<PathBuf
     let rootfs = match (&opts.rootfs, agent.as_deref().zip(built.as_ref())) {
         (Some(r), _) => r.clone(),
         (None, Some((agent, kernel))) => {
-            let image = crate::image::ensure_built(arch, agent, kernel)?;
+            let image = match opts.agent_profile() {
+                Profile::Release => crate::image::ensure_built(arch, agent, kernel)?,
+                Profile::Loop => {
+                    crate::image::ensure_scratch_built(arch, agent, &crate::paths::loop_dir(arch))?
+                }
+            };
             match opts.boot {
                 BootMode::Image => image.image,
                 BootMode::Initrd => image.initrd,

@@ -100,7 +100,12 @@ fn build(arch: Arch, libc: Libc, profile: Profile) -> Result<PathBuf> {
     let route = probe(arch, libc);
     let plan = Plan::new(arch, libc, route, profile)
         .with_context(|| format!("preparing the {} build for {arch}", libc.name()))?;
-    let log = paths::work_dir("agent", arch).join(format!("cargo-{}.log", libc.name()));
+    // One log per profile: a loop build and a release one may run at once.
+    let name = match profile {
+        Profile::Release => format!("cargo-{}.log", libc.name()),
+        Profile::Loop => format!("cargo-{}-{}.log", libc.name(), profile.name()),
+    };
+    let log = paths::work_dir("agent", arch).join(name);
     let out = plan.run(&log)?;
     elf::check(&out, arch).with_context(|| format!("cargo built a wrong binary for {arch}"))?;
     let dest = artifact_path(arch, libc, profile);

@@ -40,12 +40,8 @@ pub struct CompareArgs {
     /// Container life cycles per boot.
     #[arg(long, default_value_t = 10)]
     lifecycle_runs: usize,
-    /// Also write the per-metric results and all samples as JSON here.
-    #[arg(long, value_name = "PATH")]
-    json: Option<PathBuf>,
-    /// Also write the Markdown table here.
-    #[arg(long, value_name = "PATH")]
-    markdown: Option<PathBuf>,
+    #[command(flatten)]
+    out: super::ReportFiles,
     #[command(flatten)]
     opts: VmOpts,
 }
@@ -70,12 +66,7 @@ impl CompareArgs {
                 crate::usage!("{flag} {}: no such file", p.display());
             }
         }
-        crate::report::check_paths(
-            self.json
-                .iter()
-                .chain(self.markdown.iter())
-                .map(PathBuf::as_path),
-        )
+        crate::report::check_paths(self.out.paths())
     }
 }
 
@@ -134,11 +125,8 @@ pub fn run(args: CompareArgs) -> Result<()> {
     let verdicts = verdicts(&samples[0], &samples[1]);
     let table = render(&args, &verdicts, &samples);
     println!("{table}");
-    if let Some(p) = &args.markdown {
-        crate::report::write(p, &table)?;
-    }
-    if let Some(p) = &args.json {
-        let doc = serde_json::json!({
+    args.out.write_markdown(&table)?;
+    args.out.write_json(&serde_json::json!({
             "arch": args.arch.name(),
             "base": args.base,
             "head": args.head,
@@ -146,11 +134,8 @@ pub fn run(args: CompareArgs) -> Result<()> {
             "lifecycle_runs": args.lifecycle_runs,
             "load_average": super::load_average(),
             "metrics": verdicts,
-            "samples": { "base": samples[0], "head": samples[1] },
-        });
-        crate::report::write(p, &(serde_json::to_string_pretty(&doc)? + "\n"))?;
-    }
-    Ok(())
+        "samples": { "base": samples[0], "head": samples[1] },
+    }))
 }
 
 /// The image around `agent` (checked like `image --agent`) in the bench's

@@ -63,15 +63,45 @@ struct VmBenchArgs {
     /// Also write the boot rows as JUnit XML here (a row with a failed boot fails).
     #[arg(long, value_name = "PATH")]
     junit: Option<PathBuf>,
-    /// Also write the results as JSON here: the boot rows (median seconds,
-    /// failures) and the life-cycle report of each arch.
-    #[arg(long, value_name = "PATH")]
-    json: Option<PathBuf>,
-    /// Also write the Markdown tables of every arch here.
-    #[arg(long, value_name = "PATH")]
-    markdown: Option<PathBuf>,
+    #[command(flatten)]
+    out: ReportFiles,
     #[command(flatten)]
     opts: VmOpts,
+}
+
+/// Where a bench also writes its results (`bench vm`: the boot rows and
+/// each arch's life-cycle report; `bench compare`: the verdicts and samples).
+#[derive(clap::Args)]
+struct ReportFiles {
+    /// Also write the results as JSON here.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Also write the Markdown tables here.
+    #[arg(long, value_name = "PATH")]
+    markdown: Option<PathBuf>,
+}
+
+impl ReportFiles {
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.json
+            .iter()
+            .chain(self.markdown.iter())
+            .map(PathBuf::as_path)
+    }
+
+    fn write_markdown(&self, text: &str) -> Result<()> {
+        match &self.markdown {
+            Some(p) => crate::report::write(p, text),
+            None => Ok(()),
+        }
+    }
+
+    fn write_json(&self, doc: &serde_json::Value) -> Result<()> {
+        match &self.json {
+            Some(p) => crate::report::write(p, &(serde_json::to_string_pretty(doc)? + "\n")),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -107,9 +137,8 @@ impl VmBenchArgs {
         crate::report::check_paths(
             self.junit
                 .iter()
-                .chain(self.json.iter())
-                .chain(self.markdown.iter())
-                .map(PathBuf::as_path),
+                .map(PathBuf::as_path)
+                .chain(self.out.paths()),
         )
     }
 }
@@ -164,18 +193,12 @@ fn bench_vm(args: VmBenchArgs) -> Result<()> {
     if let Some(p) = &args.junit {
         crate::report::write(p, &crate::report::junit("bench vm", &cases))?;
     }
-    if let Some(p) = &args.json {
-        let doc = serde_json::json!({
-            "boot": cases,
-            "lifecycle": lifecycles,
-            "load_average": load_average(),
-        });
-        crate::report::write(p, &(serde_json::to_string_pretty(&doc)? + "\n"))?;
-    }
-    if let Some(p) = &args.markdown {
-        crate::report::write(p, &tables)?;
-    }
-    Ok(())
+    args.out.write_json(&serde_json::json!({
+        "boot": cases,
+        "lifecycle": lifecycles,
+        "load_average": load_average(),
+    }))?;
+    args.out.write_markdown(&tables)
 }
 
 /// The host's 1, 5 and 15 minute load averages: TCG timings scale with it.

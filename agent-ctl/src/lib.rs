@@ -8,11 +8,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Without the default `client` feature only [`address`] and [`hvsock`]
-//! remain (plain std: what the xtask needs to reach a guest port).
+//! Without the default `client` feature only [`address`], [`hvsock`] and
+//! [`qmp`] remain (plain std: what the xtask needs to reach a guest port
+//! and QEMU's monitor).
 
 pub mod address;
 pub mod hvsock;
+pub mod qmp;
 
 #[cfg(feature = "client")]
 mod client;

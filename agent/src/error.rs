@@ -22,10 +22,30 @@ pub enum Error {
     /// (UNIMPLEMENTED).
     #[error("{0}")]
     Unimplemented(String),
+    /// What the request waits for did not come in time: a hot-plugged
+    /// device within agent.hotplug_timeout (DEADLINE_EXCEEDED).
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// Something failed inside the agent or the guest (INTERNAL); `{:#}`
     /// keeps the whole context chain of the source.
     #[error("{0:#}")]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+/// Marks an `anyhow` chain as a wait that ran out of time: anywhere in the
+/// chain, it makes the whole error an [`Error::DeadlineExceeded`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DeadlineExceeded(pub String);
+
+impl From<anyhow::Error> for Error {
+    fn from(e: anyhow::Error) -> Error {
+        if e.chain().any(|c| c.is::<DeadlineExceeded>()) {
+            Error::DeadlineExceeded(format!("{e:#}"))
+        } else {
+            Error::Internal(e)
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -47,6 +67,7 @@ impl Error {
             Error::NotFound(m) => Error::NotFound(format!("{what}: {m}")),
             Error::AlreadyExists(m) => Error::AlreadyExists(format!("{what}: {m}")),
             Error::Unimplemented(m) => Error::Unimplemented(format!("{what}: {m}")),
+            Error::DeadlineExceeded(m) => Error::DeadlineExceeded(format!("{what}: {m}")),
             Error::Internal(e) => Error::Internal(e.context(what.to_string())),
         }
     }
@@ -80,5 +101,18 @@ mod tests {
             .invalid()
             .unwrap_err();
         assert_eq!(e.to_string(), "id: no '/'");
+    }
+
+    #[test]
+    fn a_deadline_anywhere_in_the_chain_is_the_kind() {
+        let e = Error::from(
+            anyhow::Error::from(DeadlineExceeded("timed out waiting for vdb".into()))
+                .context("scsi storage for /run/x"),
+        );
+        assert!(matches!(&e, Error::DeadlineExceeded(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "scsi storage for /run/x: timed out waiting for vdb"
+        );
     }
 }

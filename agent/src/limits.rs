@@ -26,6 +26,11 @@ pub const MAX_ARGS: u64 = 65_536;
 /// Entries of a spec's `mounts` (a pod's volumes, secrets and the defaults).
 pub const MAX_MOUNTS: u64 = 4_096;
 
+/// Device rules in force for one container (its spec's and its updates',
+/// after Kata's 13 defaults): one per device the runtime passes, and each
+/// costs a few instructions of the container's BPF program.
+pub const MAX_DEVICE_RULES: u64 = 1_024;
+
 /// A request value over its bound.
 #[derive(Debug)]
 pub struct OverLimit {

@@ -56,6 +56,7 @@ pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
             Part::Up => {
                 resolved.pop();
             }
+            Part::Dot => {}
             Part::Name(name) => {
                 let candidate = join_all(root, &resolved).join(&name);
                 let target = match std::fs::symlink_metadata(&candidate) {
@@ -104,6 +105,21 @@ pub fn open_in_root(root: &Path, unsafe_path: &Path, flags: i32) -> Result<Owned
     })
 }
 
+/// `open_in_root`'s two resolvers, each on its own: openat2's and the
+/// walk's (the fallback for kernels without openat2). Both must give the
+/// same answer; pub so the differential fuzz target (`fuzz/`) checks it.
+pub fn open_in_root_each(
+    root: &Path,
+    unsafe_path: &Path,
+    flags: i32,
+) -> Result<[Result<OwnedFd, Errno>; 2]> {
+    let root_fd = open_root(root)?;
+    Ok([
+        openat2_in_root(&root_fd, unsafe_path, flags),
+        walk_in_root(&root_fd, unsafe_path, flags),
+    ])
+}
+
 /// Create every missing directory of `unsafe_path` inside `root` (with `mode`)
 /// and return an O_PATH descriptor of the last one. Each step is resolved by
 /// the kernel inside `root`, so a racing symlink cannot move the creation out.
@@ -147,6 +163,8 @@ pub fn fd_path(fd: &OwnedFd) -> Result<PathBuf> {
 enum Part {
     Root,
     Up,
+    /// `.` (only `walk_parts` makes it).
+    Dot,
     Name(OsString),
 }
 
@@ -257,6 +275,32 @@ fn is_symlink(fd: &OwnedFd) -> Result<bool, Errno> {
     Ok(st.st_mode & libc::S_IFMT == libc::S_IFLNK)
 }
 
+fn is_dir(fd: &OwnedFd) -> Result<bool, Errno> {
+    let st = nix::sys::stat::fstat(fd)?;
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+/// A path's parts as the kernel walks them, for `walk_in_root`: unlike
+/// `Path::components`, a `.` and a trailing `/` are kept (as `Dot`), since
+/// each asks for a directory where they stand.
+fn walk_parts(path: &[u8]) -> VecDeque<Part> {
+    let mut parts = VecDeque::new();
+    if path.starts_with(b"/") {
+        parts.push_back(Part::Root);
+    }
+    for name in path.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
+        parts.push_back(match name {
+            b"." => Part::Dot,
+            b".." => Part::Up,
+            n => Part::Name(OsStr::from_bytes(n).to_os_string()),
+        });
+    }
+    if path.ends_with(b"/") && parts.iter().any(|p| matches!(p, Part::Name(_))) {
+        parts.push_back(Part::Dot);
+    }
+    parts
+}
+
 /// The target of a symlink opened with O_PATH|O_NOFOLLOW.
 fn read_link_fd(fd: &OwnedFd) -> Result<OsString, Errno> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize];
@@ -284,7 +328,7 @@ fn read_link_fd(fd: &OwnedFd) -> Result<OsString, Errno> {
 /// re-resolved by path.
 fn walk_in_root(root: &OwnedFd, path: &Path, flags: i32) -> Result<OwnedFd, Errno> {
     let mut stack: Vec<OwnedFd> = Vec::new();
-    let mut pending = components_of(path);
+    let mut pending = walk_parts(path.as_os_str().as_bytes());
     let mut links = 0;
     let dir_of = |stack: &Vec<OwnedFd>| stack.last().unwrap_or(root).as_raw_fd();
     while let Some(part) = pending.pop_front() {
@@ -297,6 +341,9 @@ fn walk_in_root(root: &OwnedFd, path: &Path, flags: i32) -> Result<OwnedFd, Errn
                 stack.pop();
                 continue;
             }
+            // Everything on the stack is a directory: `.` stays there
+            // (and, last, opens it below).
+            Part::Dot => continue,
             Part::Name(name) => name,
         };
         let last = pending.is_empty();
@@ -313,10 +360,15 @@ fn walk_in_root(root: &OwnedFd, path: &Path, flags: i32) -> Result<OwnedFd, Errn
                 return Err(Errno::ELOOP);
             }
             let target = read_link_fd(&probe)?;
-            let mut expanded = components_of(Path::new(&target));
+            let mut expanded = walk_parts(target.as_bytes());
             expanded.extend(pending.drain(..));
             pending = expanded;
             continue;
+        }
+        // As the kernel: `..`, `.` or `/` after a name needs a directory
+        // (a file there is ENOTDIR, never a lexical step back).
+        if !last && !is_dir(&probe)? {
+            return Err(Errno::ENOTDIR);
         }
         if last {
             if flags & libc::O_PATH != 0 && flags & libc::O_DIRECTORY == 0 {
@@ -370,7 +422,7 @@ mod tests {
     fn tree() -> tempfile::TempDir {
         let t = tempfile::tempdir().expect("tempdir");
         let r = t.path();
-        std::fs::create_dir(r.join("dir")).expect("mkdir");
+        std::fs::create_dir_all(r.join("dir/sub")).expect("mkdir");
         std::fs::write(r.join("dir/file"), "inside").expect("write");
         symlink("/etc", r.join("abs")).expect("symlink");
         symlink("../../..", r.join("rel")).expect("symlink");
@@ -452,6 +504,33 @@ mod tests {
             let fd = open(&root_fd, Path::new("rel"), libc::O_PATH | libc::O_DIRECTORY)
                 .unwrap_or_else(|e| panic!("{which}: rel: {e}"));
             assert_eq!(opened_inside(r, &fd), r.canonicalize().expect("canonical"));
+        }
+    }
+
+    /// Regression (found by the safe_path fuzz target's differential
+    /// check): the walk took `..` after a file, and a trailing `/` or `.`
+    /// on a file, lexically, where the kernel's openat2 says ENOTDIR, so
+    /// the fallback opened paths the primary refuses.
+    #[test]
+    fn the_walk_refuses_non_directories_mid_path_like_openat2() {
+        let t = tree();
+        let root_fd = open_root(t.path()).expect("root");
+        for (which, open) in OPENERS {
+            for input in ["dir/file/../file", "dir/file/", "dir/file/.", "dir/file/./"] {
+                let err = open(&root_fd, Path::new(input), libc::O_PATH)
+                    .map(|fd| fd_path(&fd).expect("fd path"))
+                    .expect_err(input);
+                assert_eq!(err, Errno::ENOTDIR, "{which}: {input}");
+            }
+            // `.` and `..` after a directory stay what they are.
+            for input in ["dir/./../dir/file", "dir/sub/./..//file", "./dir/file"] {
+                let fd = open(&root_fd, Path::new(input), libc::O_PATH)
+                    .unwrap_or_else(|e| panic!("{which}: {input}: {e}"));
+                assert!(
+                    opened_inside(t.path(), &fd).ends_with("dir/file"),
+                    "{which}: {input}"
+                );
+            }
         }
     }
 

@@ -11,15 +11,19 @@
 //!   after them (bundle, cgroups, mounts, fds, children);
 //! - [`cgroup`]: cgroup paths, a child that waits for "go", clean-up, and
 //!   re-running a test in a private mount namespace;
-//! - [`rpc`]: the status of a failed RPC.
+//! - [`rpc`]: the status of a failed RPC;
+//! - [`sysfs`]: fake sysfs trees (devices, PCI buses, SCSI hosts);
+//! - [`loopdev`]: an ext4 loop device standing in for a disk.
 
 pub mod agent;
 pub mod cgroup;
 pub mod container;
+pub mod loopdev;
 pub mod rootfs;
 pub mod rpc;
 pub mod skip;
 pub mod spec;
+pub mod sysfs;
 
 pub use agent::TestAgent;
 

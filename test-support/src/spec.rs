@@ -132,6 +132,56 @@ pub fn add_mount(s: &mut oci::Spec, dest: &str, typ: &str, source: &str, options
     s.Mounts.push(mount(dest, typ, source, options));
 }
 
+/// Which kind of pod container a spec is, in the CRI annotations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodRole {
+    /// The pause container (the sandbox's first, whose id is the sandbox's).
+    Sandbox,
+    /// An application container of the pod.
+    Container,
+}
+
+/// Turn `s` into what Kata's runtime sends for container `id` of pod
+/// `pod_uid` whose sandbox (pause) container is `sandbox_id`:
+/// - namespaces as kata_agent.go leaves them: handlePidNamespace drops the
+///   `pid` entry (the agent adds one), constrainGRPCSpec drops `network`,
+///   `cgroup` and `time` and empties every path;
+/// - containerd's cgroupfs path for a Burstable pod,
+///   `/kubepods/burstable/pod<uid>/<id>`;
+/// - the annotations containerd's CRI plugin and Kata's shim write
+///   (`io.kubernetes.cri.*`, `io.katacontainers.pkg.oci.*`).
+pub fn as_kata_sends(s: &mut oci::Spec, id: &str, pod_uid: &str, sandbox_id: &str, role: PodRole) {
+    if let Some(linux) = s.Linux.as_mut() {
+        linux
+            .Namespaces
+            .retain(|ns| !["pid", "network", "cgroup", "time"].contains(&ns.Type.as_str()));
+        for ns in linux.Namespaces.iter_mut() {
+            ns.Path.clear();
+        }
+    }
+    let (cri, kata) = match role {
+        PodRole::Sandbox => ("sandbox", "pod_sandbox"),
+        PodRole::Container => ("container", "pod_container"),
+    };
+    for (k, v) in [
+        ("io.kubernetes.cri.container-type", cri),
+        ("io.kubernetes.cri.sandbox-id", sandbox_id),
+        ("io.kubernetes.cri.sandbox-name", "e2e-pod"),
+        ("io.kubernetes.cri.sandbox-namespace", "default"),
+        ("io.kubernetes.cri.sandbox-uid", pod_uid),
+        ("io.katacontainers.pkg.oci.container_type", kata),
+    ] {
+        s.Annotations.insert(k.into(), v.into());
+    }
+    s.Annotations.insert(
+        "io.katacontainers.pkg.oci.bundle_path".into(),
+        format!("/run/containerd/io.containerd.runtime.v2.task/k8s.io/{id}"),
+    );
+    if let Some(linux) = s.Linux.as_mut() {
+        linux.CgroupsPath = format!("/kubepods/burstable/pod{pod_uid}/{id}");
+    }
+}
+
 /// A spec the agent must refuse: no process and no root.
 pub fn broken(cid: &str) -> oci::Spec {
     let mut s = oci::Spec::new();
@@ -170,5 +220,32 @@ mod tests {
             Some("/tmp")
         );
         assert!(broken("x").Process.is_none() && broken("x").Root.is_none());
+    }
+
+    #[test]
+    fn as_kata_sends_drops_pid_and_sets_cri_annotations() {
+        let mut s = container("c1", "/r", &["true"]);
+        if let Some(l) = s.Linux.as_mut() {
+            let mut net = oci::LinuxNamespace::new();
+            net.Type = "network".into();
+            net.Path = "/var/run/netns/x".into();
+            l.Namespaces.push(net);
+            l.Namespaces[1].Path = "/proc/1/ns/ipc".into();
+        }
+        as_kata_sends(&mut s, "c1", "uid1", "pause1", PodRole::Container);
+        let linux = s.Linux.as_ref().expect("linux section");
+        let ns: Vec<&str> = linux.Namespaces.iter().map(|n| n.Type.as_str()).collect();
+        assert_eq!(ns, ["ipc", "uts", "mount"]);
+        assert!(linux.Namespaces.iter().all(|n| n.Path.is_empty()));
+        assert_eq!(linux.CgroupsPath, "/kubepods/burstable/poduid1/c1");
+        assert_eq!(
+            s.Annotations["io.kubernetes.cri.container-type"],
+            "container"
+        );
+        assert_eq!(s.Annotations["io.kubernetes.cri.sandbox-id"], "pause1");
+        assert_eq!(
+            s.Annotations["io.katacontainers.pkg.oci.container_type"],
+            "pod_container"
+        );
     }
 }

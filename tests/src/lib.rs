@@ -3,7 +3,9 @@
 
 pub mod client;
 pub mod fixture;
+pub mod hotplug;
 pub mod lifecycle;
+pub mod pod;
 pub mod report;
 pub mod serial;
 pub mod suite;

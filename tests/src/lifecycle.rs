@@ -13,7 +13,7 @@ use protocols::agent::{
 };
 
 use agent_ctl::{AgentClient, RpcResultExt};
-use test_support::spec;
+use test_support::spec::{self, PodRole};
 
 use crate::client::connect_until;
 use crate::{fixture, suite};
@@ -94,7 +94,15 @@ async fn create_start_wait(
     let mut create = CreateContainerRequest::new();
     create.container_id = id.into();
     create.exec_id = id.into();
-    create.OCI = Some(spec::container(id, root, &["true"])).into();
+    let mut oci = spec::container(id, root, &["true"]);
+    spec::as_kata_sends(
+        &mut oci,
+        id,
+        "bench0-pod-uid",
+        SANDBOX_ID,
+        PodRole::Container,
+    );
+    create.OCI = Some(oci).into();
     agent
         .agent
         .create_container(ctx.clone(), &create)

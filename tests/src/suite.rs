@@ -16,15 +16,21 @@ use agent_ctl::{describe, AgentClient, RpcResultExt};
 use anyhow::{bail, ensure, Context, Result};
 use protocols::agent::{
     CloseStdinRequest, CreateContainerRequest, CreateSandboxRequest, DestroySandboxRequest,
-    ExecProcessRequest, GuestDetailsRequest, ReadStreamRequest, RemoveContainerRequest,
-    SignalProcessRequest, StartContainerRequest, StatsContainerRequest, Storage,
-    WaitProcessRequest, WriteStreamRequest,
+    ExecProcessRequest, GetIPTablesRequest, GuestDetailsRequest, ReadStreamRequest,
+    RemoveContainerRequest, SetIPTablesRequest, SignalProcessRequest, StartContainerRequest,
+    StatsContainerRequest, Storage, WaitProcessRequest, WriteStreamRequest,
 };
 use protocols::health::{health_check_response::ServingStatus, CheckRequest};
 
-use test_support::spec;
+use test_support::spec::{self, PodRole};
 
 use crate::fixture;
+use crate::hotplug;
+use crate::pod::{
+    pod_app_container, pod_config_map_update, pod_exec_background_child_eof, pod_hotplug_memory,
+    pod_loopback, pod_online_cpus, pod_pause_container, pod_ps_shows_own_processes,
+    pod_teardown_leaves_no_mount, pod_volumes,
+};
 use crate::report::{Outcome, Verdict};
 
 pub struct SuiteConfig {
@@ -46,6 +52,12 @@ pub struct SuiteConfig {
     pub only: Vec<String>,
     /// QEMU's pid: stop waiting for the agent once it has exited.
     pub vm_pid: Option<u32>,
+    /// QEMU's QMP socket (the hot-plug tests and the pod scenario; they skip or fail without it).
+    pub qmp_socket: Option<PathBuf>,
+    /// The guest can take a hot-added vCPU (see pod::pod_online_cpus).
+    pub cpu_hotplug: bool,
+    /// The machine takes a pc-dimm (ACPI memory hot-plug).
+    pub dimm_hotplug: bool,
 }
 
 const ECHO_ID: &str = "e2e-echo";
@@ -53,6 +65,9 @@ const LONG_ID: &str = "e2e-long";
 const BAD_ID: &str = "e2e-bad";
 const EXEC_ID: &str = "e2e-exec-cat";
 const SANDBOX_ID: &str = "e2e-sandbox";
+/// The pod uid in the cgroup paths of the suite's own containers.
+const SUITE_POD_UID: &str = "e2e0-suite-uid";
+const DISKS_ID: &str = "e2e-disks";
 
 /// One test of the suite: its name (the function's), the tests that must
 /// have passed before it, and the function.
@@ -81,14 +96,26 @@ tests! {
     health_check needs [];
     get_guest_details needs [health_check];
     agent_options_from_cmdline needs [health_check];
+    iptables_round_trip needs [health_check];
     create_sandbox needs [health_check];
     container_echo_hello needs [create_sandbox];
     start_long_running needs [create_sandbox];
     exec_stdin_round_trip needs [start_long_running];
     stats_container needs [start_long_running];
     signal_process needs [start_long_running];
+    hotplug_disks needs [create_sandbox];
     remove_container needs [create_sandbox];
     bad_spec_rejected needs [health_check];
+    pod_pause_container needs [create_sandbox];
+    pod_online_cpus needs [pod_pause_container];
+    pod_hotplug_memory needs [pod_pause_container];
+    pod_app_container needs [pod_online_cpus];
+    pod_volumes needs [pod_app_container];
+    pod_config_map_update needs [pod_app_container];
+    pod_ps_shows_own_processes needs [pod_app_container];
+    pod_loopback needs [pod_app_container];
+    pod_exec_background_child_eof needs [pod_app_container];
+    pod_teardown_leaves_no_mount needs [pod_app_container];
     destroy_sandbox needs [create_sandbox];
 }
 
@@ -112,7 +139,7 @@ impl std::fmt::Display for SkipTest {
 impl std::error::Error for SkipTest {}
 
 pub struct Ctx {
-    cfg: SuiteConfig,
+    pub(crate) cfg: SuiteConfig,
     agent: Option<AgentClient>,
     passed: HashSet<&'static str>,
     /// Containers created so far, for remove_container.
@@ -120,11 +147,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn agent(&self) -> Result<&AgentClient> {
+    pub(crate) fn agent(&self) -> Result<&AgentClient> {
         self.agent.as_ref().context("no connection to the agent")
     }
 
-    fn ctx(&self) -> ttrpc::context::Context {
+    pub(crate) fn ctx(&self) -> ttrpc::context::Context {
         ttrpc::context::with_timeout(self.cfg.rpc_timeout.as_nanos() as i64)
     }
 }
@@ -256,12 +283,66 @@ async fn agent_options_from_cmdline(ctx: &mut Ctx) -> Result<()> {
     crate::serial::check_agent_debug_log(&ctx.cfg.serial_log)
 }
 
+/// A filter table with a chain and a rule only this test sets, for a
+/// documentation source address (RFC 5737, RFC 3849).
+fn iptables_rules(source: &str) -> String {
+    format!(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         :KATA-E2E - [0:0]\n-A INPUT -s {source} -j KATA-E2E\n-A KATA-E2E -j DROP\nCOMMIT\n"
+    )
+}
+
+/// GetIPTables / SetIPTables through the image's iptables-save/-restore, as
+/// Kata's agent runs them (src/agent/src/rpc.rs get_ip_tables,
+/// set_ip_tables; Kata's rootfs has iptables, rootfs-builder/ubuntu/config.sh):
+/// the rules set come back from the guest's kernel as a table, for IPv4 and
+/// IPv6. Then the filter tables are emptied again.
+async fn iptables_round_trip(ctx: &mut Ctx) -> Result<()> {
+    let agent = &ctx.agent()?.agent;
+    for (v6, source) in [(false, "192.0.2.7/32"), (true, "2001:db8::7/128")] {
+        let family = if v6 { "IPv6" } else { "IPv4" };
+        let mut set = SetIPTablesRequest::new();
+        set.is_ipv6 = v6;
+        set.data = iptables_rules(source).into_bytes();
+        agent
+            .set_ip_tables(ctx.ctx(), &set)
+            .await
+            .rpc(format!("SetIPTables ({family})"))?;
+        let mut get = GetIPTablesRequest::new();
+        get.is_ipv6 = v6;
+        let got = agent
+            .get_ip_tables(ctx.ctx(), &get)
+            .await
+            .rpc(format!("GetIPTables ({family})"))?;
+        let text = String::from_utf8_lossy(&got.data);
+        let rule = format!("-A INPUT -s {source} -j KATA-E2E");
+        for want in ["*filter", ":KATA-E2E - [0:0]", rule.as_str(), "COMMIT"] {
+            ensure!(
+                text.contains(want),
+                "GetIPTables ({family}) lacks {want:?}:\n{text}"
+            );
+        }
+        set.data =
+            b"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+                .to_vec();
+        agent
+            .set_ip_tables(ctx.ctx(), &set)
+            .await
+            .rpc(format!("SetIPTables ({family}, empty filter table)"))?;
+    }
+    Ok(())
+}
+
 async fn create_sandbox(ctx: &mut Ctx) -> Result<()> {
     let mut req = CreateSandboxRequest::new();
     req.hostname = "kata-e2e".into();
     req.sandbox_id = SANDBOX_ID.into();
     req.sandbox_pidns = false;
-    req.storages = vec![shared_storage(&ctx.cfg.share)?];
+    // The shared directory, and the pod's shm (kata_agent.go setupStorages).
+    req.storages = vec![
+        shared_storage(&ctx.cfg.share)?,
+        crate::pod::sandbox_shm_storage(),
+    ];
     ctx.agent()?
         .agent
         .create_sandbox(ctx.ctx(), &req)
@@ -276,15 +357,24 @@ async fn create_container(ctx: &mut Ctx, id: &'static str, args: &[&str]) -> Res
     let mut req = CreateContainerRequest::new();
     req.container_id = id.into();
     req.exec_id = id.into();
-    req.OCI = Some(spec::container(id, &root, args)).into();
+    let mut oci = spec::container(id, &root, args);
+    spec::as_kata_sends(&mut oci, id, SUITE_POD_UID, SANDBOX_ID, PodRole::Container);
+    req.OCI = Some(oci).into();
+    create_and_start(ctx, &req).await?;
+    ctx.created.push(id);
+    Ok(())
+}
+
+/// CreateContainer, then StartContainer.
+pub(crate) async fn create_and_start(ctx: &Ctx, req: &CreateContainerRequest) -> Result<()> {
+    let id = &req.container_id;
     ctx.agent()?
         .agent
-        .create_container(ctx.ctx(), &req)
+        .create_container(ctx.ctx(), req)
         .await
         .rpc(format!("CreateContainer {id}"))?;
-    ctx.created.push(id);
     let mut start = StartContainerRequest::new();
-    start.container_id = id.into();
+    start.container_id = id.clone();
     ctx.agent()?
         .agent
         .start_container(ctx.ctx(), &start)
@@ -293,17 +383,37 @@ async fn create_container(ctx: &mut Ctx, id: &'static str, args: &[&str]) -> Res
     Ok(())
 }
 
+/// One ReadStdout of up to 4 KiB: the data, or the RPC's error (the outer
+/// error: no connection).
+pub(crate) async fn read_stdout_once(
+    ctx: &Ctx,
+    id: &str,
+    exec_id: &str,
+) -> Result<std::result::Result<Vec<u8>, ttrpc::Error>> {
+    let mut req = ReadStreamRequest::new();
+    req.container_id = id.into();
+    req.exec_id = exec_id.into();
+    req.len = 4096;
+    Ok(ctx
+        .agent()?
+        .agent
+        .read_stdout(ctx.ctx(), &req)
+        .await
+        .map(|r| r.data))
+}
+
 /// ReadStdout until `want` has arrived (or the stream ends).
-async fn read_stdout_until(ctx: &Ctx, id: &str, exec_id: &str, want: &str) -> Result<String> {
+pub(crate) async fn read_stdout_until(
+    ctx: &Ctx,
+    id: &str,
+    exec_id: &str,
+    want: &str,
+) -> Result<String> {
     let mut got = Vec::new();
     while !String::from_utf8_lossy(&got).contains(want) {
-        let mut req = ReadStreamRequest::new();
-        req.container_id = id.into();
-        req.exec_id = exec_id.into();
-        req.len = 4096;
-        match ctx.agent()?.agent.read_stdout(ctx.ctx(), &req).await {
-            Ok(resp) if resp.data.is_empty() => break,
-            Ok(resp) => got.extend_from_slice(&resp.data),
+        match read_stdout_once(ctx, id, exec_id).await? {
+            Ok(data) if data.is_empty() => break,
+            Ok(data) => got.extend_from_slice(&data),
             Err(e) if !got.is_empty() => {
                 bail!(
                     "ReadStdout {id}/{exec_id} ended ({}) after {:?}, expected {want:?}",
@@ -317,7 +427,7 @@ async fn read_stdout_until(ctx: &Ctx, id: &str, exec_id: &str, want: &str) -> Re
     Ok(String::from_utf8_lossy(&got).into_owned())
 }
 
-async fn wait_process(ctx: &Ctx, id: &str, exec_id: &str) -> Result<i32> {
+pub(crate) async fn wait_process(ctx: &Ctx, id: &str, exec_id: &str) -> Result<i32> {
     let mut req = WaitProcessRequest::new();
     req.container_id = id.into();
     req.exec_id = exec_id.into();
@@ -442,20 +552,113 @@ async fn signal_process(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+/// RemoveContainer with Kata's 10 s timeout.
+pub(crate) async fn remove_one(ctx: &Ctx, id: &str) -> Result<()> {
+    let mut req = RemoveContainerRequest::new();
+    req.container_id = id.into();
+    req.timeout = 10;
+    ctx.agent()?
+        .agent
+        .remove_container(ctx.ctx(), &req)
+        .await
+        .rpc(format!("RemoveContainer {id}"))?;
+    Ok(())
+}
+
+/// Hot-plug a virtio-blk disk and a scsi-hd through QMP, then
+/// CreateContainer with the first as a `blk` device (the host's numbers
+/// 8:16 in the spec) and the second as a `scsi` volume with an fsGroup, as
+/// Kata's runtime sends them. The container reads the disk through its
+/// node (renumbered by the agent) and the volume's file, owned by the
+/// group.
+async fn hotplug_disks(ctx: &mut Ctx) -> Result<()> {
+    let Some(socket) = ctx.cfg.qmp_socket.clone() else {
+        return Err(SkipTest("no --qmp-socket to hot-plug through".into()).into());
+    };
+    let mut qmp = agent_ctl::qmp::Qmp::connect(&socket, ctx.cfg.rpc_timeout)?;
+    if !hotplug::machine_can_hotplug(&mut qmp)? {
+        return Err(SkipTest(
+            "this machine has no pcie-root-port rp0 and virtio-scsi scsi0".into(),
+        )
+        .into());
+    }
+    let plugged = hotplug::plug_disks(&mut qmp)?;
+    let root = fixture::install_rootfs(&ctx.cfg.shared_dir, &ctx.cfg.busybox, DISKS_ID)?;
+    let script = format!(
+        "grep -o -m1 {} /dev/e2e-blk; head -c 1082 /dev/e2e-blk | tail -c 2 | od -x; \
+         cat /data/scsi.txt; echo; echo gid=$(stat -c %g /data); echo END",
+        hotplug::BLK_MARKER
+    );
+    let mut oci = spec::container(DISKS_ID, &root, &["/bin/sh", "-c", &script]);
+    let volume = hotplug::scsi_volume(&plugged, 1234);
+    spec::add_mount(
+        &mut oci,
+        "/data",
+        "bind",
+        &volume.mount_point,
+        &["rbind", "rw"],
+    );
+    let linux = oci.Linux.as_mut().context("the spec has no linux")?;
+    let mut dev = protocols::oci::LinuxDevice::new();
+    dev.Path = "/dev/e2e-blk".into();
+    dev.Type = "b".into();
+    dev.Major = 8;
+    dev.Minor = 16;
+    dev.FileMode = 0o660;
+    linux.Devices.push(dev);
+    let mut rule = protocols::oci::LinuxDeviceCgroup::new();
+    rule.Allow = true;
+    rule.Type = "b".into();
+    rule.Major = 8;
+    rule.Minor = 16;
+    rule.Access = "rwm".into();
+    linux.Resources.mut_or_insert_default().Devices.push(rule);
+    let mut req = CreateContainerRequest::new();
+    req.container_id = DISKS_ID.into();
+    req.exec_id = DISKS_ID.into();
+    req.OCI = Some(oci).into();
+    req.devices = vec![hotplug::blk_device(&plugged, "/dev/e2e-blk")];
+    req.storages = vec![volume];
+    ctx.agent()?
+        .agent
+        .create_container(ctx.ctx(), &req)
+        .await
+        .rpc(format!(
+            "CreateContainer {DISKS_ID} (blk {}, scsi {})",
+            plugged.blk_pci_path, plugged.scsi_addr
+        ))?;
+    ctx.created.push(DISKS_ID);
+    let mut start = StartContainerRequest::new();
+    start.container_id = DISKS_ID.into();
+    ctx.agent()?
+        .agent
+        .start_container(ctx.ctx(), &start)
+        .await
+        .rpc(format!("StartContainer {DISKS_ID}"))?;
+    let out = read_stdout_until(ctx, DISKS_ID, DISKS_ID, "END").await?;
+    let status = wait_process(ctx, DISKS_ID, DISKS_ID).await?;
+    ensure!(status == 0, "the disk reader exited with {status}: {out:?}");
+    for (want, what) in [
+        (
+            hotplug::BLK_MARKER,
+            "the virtio-blk disk's content through /dev/e2e-blk",
+        ),
+        ("ef53", "ext4's magic through /dev/e2e-blk"),
+        (hotplug::SCSI_MARKER, "the file on the scsi volume"),
+        ("gid=1234", "the volume's fsGroup"),
+    ] {
+        ensure!(out.contains(want), "{what}: {want:?} not in {out:?}");
+    }
+    Ok(())
+}
+
 async fn remove_container(ctx: &mut Ctx) -> Result<()> {
     ensure!(
         !ctx.created.is_empty(),
         "no container was created to remove"
     );
     for id in ctx.created.clone() {
-        let mut req = RemoveContainerRequest::new();
-        req.container_id = id.into();
-        req.timeout = 10;
-        ctx.agent()?
-            .agent
-            .remove_container(ctx.ctx(), &req)
-            .await
-            .rpc(format!("RemoveContainer {id}"))?;
+        remove_one(ctx, id).await?;
     }
     // A removed container is gone: asking for its stats must fail.
     let mut req = StatsContainerRequest::new();

@@ -6,6 +6,7 @@ mod disk;
 mod fs;
 mod initrd;
 pub mod manifest;
+pub mod verity;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ pub const IMAGE: &str = "kata-containers.img";
 pub const INITRD: &str = "kata-containers-initrd.img";
 pub const MANIFEST: &str = "manifest.json";
 pub const SUMS: &str = "SHA256SUMS";
+/// A measured root's `kernel_verity_params` (Kata's root_hash_<variant>.txt).
+pub const ROOT_HASH: &str = "root_hash.txt";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,6 +37,10 @@ pub struct Args {
     /// The disk image's filesystem (default: the recipe's [image] filesystem).
     #[arg(long, value_enum)]
     fs: Option<recipe::Filesystem>,
+    /// A measured root: add the dm-verity hash partition (default: the
+    /// recipe's [image] verity).
+    #[arg(long)]
+    verity: bool,
     /// Add the recipe's debug_console packages and /bin/sh (agent.debug_console).
     #[arg(long)]
     debug_console: bool,
@@ -46,6 +53,9 @@ pub struct Args {
     /// `--version` runs under qemu-user.
     #[arg(long, value_name = "PATH")]
     agent: Option<PathBuf>,
+    /// The kernel profile to ship (default: the recipe's `kernel_profile`).
+    #[arg(long, value_enum)]
+    kernel_profile: Option<kernel::Profile>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -58,11 +68,14 @@ pub fn run(args: Args) -> Result<()> {
     crate::setup::ensure_host_packages(&["image"], &[])?;
     for arch in args.arch.arches() {
         let start = Instant::now();
-        let fs_kind = args.fs.unwrap_or(recipe.image.filesystem);
+        let disk = DiskOpts {
+            fs: args.fs.unwrap_or(recipe.image.filesystem),
+            verity: args.verity || recipe.image.verity,
+        };
         // The agent first: a compile error shows before the kernel build.
         let agent = rootfs::agent_binary(arch, args.agent.as_deref())?;
-        let kernel = kernel::ensure_built(arch)?;
-        build(arch, &recipe, fs_kind, args.debug_console, &agent, &kernel)
+        let kernel = kernel_of(arch, &recipe, args.kernel_profile)?;
+        build(arch, &recipe, disk, args.debug_console, &agent, &kernel)
             .with_context(|| format!("building the {arch} image"))?;
         ui::info(format!(
             "xtask image: {arch} done in {:.1} s -> {}",
@@ -79,12 +92,22 @@ pub fn run(args: Args) -> Result<()> {
 pub struct ImageArtifacts {
     pub image: PathBuf,
     pub initrd: PathBuf,
+    /// The measured root's parameters, when the image has one.
+    pub verity: Option<verity::Verity>,
+}
+
+/// How the disk image is laid out: its filesystem, and whether the hash
+/// partition of a measured root follows it.
+#[derive(Clone, Copy, Debug)]
+pub struct DiskOpts {
+    pub fs: recipe::Filesystem,
+    pub verity: bool,
 }
 
 fn build(
     arch: Arch,
     recipe: &Recipe,
-    fs_kind: recipe::Filesystem,
+    disk: DiskOpts,
     debug_console: bool,
     agent: &Path,
     kernel: &kernel::KernelArtifacts,
@@ -92,7 +115,7 @@ fn build(
     let phase = ui::Phase::start(format!("image {arch}: rootfs, initrd, disk image"));
     let epoch = crate::epoch::image()?;
     let out_dir = paths::artifacts_dir(arch);
-    let tree = assemble(arch, recipe, fs_kind, debug_console, agent, &out_dir)?;
+    let (tree, measured) = assemble(arch, recipe, disk, debug_console, agent, &out_dir)?;
 
     let packages = rootfs::packages(
         arch,
@@ -110,7 +133,7 @@ fn build(
             file_sha256: sha256_file(&Recipe::path(&recipe.name))?,
             lock_sha256: sha256_file(&lock::lock_path(&recipe.name))?,
             init: tree.init.clone(),
-            filesystem: fs_kind.name().to_string(),
+            filesystem: disk.fs.name().to_string(),
             debug_console,
         },
         packages: packages
@@ -131,6 +154,7 @@ fn build(
             entries: tree.nodes.len(),
             fs_uuid: fs::Ids::from_digest(&tree.digest).uuid,
         },
+        verity: measured.clone(),
         toolchain: manifest::toolchain(),
         outputs: outputs(&out_dir)?,
     };
@@ -138,28 +162,29 @@ fn build(
     write_sbom(arch, epoch, &packages, agent, kernel, &out_dir)?;
     write_sums(&out_dir, &kernel_files(kernel), agent)?;
     phase.done("");
-    Ok(ImageArtifacts::in_dir(&out_dir))
+    Ok(ImageArtifacts::in_dir(&out_dir, measured))
 }
 
 impl ImageArtifacts {
-    fn in_dir(dir: &Path) -> ImageArtifacts {
+    fn in_dir(dir: &Path, verity: Option<verity::Verity>) -> ImageArtifacts {
         ImageArtifacts {
             image: dir.join(IMAGE),
             initrd: dir.join(INITRD),
+            verity,
         }
     }
 }
 
-/// The rootfs tree, then the initrd and the disk image built from it, in
-/// `out_dir`.
+/// The rootfs tree, then the initrd and the disk image built from it (and
+/// root_hash.txt for a measured root), in `out_dir`.
 fn assemble(
     arch: Arch,
     recipe: &Recipe,
-    fs_kind: recipe::Filesystem,
+    disk: DiskOpts,
     debug_console: bool,
     agent: &Path,
     out_dir: &Path,
-) -> Result<rootfs::Tree> {
+) -> Result<(rootfs::Tree, Option<verity::Verity>)> {
     let epoch = crate::epoch::image()?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
@@ -171,8 +196,22 @@ fn assemble(
     initrd::write(&tree, epoch, &out_dir.join(INITRD))?;
     step("initrd", t, &size_of(&out_dir.join(INITRD)));
 
-    write_disk(arch, recipe, fs_kind, &tree, epoch, &out_dir.join(IMAGE))?;
-    Ok(tree)
+    let (_, measured) = write_disk(arch, recipe, disk, &tree, epoch, &out_dir.join(IMAGE))?;
+    write_root_hash(out_dir, measured.as_ref())?;
+    Ok((tree, measured))
+}
+
+/// root_hash.txt beside a measured image; none beside another (a stale one
+/// from an earlier build would describe a different image).
+fn write_root_hash(dir: &Path, measured: Option<&verity::Verity>) -> Result<()> {
+    let path = dir.join(ROOT_HASH);
+    match measured {
+        Some(v) => write_file(&path, &format!("{}\n", v.kata_params())),
+        None if path.exists() => {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
+        }
+        None => Ok(()),
+    }
 }
 
 /// sbom.spdx.json beside the manifest (see sbom.rs).
@@ -261,6 +300,9 @@ fn write_sums(dir: &Path, kernel_files: &[PathBuf], agent: &Path) -> Result<()> 
         .iter()
         .map(|s| s.to_string())
         .collect();
+    if dir.join(ROOT_HASH).is_file() {
+        names.push(ROOT_HASH.to_string());
+    }
     for f in kernel_files
         .iter()
         .chain(std::iter::once(&agent.to_path_buf()))
@@ -313,30 +355,45 @@ pub fn disk_image(
 ) -> Result<u64> {
     let epoch = crate::epoch::image()?;
     let tree = rootfs::build(arch, recipe, agent, false)?;
-    write_disk(arch, recipe, fs_kind, &tree, epoch, out)
+    let disk = DiskOpts {
+        fs: fs_kind,
+        verity: false,
+    };
+    write_disk(arch, recipe, disk, &tree, epoch, out).map(|(len, _)| len)
 }
 
+/// The disk image at `out`; returns its size and, for a measured root, the
+/// verity parameters.
 fn write_disk(
     arch: Arch,
     recipe: &Recipe,
-    fs_kind: recipe::Filesystem,
+    disk: DiskOpts,
     tree: &rootfs::Tree,
     epoch: i64,
     out: &Path,
-) -> Result<u64> {
+) -> Result<(u64, Option<verity::Verity>)> {
     let t = Instant::now();
     let work = paths::work_dir("image", arch);
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let fs_file = work.join(format!("rootfs.{}", fs_kind.name()));
-    let fs_len = fs::make(fs_kind, tree, &recipe.image, epoch, &fs_file)?;
+    let fs_file = work.join(format!("rootfs.{}", disk.fs.name()));
+    let fs_len = fs::make(disk.fs, tree, &recipe.image, epoch, &fs_file)?;
+    let hash_file = work.join("rootfs.verity");
+    let measured = disk
+        .verity
+        .then(|| measure(&fs_file, &tree.digest, &hash_file))
+        .transpose()?;
+    let mut parts = vec![fs_file.as_path()];
+    if measured.is_some() {
+        parts.push(&hash_file);
+    }
     let disk_len = disk::write(
-        &fs_file,
+        &parts,
         out,
         recipe.image.align_mib << 20,
         disk::disk_id(&tree.digest),
     )?;
     step(
-        fs_kind.name(),
+        disk.fs.name(),
         t,
         &format!(
             "filesystem {} KiB, disk image {} KiB",
@@ -344,7 +401,28 @@ fn write_disk(
             disk_len / 1024
         ),
     );
-    Ok(disk_len)
+    if let Some(v) = &measured {
+        ui::detail(format!(
+            "xtask image:   verity  root hash {}, {} data blocks",
+            v.root_hash, v.data_blocks
+        ));
+    }
+    Ok((disk_len, measured))
+}
+
+/// Pad the filesystem to the hash partition's MiB boundary (the data
+/// device is the whole first partition, as in Kata's image) and write its
+/// hash tree to `hash_file`.
+fn measure(fs_file: &Path, digest: &str, hash_file: &Path) -> Result<verity::Verity> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(fs_file)
+        .with_context(|| format!("opening {}", fs_file.display()))?;
+    let len = f.metadata()?.len();
+    f.set_len(len.div_ceil(disk::PART_ALIGN) * disk::PART_ALIGN)
+        .with_context(|| format!("padding {}", fs_file.display()))?;
+    drop(f);
+    verity::write_tree(fs_file, &verity::salt_for(digest), hash_file)
 }
 
 fn step(name: &str, start: Instant, detail: &str) {
@@ -354,16 +432,40 @@ fn step(name: &str, start: Instant, detail: &str) {
     ));
 }
 
+/// The kernel an image of `recipe` ships: the profile given
+/// (`--kernel-profile`), else the recipe's `kernel_profile`.
+pub fn kernel_of(
+    arch: Arch,
+    recipe: &Recipe,
+    profile: Option<kernel::Profile>,
+) -> Result<kernel::KernelArtifacts> {
+    kernel::ensure_built_profile(arch, profile.unwrap_or(recipe.recipe.kernel_profile))
+}
+
+/// The kernel of the default recipe's image (`vm test`, `release`,
+/// `verify-repro`), or of `profile` when given.
+pub fn default_kernel(
+    arch: Arch,
+    profile: Option<kernel::Profile>,
+) -> Result<kernel::KernelArtifacts> {
+    kernel_of(arch, &Recipe::load(recipe::DEFAULT_RECIPE)?, profile)
+}
+
 /// What `vm test` boots: the image and initrd of the default recipe, built
 /// from the given agent and kernel (the rootfs packages come from their cache).
+/// `verity` asks for a measured root whatever the recipe says.
 pub fn ensure_built(
     arch: Arch,
     agent: &Path,
     kernel: &kernel::KernelArtifacts,
+    verity: bool,
 ) -> Result<ImageArtifacts> {
     let recipe = Recipe::load(recipe::DEFAULT_RECIPE)?;
-    let fs_kind = recipe.image.filesystem;
-    build(arch, &recipe, fs_kind, false, agent, kernel)
+    let disk = DiskOpts {
+        fs: recipe.image.filesystem,
+        verity: verity || recipe.image.verity,
+    };
+    build(arch, &recipe, disk, false, agent, kernel)
         .with_context(|| format!("building the {arch} image"))
 }
 
@@ -372,21 +474,24 @@ pub fn ensure_built(
 /// default recipe and the given agent, assembled apart from the artifacts so
 /// they never mix, without the manifest, SBOM and SHA256SUMS (they describe
 /// what ships; hashing them is the slow part).
-pub fn ensure_scratch_built(arch: Arch, agent: &Path, out_dir: &Path) -> Result<ImageArtifacts> {
+/// `verity` as for [`ensure_built`].
+pub fn ensure_scratch_built(
+    arch: Arch,
+    agent: &Path,
+    out_dir: &Path,
+    verity: bool,
+) -> Result<ImageArtifacts> {
     let recipe = Recipe::load(recipe::DEFAULT_RECIPE)?;
+    let disk = DiskOpts {
+        fs: recipe.image.filesystem,
+        verity: verity || recipe.image.verity,
+    };
     let phase = ui::Phase::start(format!(
         "image {arch}: rootfs, initrd, disk image in {}",
         out_dir.display()
     ));
-    assemble(
-        arch,
-        &recipe,
-        recipe.image.filesystem,
-        false,
-        agent,
-        out_dir,
-    )
-    .with_context(|| format!("building the {arch} image in {}", out_dir.display()))?;
+    let (_, measured) = assemble(arch, &recipe, disk, false, agent, out_dir)
+        .with_context(|| format!("building the {arch} image in {}", out_dir.display()))?;
     phase.done("");
-    Ok(ImageArtifacts::in_dir(out_dir))
+    Ok(ImageArtifacts::in_dir(out_dir, measured))
 }

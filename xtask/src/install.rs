@@ -29,8 +29,6 @@ use crate::paths;
 
 const RECORD: &str = ".kata-image-install.json";
 const DROP_IN: &str = "50-kata-image.toml";
-/// Kata's KERNELPARAMS: a drop-in's kernel_params replaces the base config's.
-const KATA_KERNEL_PARAMS: &str = "cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -117,6 +115,9 @@ struct Built {
     arch: String,
     kernel: BuiltKernel,
     recipe: BuiltRecipe,
+    /// A measured root's parameters (absent for an image without one).
+    #[serde(default)]
+    verity: Option<image::verity::Verity>,
 }
 
 #[derive(Deserialize)]
@@ -175,15 +176,23 @@ pub fn plan(
         to: share.join(format!("config-{version}")),
     });
     items.push(Item::Write {
-        text: drop_in(&share, &m.recipe.filesystem, boot),
+        text: drop_in(&share, &m.recipe.filesystem, boot, arch, m.verity.as_ref()),
         to: drop_in_dir(prefix).join(DROP_IN),
     });
     Ok(items)
 }
 
 /// The configuration.toml drop-in: Kata's runtime reads config.d/*.toml over
-/// its base configuration, so only these keys change.
-fn drop_in(share: &Path, filesystem: &str, boot: crate::vm::BootMode) -> String {
+/// its base configuration, so only these keys change. A measured image
+/// brings its `kernel_verity_params`, from which the runtime writes the
+/// dm-verity root (hypervisor.go GetKernelRootParams).
+fn drop_in(
+    share: &Path,
+    filesystem: &str,
+    boot: crate::vm::BootMode,
+    arch: Arch,
+    verity: Option<&image::verity::Verity>,
+) -> String {
     let image = share.join(image::IMAGE);
     let initrd = share.join(image::INITRD);
     // Kata refuses a configuration with both image and initrd set.
@@ -197,6 +206,12 @@ fn drop_in(share: &Path, filesystem: &str, boot: crate::vm::BootMode) -> String 
             format!("# image = \"{}\"", image.display()),
         ),
     };
+    let verity = match (boot, verity) {
+        (crate::vm::BootMode::Image, Some(v)) => {
+            format!("kernel_verity_params = \"{}\"\n", v.kata_params())
+        }
+        _ => String::new(),
+    };
     format!(
         "# Written by `cargo xtask install` (kata-image): the guest kernel and\n\
          # root filesystem of this installation. Remove this file to go back.\n\
@@ -205,8 +220,10 @@ fn drop_in(share: &Path, filesystem: &str, boot: crate::vm::BootMode) -> String 
          {root}\n\
          {other}\n\
          rootfs_type = \"{filesystem}\"\n\
-         kernel_params = \"{KATA_KERNEL_PARAMS}\"\n",
+         kernel_params = \"{}\"\n\
+         {verity}",
         share.join("vmlinux.container").display(),
+        crate::vm::kata::kernel_params(arch),
     )
 }
 
@@ -368,12 +385,49 @@ mod tests {
             share.join("vmlinux.container").display().to_string()
         );
         assert_eq!(q["rootfs_type"].as_str(), Some("ext4"));
+        assert!(
+            q.get("kernel_verity_params").is_none(),
+            "not a measured image"
+        );
         // Installing again replaces only what it installed: no --force needed.
         apply(&items, &prefix, false).unwrap();
         let initrd = plan(Arch::X86_64, &from, &prefix, BootMode::Initrd).unwrap();
         apply(&initrd, &prefix, false).unwrap();
         let conf = fs::read_to_string(drop_in_dir(&prefix).join(DROP_IN)).unwrap();
         assert!(conf.contains("\ninitrd = ") && conf.contains("\n# image = "));
+    }
+
+    /// A measured image's drop-in sets Kata's kernel_verity_params
+    /// (configuration-qemu-coco-dev.toml.in), for the image only.
+    #[test]
+    fn a_measured_image_brings_its_kernel_verity_params() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = artifacts(dir.path());
+        let path = from.join(image::MANIFEST);
+        let mut m: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        m["verity"] = serde_json::json!({
+            "root_hash": "ab", "salt": "cd", "data_blocks": 9,
+            "data_block_size": 4096, "hash_block_size": 4096, "hash_algorithm": "sha256"
+        });
+        fs::write(&path, m.to_string()).unwrap();
+        let prefix = dir.path().join("opt/kata");
+        let conf = |boot| {
+            let items = plan(Arch::X86_64, &from, &prefix, boot).unwrap();
+            let text = items
+                .iter()
+                .find_map(|i| match i {
+                    Item::Write { text, .. } => Some(text.clone()),
+                    _ => None,
+                })
+                .unwrap();
+            toml::from_str::<toml::Value>(&text).unwrap()["hypervisor"]["qemu"].clone()
+        };
+        assert_eq!(
+            conf(BootMode::Image)["kernel_verity_params"].as_str(),
+            Some("root_hash=ab,salt=cd,data_blocks=9,data_block_size=4096,hash_block_size=4096")
+        );
+        assert!(conf(BootMode::Initrd).get("kernel_verity_params").is_none());
     }
 
     #[test]
@@ -413,6 +467,30 @@ mod tests {
             fs::read_link(share.join("vmlinux.container")).unwrap(),
             PathBuf::from("vmlinux-6.12.95-0123456789ab")
         );
+    }
+
+    /// The drop-in's kernel_params are the ones `--machine kata` boots with:
+    /// on aarch64 they keep the virtconsole as /dev/console (vm::kata).
+    #[test]
+    fn drop_in_kernel_params_are_the_kata_machines() {
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let conf = drop_in(Path::new("/s"), "ext4", BootMode::Image, arch, None);
+            let v: toml::Value = toml::from_str(&conf).unwrap();
+            assert_eq!(
+                v["hypervisor"]["qemu"]["kernel_params"].as_str(),
+                Some(crate::vm::kata::kernel_params(arch).as_str())
+            );
+        }
+        assert!(drop_in(
+            Path::new("/s"),
+            "ext4",
+            BootMode::Image,
+            Arch::Aarch64,
+            None
+        )
+        .contains(
+            "kernel_params = \"cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 acpi=nospcr\""
+        ));
     }
 
     #[test]

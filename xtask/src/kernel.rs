@@ -113,13 +113,9 @@ fn print_summary(k: &KernelArtifacts) {
     println!("  cache key: {}", k.cache_key);
 }
 
-/// The pinned kernel of the default profile (`kata`) for `arch`, built if the
-/// cache does not have it yet. This is what the image and VM steps call.
-pub fn ensure_built(arch: Arch) -> Result<KernelArtifacts> {
-    ensure_built_profile(arch, Profile::Kata)
-}
-
 /// The pinned kernel of `profile` for `arch`, built if the cache lacks it.
+/// The image and VM steps call it with their recipe's `kernel_profile`
+/// (`image::kernel_of`).
 pub fn ensure_built_profile(arch: Arch, profile: Profile) -> Result<KernelArtifacts> {
     let opts = Options {
         source: Source::from_pin(&source::read_pin()?)?,

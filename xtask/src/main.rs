@@ -11,6 +11,7 @@ mod cmd;
 mod doctor;
 mod epoch;
 mod fetch;
+mod fuzz;
 mod image;
 mod install;
 mod kernel;
@@ -93,6 +94,8 @@ enum Command {
     Bench(bench::Args),
     /// The whole test suite as CI runs it (provisions what it needs).
     Test(test::Args),
+    /// Coverage-guided fuzzing of what the agent reads from the wire (`fuzz --list`, `fuzz --target T --time 10m`).
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -149,5 +152,6 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Vm(args) => vm::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Test(args) => test::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
     }
 }

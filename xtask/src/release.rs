@@ -58,8 +58,8 @@ pub fn run(args: Args) -> Result<()> {
         } else {
             // The agent first (fails fastest), then the kernel, then the image of both.
             let agent = crate::rootfs::agent_binary(arch, None)?;
-            let kernel = crate::kernel::ensure_built(arch)?;
-            image::ensure_built(arch, &agent, &kernel)
+            let kernel = image::default_kernel(arch, None)?;
+            image::ensure_built(arch, &agent, &kernel, false)
                 .with_context(|| format!("building the {arch} image"))?;
         }
         assets.extend(bundle(arch, &artifacts, &args.out)?);

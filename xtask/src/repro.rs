@@ -29,6 +29,9 @@ pub struct Args {
     /// The disk image's filesystem (default: the recipe's).
     #[arg(long, value_enum)]
     fs: Option<crate::rootfs::recipe::Filesystem>,
+    /// Build a measured root (`image --verity`) and compare its root hash.
+    #[arg(long)]
+    verity: bool,
     /// Build the kernel in each tree too, with a private cache (about 10 min each).
     #[arg(long)]
     rebuild_kernel: bool,
@@ -75,7 +78,10 @@ fn verify_arch(args: &Args, arch: Arch, base: &Path) -> Result<()> {
     let (da, db) = (artifacts(&trees.a, arch), artifacts(&trees.b, arch));
     let keep = base.join(format!("{arch}-differences"));
     let _ = fs::remove_dir_all(&keep);
-    let diffs = compare_dirs(&da, &db)?;
+    let mut diffs = compare_dirs(&da, &db)?;
+    if args.verity {
+        diffs.extend(compare_root_hashes(&da, &db)?);
+    }
     if diffs.is_empty() {
         eprintln!("verify-repro: {arch}: both builds are identical, byte for byte");
         return Ok(());
@@ -122,7 +128,7 @@ impl Seed {
             eprintln!(
                 "verify-repro: {arch}: kernel NOT rebuilt: taken from the shared cache (--rebuild-kernel to include it)"
             );
-            let k = crate::kernel::ensure_built(arch)?;
+            let k = crate::image::default_kernel(arch, None)?;
             let mut files = vec![k.image, k.config];
             files.extend(k.pvh_vmlinux);
             files.retain(|f| f.is_file());
@@ -234,7 +240,32 @@ fn build_in(tree: &Path, base: &Path, arch: Arch, args: &Args, seed: &Seed) -> R
     if let Some(fs) = args.fs {
         words.extend(["--fs", fs.name()]);
     }
+    if args.verity {
+        words.push("--verity");
+    }
     step(&words)
+}
+
+/// The measured root's hash in both builds' manifests: equal, or a
+/// difference (a missing one is one too).
+fn compare_root_hashes(a: &Path, b: &Path) -> Result<Option<Difference>> {
+    let (ha, hb) = (root_hash(a)?, root_hash(b)?);
+    match (&ha, &hb) {
+        (Some(x), Some(y)) if x == y => {
+            eprintln!("verify-repro:   root hash  {x}  equal in both builds");
+            Ok(None)
+        }
+        _ => Ok(Some(Difference::RootHash { a: ha, b: hb })),
+    }
+}
+
+/// `verity.root_hash` of the manifest in `dir`, if it has one.
+fn root_hash(dir: &Path) -> Result<Option<String>> {
+    let path = dir.join(crate::image::MANIFEST);
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(v["verity"]["root_hash"].as_str().map(str::to_string))
 }
 
 /// One artifact that is not the same in both builds.
@@ -254,6 +285,11 @@ pub enum Difference {
         name: String,
         first: u64,
     },
+    /// The measured roots' hashes (None: that manifest has none).
+    RootHash {
+        a: Option<String>,
+        b: Option<String>,
+    },
 }
 
 impl std::fmt::Display for Difference {
@@ -266,6 +302,10 @@ impl std::fmt::Display for Difference {
             },
             Difference::Bytes { name, first } => {
                 write!(f, "{name}: first difference at byte {first} (0x{first:x})")
+            }
+            Difference::RootHash { a, b } => {
+                let or_none = |h: &Option<String>| h.clone().unwrap_or_else(|| "none".into());
+                write!(f, "root hash: {} vs {}", or_none(a), or_none(b))
             }
         }
     }
@@ -372,6 +412,8 @@ fn keep_copies(diffs: &[Difference], a: &Path, b: &Path, keep: &Path) {
             Difference::Missing { name, .. }
             | Difference::Size { name, .. }
             | Difference::Bytes { name, .. } => name,
+            // Both manifests differ too and are kept under their name.
+            Difference::RootHash { .. } => continue,
         };
         for (side, dir) in [("a", a), ("b", b)] {
             let dest = keep.join(side);
@@ -410,12 +452,18 @@ mod tests {
         assert_eq!(first_difference(&a, &b).unwrap(), None);
     }
 
-    #[test]
-    fn compares_directories_and_names_each_difference() {
+    /// Two empty artifact dirs `a` and `b` in a temp dir (kept alive by the first).
+    fn two_dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let d = tempfile::tempdir().unwrap();
         let (a, b) = (d.path().join("a"), d.path().join("b"));
         fs::create_dir_all(&a).unwrap();
         fs::create_dir_all(&b).unwrap();
+        (d, a, b)
+    }
+
+    #[test]
+    fn compares_directories_and_names_each_difference() {
+        let (_d, a, b) = two_dirs();
         for dir in [&a, &b] {
             fs::write(dir.join("same"), b"xyz").unwrap();
         }
@@ -445,5 +493,22 @@ mod tests {
             ]
         );
         assert!(diffs[0].to_string().contains("byte 2"));
+    }
+
+    #[test]
+    fn root_hashes_are_compared_from_the_manifests() {
+        let (_d, a, b) = two_dirs();
+        let manifest = |dir: &Path, json: &str| fs::write(dir.join("manifest.json"), json).unwrap();
+        manifest(&a, r#"{"verity": {"root_hash": "aa"}}"#);
+        manifest(&b, r#"{"verity": {"root_hash": "aa"}}"#);
+        assert_eq!(compare_root_hashes(&a, &b).unwrap(), None);
+        manifest(&b, r#"{"verity": {"root_hash": "bb"}}"#);
+        let diff = compare_root_hashes(&a, &b).unwrap().unwrap();
+        assert_eq!(diff.to_string(), "root hash: aa vs bb");
+        // No measured root at all is a difference when one was asked for.
+        manifest(&a, "{}");
+        manifest(&b, "{}");
+        let diff = compare_root_hashes(&a, &b).unwrap().unwrap();
+        assert_eq!(diff.to_string(), "root hash: none vs none");
     }
 }

@@ -2,6 +2,7 @@
 //! and its package lock (rootfs/<recipe>.lock); `rootfs lock` refreshes the lock.
 
 mod apt;
+mod chrony;
 pub mod debs;
 pub mod lock;
 pub mod recipe;
@@ -85,7 +86,7 @@ pub fn run(args: Args) -> Result<()> {
 
 /// The packages a build of `recipe` for `arch` unpacks, from the lock: the
 /// recipe's list (plus the debug-console packages when asked), or, for a
-/// recipe that resolves dependencies, the whole locked closure of the arch
+/// recipe that resolves dependencies or has `extra` packages, the whole locked closure of the arch
 /// (the debug-console packages themselves only when asked; a dependency they
 /// share with the rest stays).
 pub fn packages(
@@ -95,11 +96,12 @@ pub fn packages(
     debug_console: bool,
 ) -> Result<Vec<LockEntry>> {
     let mut wanted = recipe.packages.install.clone();
+    wanted.extend(recipe.packages.extra.iter().cloned());
     if debug_console {
         wanted.extend(recipe.packages.debug_console.iter().cloned());
     }
     let mut entries = lock.select(arch, &wanted)?;
-    if recipe.packages.resolve_dependencies {
+    if recipe.takes_closure() {
         let optional = &recipe.packages.debug_console;
         entries = lock
             .for_arch(arch)
@@ -142,15 +144,11 @@ fn relock(name: &str) -> Result<()> {
     let mut entries = Vec::new();
     for arch in Arch::ALL {
         eprintln!("xtask rootfs lock: resolving {name} for {}", arch.debian());
-        let resolved = apt::resolve(
-            arch,
-            &recipe.lock_roots(),
-            recipe.packages.resolve_dependencies,
-            &recipe.packages.exclude,
-        )?;
-        for e in resolved {
-            if !entries.contains(&e) {
-                entries.push(e);
+        for (roots, follow) in recipe.lock_groups() {
+            for e in apt::resolve(arch, &roots, follow, &recipe.packages.exclude)? {
+                if !entries.contains(&e) {
+                    entries.push(e);
+                }
             }
         }
     }
@@ -226,6 +224,7 @@ mod tests {
     #[test]
     fn selects_listed_packages_or_the_closure() {
         let mut r = Recipe::load("agent-init").unwrap();
+        r.packages.extra.clear();
         let names = |v: Vec<LockEntry>| v.into_iter().map(|e| e.name).collect::<Vec<_>>();
         let plain = packages(Arch::X86_64, &r, &lock(), false).unwrap();
         assert_eq!(names(plain), ["ca-certificates"]);
@@ -234,6 +233,11 @@ mod tests {
         r.packages.resolve_dependencies = true;
         let closure = packages(Arch::X86_64, &r, &lock(), false).unwrap();
         assert_eq!(names(closure), ["ca-certificates", "libc6"]);
+        // EXTRA_PKGS bring their closure into a recipe that lists exactly.
+        r.packages.resolve_dependencies = false;
+        r.packages.extra = vec!["libc6".into()];
+        let extra = packages(Arch::X86_64, &r, &lock(), false).unwrap();
+        assert_eq!(names(extra), ["ca-certificates", "libc6"]);
         assert!(packages(Arch::S390x, &r, &lock(), true).is_err());
     }
 }

@@ -16,6 +16,8 @@ use crate::{cmd, report, setup, ui};
 enum Stage {
     /// cargo test --workspace (unit and integration tests; root-only tests run as root).
     Cargo,
+    /// Build the instrumented fuzz driver and run each fuzz target briefly.
+    Fuzz,
     /// Cross-build the agent for x86_64, aarch64, ppc64le and s390x and
     /// smoke-test each under qemu-user.
     Smoke,
@@ -60,8 +62,14 @@ const VM_ARCHES: &[&str] = &["x86_64", "aarch64"];
 /// test that skips for a missing capability fails (test-support's `skip`).
 const STRICT: (&str, &str) = ("KATA_TESTS_STRICT", "1");
 
-const ALL: [Stage; 5] = [
+/// How long CI fuzzes each target: a smoke run that keeps the targets
+/// building and finds shallow bugs (`cargo xtask fuzz --target T --time
+/// 10m` is the long run).
+const FUZZ_TIME: &str = "10s";
+
+const ALL: [Stage; 6] = [
     Stage::Cargo,
+    Stage::Fuzz,
     Stage::Smoke,
     Stage::Image,
     Stage::Vm,
@@ -72,17 +80,37 @@ const ALL: [Stage; 5] = [
 const REPORTS: &str = "target/reports";
 
 /// The `cargo xtask` invocations of a stage.
-fn stage_steps(stage: Stage) -> Vec<Vec<&'static str>> {
-    match stage {
+fn stage_steps(stage: Stage) -> Result<Vec<Vec<String>>> {
+    let owned = |steps: Vec<Vec<&str>>| -> Vec<Vec<String>> {
+        steps
+            .into_iter()
+            .map(|s| s.into_iter().map(String::from).collect())
+            .collect()
+    };
+    Ok(match stage {
         Stage::Cargo => vec![],
-        Stage::Smoke => SMOKE_ARCHES
-            .iter()
-            .map(|a| vec!["agent", "--arch", a, "--smoke"])
-            .collect(),
-        Stage::Image => vec![
+        Stage::Fuzz => {
+            // The build is its own row, so each target's row is its run.
+            let mut steps = owned(vec![vec!["fuzz", "--build"]]);
+            for t in crate::fuzz::targets()? {
+                steps.extend(owned(vec![vec![
+                    "fuzz", "--target", &t, "--time", FUZZ_TIME,
+                ]]));
+            }
+            steps
+        }
+        Stage::Smoke => owned(
+            SMOKE_ARCHES
+                .iter()
+                .map(|a| vec!["agent", "--arch", a, "--smoke"])
+                .collect(),
+        ),
+        Stage::Image => owned(vec![
             vec!["image", "--arch", "x86_64"],
             vec!["verify-repro", "--arch", "x86_64"],
-        ],
+            // The measured root's hash, equal in both builds.
+            vec!["verify-repro", "--arch", "x86_64", "--verity"],
+        ]),
         Stage::Vm => {
             // CI tests the agent that ships (the release profile the image
             // stage built), not the developer loop's.
@@ -101,11 +129,23 @@ fn stage_steps(stage: Stage) -> Vec<Vec<&'static str>> {
                 "--profile",
                 "release",
             ]);
-            steps
+            // A measured root boots on each arch, a tampered copy does not.
+            steps.extend(VM_ARCHES.iter().map(|a| {
+                vec![
+                    "vm",
+                    "test",
+                    "--arch",
+                    a,
+                    "--verity",
+                    "--profile",
+                    "release",
+                ]
+            }));
+            owned(steps)
         }
         // Boot x3 and life cycle x30 of the release image on the default
         // machine: about a minute warm.
-        Stage::Bench => vec![vec![
+        Stage::Bench => owned(vec![vec![
             "bench",
             "vm",
             "--arch",
@@ -120,8 +160,8 @@ fn stage_steps(stage: Stage) -> Vec<Vec<&'static str>> {
             "target/reports/bench-vm-x86_64.json",
             "--markdown",
             "target/reports/bench-vm-x86_64.md",
-        ]],
-    }
+        ]]),
+    })
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -160,7 +200,7 @@ pub fn run(args: Args) -> Result<()> {
             ));
             continue;
         }
-        for step in stage_steps(stage) {
+        for step in stage_steps(stage)? {
             let start = Instant::now();
             let ok = match run_xtask(&exe, &step) {
                 Ok(()) => true,
@@ -215,7 +255,7 @@ fn strip_deleted(exe: PathBuf) -> PathBuf {
     }
 }
 
-fn run_xtask(exe: &Path, step: &[&str]) -> Result<()> {
+fn run_xtask(exe: &Path, step: &[String]) -> Result<()> {
     ui::info(format!("==> cargo xtask {}", step.join(" ")));
     cmd::run_attached(
         Command::new(exe)
@@ -229,6 +269,7 @@ fn run_xtask(exe: &Path, step: &[&str]) -> Result<()> {
 fn stage_name(stage: Stage) -> &'static str {
     match stage {
         Stage::Cargo => "cargo",
+        Stage::Fuzz => "fuzz",
         Stage::Smoke => "smoke",
         Stage::Image => "image",
         Stage::Vm => "vm",
@@ -309,12 +350,12 @@ mod tests {
     /// release agent, never the loop one.
     #[test]
     fn bench_reports_land_in_the_reports_dir_and_vm_tests_the_release() {
-        let bench = stage_steps(Stage::Bench).concat();
+        let bench = stage_steps(Stage::Bench).unwrap().concat();
         for flag in ["--json", "--markdown"] {
             let at = bench.iter().position(|a| *a == flag).unwrap();
             assert!(bench[at + 1].starts_with(REPORTS), "{bench:?}");
         }
-        for step in stage_steps(Stage::Vm) {
+        for step in stage_steps(Stage::Vm).unwrap() {
             let at = step.iter().position(|a| *a == "--profile").unwrap();
             assert_eq!(step[at + 1], "release", "{step:?}");
         }
@@ -323,6 +364,18 @@ mod tests {
     #[test]
     fn the_running_binary_resolves_to_an_existing_file() {
         assert!(xtask_exe().unwrap().is_file());
+    }
+
+    /// The fuzz stage builds once, then runs every target for FUZZ_TIME.
+    #[test]
+    fn the_fuzz_stage_builds_then_runs_each_target_briefly() {
+        let steps = stage_steps(Stage::Fuzz).unwrap();
+        assert_eq!(steps[0], ["fuzz", "--build"]);
+        let targets = crate::fuzz::targets().unwrap();
+        assert_eq!(steps.len(), targets.len() + 1);
+        for (step, t) in steps[1..].iter().zip(&targets) {
+            assert_eq!(step, &["fuzz", "--target", t, "--time", FUZZ_TIME]);
+        }
     }
 
     fn rows() -> Vec<StepResult> {

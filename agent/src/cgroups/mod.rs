@@ -9,6 +9,7 @@
 //! trimming resources to the controllers the guest has, waiting for freeze
 //! and removal to finish, cleanup on failure, and OOM notifications.
 
+pub mod devices;
 pub mod memory;
 pub mod mounts;
 pub mod oom;
@@ -17,11 +18,13 @@ pub mod resources;
 pub mod stats;
 
 use std::collections::HashSet;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use cgroups_rs::fs::devices::DevicesController;
 use cgroups_rs::fs::freezer::FreezerController;
 use cgroups_rs::fs::hierarchies::{self, is_cgroup2_unified_mode};
 use cgroups_rs::fs::memory::MemController;
@@ -47,7 +50,16 @@ pub struct Manager {
     controllers: HashSet<String>,
     /// Resource settings that could not be applied here, with the reason.
     skipped: Mutex<Vec<String>>,
+    devices: Mutex<DeviceState>,
     _oom: Option<oom::OomWatch>,
+}
+
+/// The device rules in force, and on v2 the program enforcing them (kept
+/// to be detached when an update replaces it).
+#[derive(Default)]
+struct DeviceState {
+    rules: Vec<devices::Rule>,
+    program: Option<Arc<OwnedFd>>,
 }
 
 impl Manager {
@@ -79,6 +91,7 @@ impl Manager {
             cgroup,
             controllers,
             skipped: Mutex::new(Vec::new()),
+            devices: Mutex::new(DeviceState::default()),
             _oom: None,
         };
         match manager.set_up(resources) {
@@ -96,8 +109,12 @@ impl Manager {
     }
 
     fn set_up(&mut self, resources: Option<&LinuxResources>) -> crate::error::Result<()> {
+        // Every container gets the default device list, with or without
+        // spec rules (Kata's runtime sends none: kata_agent.go constrainGRPCSpec).
+        let spec_devices = resources.and_then(|r| r.devices().as_deref());
+        self.apply_devices(spec_devices.unwrap_or_default(), true)?;
         if let Some(r) = resources {
-            self.update(r)?;
+            self.update_limits(r)?;
         }
         if let Some(dir) = self.memory_dir() {
             let watch = oom::watch(&self.container_id, &dir, self.v2)
@@ -117,8 +134,67 @@ impl Manager {
 
     /// Apply new limits (UpdateContainer). Values the kernel refuses are
     /// `Error::InvalidArgument`; settings for controllers this guest
-    /// lacks are skipped and listed by `skipped_settings`.
+    /// lacks are skipped and listed by `skipped_settings`. Device rules are
+    /// added to those in force (`devices`).
     pub fn update(&self, resources: &LinuxResources) -> crate::error::Result<()> {
+        if let Some(rules) = resources.devices() {
+            self.apply_devices(rules, false)?;
+        }
+        self.update_limits(resources)
+    }
+
+    /// The spec's device rules after the defaults (`fresh`) or after the
+    /// rules in force, enforced by the devices controller (v1) or a BPF
+    /// program (v2).
+    fn apply_devices(
+        &self,
+        spec: &[oci_spec::runtime::LinuxDeviceCgroup],
+        fresh: bool,
+    ) -> crate::error::Result<()> {
+        let spec = spec
+            .iter()
+            .map(devices::Rule::from_spec)
+            .collect::<crate::error::Result<Vec<_>>>()?;
+        let mut state = lock(&self.devices)?;
+        let mut rules = if fresh {
+            devices::defaults()
+        } else {
+            state.rules.clone()
+        };
+        let restarted = devices::append(&mut rules, &spec) || fresh;
+        crate::limits::check(
+            "device rules in force",
+            rules.len() as u64,
+            crate::limits::MAX_DEVICE_RULES,
+        )
+        .map_err(crate::error::Error::invalid)?;
+        let what = || format!("setting the device rules of cgroup {}", self.path);
+        if self.v2 {
+            let program = devices::apply_v2(&self.v2_dir(), &rules, state.program.as_ref())
+                .with_context(what)?;
+            state.program = Some(program);
+        } else if let Some(dc) = self
+            .cgroup
+            .controller_of::<DevicesController>()
+            .filter(|_| self.controllers.contains("devices"))
+        {
+            // v1 keeps what was written: only the new rules, unless the
+            // list started over from "deny all".
+            let new = if restarted {
+                &rules[..]
+            } else {
+                &rules[state.rules.len()..]
+            };
+            devices::apply_v1(dc, new).map_err(|e| classify_set_error(e, what()))?;
+        } else {
+            lock(&self.skipped)?
+                .push("device rules not applied: no devices controller".to_string());
+        }
+        state.rules = rules;
+        Ok(())
+    }
+
+    fn update_limits(&self, resources: &LinuxResources) -> crate::error::Result<()> {
         let (mut trimmed, skipped) =
             resources::trim_to_controllers(resources, &self.controllers, self.v2);
         lock(&self.skipped)?.extend(skipped);

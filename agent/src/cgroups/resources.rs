@@ -348,16 +348,10 @@ pub fn trim_to_controllers(
         drop("hugepage", "no hugetlb controller".into());
     }
     trim_network(&mut out, &has, &mut drop);
-    if out.devices().is_some() && (v2 || !has("devices")) {
-        out.set_devices(None);
-        let why = if v2 {
-            "cgroup v2 enforces device rules with a BPF program, which this agent does not load"
-        } else {
-            "no devices controller"
-        };
-        drop("device", why.into());
-    }
-    // Neither comes over the wire; never pass them to cgroups-rs.
+    // Device rules are the `devices` module's (cgroups-rs writes a
+    // wildcard number as 0 and has no v2 program); rdma and unified never
+    // come over the wire. None of them go to cgroups-rs.
+    out.set_devices(None);
     out.set_rdma(None);
     out.set_unified(None);
     (out, skipped)

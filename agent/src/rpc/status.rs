@@ -12,6 +12,7 @@ pub fn to_status(e: &Error) -> ttrpc::Error {
         Error::NotFound(_) => Code::NOT_FOUND,
         Error::AlreadyExists(_) => Code::ALREADY_EXISTS,
         Error::Unimplemented(_) => Code::UNIMPLEMENTED,
+        Error::DeadlineExceeded(_) => Code::DEADLINE_EXCEEDED,
         Error::Internal(_) => Code::INTERNAL,
     };
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, e.to_string()))
@@ -42,6 +43,11 @@ mod tests {
                 Error::Unimplemented("later".into()),
                 Code::UNIMPLEMENTED,
                 "later",
+            ),
+            (
+                Error::DeadlineExceeded("no vdb".into()),
+                Code::DEADLINE_EXCEEDED,
+                "no vdb",
             ),
             (
                 Error::from(anyhow::anyhow!("EIO").context("reading")),

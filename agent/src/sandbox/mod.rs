@@ -111,7 +111,7 @@ pub struct Sandbox {
 impl Sandbox {
     pub fn new(config: &AgentConfig, logger: Logger) -> Self {
         let mut storages = StorageRegistry::default();
-        storages.hotplug_timeout = config.hotplug_timeout;
+        storages.hotplug = crate::device::Hotplug::new(config.hotplug_timeout);
         storages.watcher.logger = Some(logger.clone());
         Sandbox {
             logger,

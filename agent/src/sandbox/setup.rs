@@ -81,7 +81,9 @@ pub async fn destroy(ctx: &AgentContext) -> error::Result<()> {
     Ok(())
 }
 
-fn validate(req: &CreateSandboxRequest) -> Result<()> {
+/// The checks of a CreateSandbox request that need nothing but the request
+/// (pub for the fuzz targets, `fuzz/`).
+pub fn validate(req: &CreateSandboxRequest) -> Result<()> {
     if req.hostname.len() > 64 || req.hostname.contains(['/', '\0', '\n']) {
         bail!("hostname {:?} is not a valid host name", req.hostname);
     }

@@ -4,13 +4,13 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, MsFlags};
 use protocols::agent::Storage;
 
-use super::blk;
+use super::fs_group;
+use crate::device::{self, Hotplug};
 use crate::mount_options;
 
 /// What the registry must undo when the last reference goes.
@@ -33,6 +33,10 @@ pub const DRIVERS: &[&str] = &[
     "ephemeral",
     "blk",
     "virtio-blk",
+    "scsi",
+    "mmioblk",
+    "nvdimm",
+    "blk-ccw",
     super::watcher::DRIVER,
 ];
 
@@ -58,12 +62,7 @@ pub fn without_agent_options(opts: &[String]) -> Vec<String> {
 /// (the descriptor taken before the mount names the covered directory).
 pub type Reopen<'a> = &'a dyn Fn() -> Result<OwnedFd>;
 
-pub fn apply(
-    s: &Storage,
-    target: &Path,
-    hotplug_timeout: Duration,
-    reopen: Reopen,
-) -> Result<Undo> {
+pub fn apply(s: &Storage, target: &Path, hotplug: &Hotplug, reopen: Reopen) -> Result<Undo> {
     match s.driver.as_str() {
         "virtio-fs" | "virtiofs" => shared_fs(s, target, "virtiofs", &[]),
         "9p" => shared_fs(
@@ -79,9 +78,7 @@ pub fn apply(
         "bind" => bind(s, target, reopen),
         "ephemeral" => ephemeral(s, target, reopen),
         "local" => local(s, target),
-        "blk" | "virtio-blk" | "virtio-blk-pci" | "virtio-blk-ccw" | "virtio-mmio" => {
-            block(s, target, hotplug_timeout)
-        }
+        d if device::BLOCK_DRIVERS.contains(&d) => block(s, target, hotplug, reopen),
         "" => bail!("storage for {}: empty driver", s.mount_point),
         other => bail!(
             "storage for {}: unknown driver {other:?} (supported: {})",
@@ -215,7 +212,7 @@ fn ephemeral(s: &Storage, target: &Path, reopen: Reopen) -> Result<Undo> {
             .and_then(|gid| {
                 // The new tmpfs's root, not the directory it covers.
                 let fd = reopen()?;
-                set_group(Path::new(&format!("/proc/self/fd/{}", fd.as_raw_fd())), gid)
+                fs_group::set_group(Path::new(&format!("/proc/self/fd/{}", fd.as_raw_fd())), gid)
             });
         if let Err(e) = result {
             let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
@@ -225,17 +222,11 @@ fn ephemeral(s: &Storage, target: &Path, reopen: Reopen) -> Result<Undo> {
     Ok(Undo::Unmount)
 }
 
-/// chgrp `gid` and setgid, so files made inside belong to the fsGroup.
-fn set_group(dir: &Path, gid: u32) -> Result<()> {
-    std::os::unix::fs::chown(dir, None, Some(gid))
-        .with_context(|| format!("chgrp {gid} {}", dir.display()))?;
-    let mode = std::fs::metadata(dir)?.permissions().mode() | libc::S_ISGID;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {mode:o} {}", dir.display()))
-}
-
 /// Kata's "local" driver: a directory on the guest's own disk/memory, with
-/// the mode from `mode=` (default 0777, as Kata), and the fs_group's gid.
+/// the mode from `mode=` (default 0777, what Kata's runtime sends), and
+/// the fsGroup's gid: the runtime's `fsgid=` option (kata_agent.go
+/// handleLocalStorage; Kata's local_handler.rs chgrps and adds setgid), or
+/// the Storage's `fs_group`.
 fn local(s: &Storage, target: &Path) -> Result<Undo> {
     let mode = match mount_options::value(&s.options, "mode") {
         Some(m) => u32::from_str_radix(m, 8)
@@ -248,22 +239,50 @@ fn local(s: &Storage, target: &Path) -> Result<Undo> {
             s.mount_point
         );
     }
+    let gid = match mount_options::value(&s.options, FS_GID) {
+        Some(g) => Some(g.parse::<u32>().with_context(|| {
+            format!(
+                "local storage {}: {FS_GID}={g:?} is not a group id",
+                s.mount_point
+            )
+        })?),
+        None => s.fs_group.as_ref().map(|g| g.group_id),
+    };
     std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {mode:o} {}", target.display()))?;
-    if let Some(group) = s.fs_group.as_ref() {
-        set_group(target, group.group_id)?;
+    if let Some(gid) = gid {
+        fs_group::set_group(target, gid)?;
     }
     Ok(Undo::RemoveDir)
 }
 
-fn block(s: &Storage, target: &Path, timeout: Duration) -> Result<Undo> {
+/// A filesystem on a disk (blk, scsi, mmioblk, nvdimm, blk-ccw): wait for
+/// the disk, mount it, and give it to the pod's fsGroup (Kata:
+/// storage/block_handler.rs, common_storage_handler + set_ownership).
+fn block(s: &Storage, target: &Path, hotplug: &Hotplug, reopen: Reopen) -> Result<Undo> {
     if s.fstype.is_empty() {
         bail!("{} storage for {}: empty fstype", s.driver, s.mount_point);
     }
-    let dev = blk::device_for_source(&s.source, timeout)
+    let dev = device::storage_disk(hotplug, &s.driver, &s.source)
+        .map_err(anyhow::Error::from)
         .with_context(|| format!("{} storage for {}", s.driver, s.mount_point))?;
     let (flags, data) = mount_options::parse(&s.options).flags_and_data();
     do_mount(&dev.to_string_lossy(), target, &s.fstype, flags, &data)?;
+    if let Some(group) = s.fs_group.as_ref() {
+        let read_only = flags.contains(MsFlags::MS_RDONLY);
+        let result = reopen().and_then(|fd| {
+            let top = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            fs_group::apply(Path::new(&top), group, read_only)
+        });
+        if let Err(e) = result {
+            // The top of the mount point is the mount just made.
+            if let Ok(fd) = reopen() {
+                let top = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                let _ = nix::mount::umount2(top.as_str(), nix::mount::MntFlags::MNT_DETACH);
+            }
+            return Err(e).with_context(|| format!("{} storage for {}", s.driver, s.mount_point));
+        }
+    }
     Ok(Undo::Unmount)
 }
 
@@ -294,7 +313,8 @@ mod tests {
         let mut s = Storage::new();
         s.driver = "nfs-magic".into();
         s.mount_point = "/run/kata-containers/x".into();
-        let err = apply(&s, Path::new("/nonexistent"), Duration::ZERO, &|| {
+        let hp = Hotplug::new(std::time::Duration::ZERO);
+        let err = apply(&s, Path::new("/nonexistent"), &hp, &|| {
             anyhow::bail!("unused")
         })
         .expect_err("unknown");

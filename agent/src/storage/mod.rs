@@ -1,5 +1,6 @@
 //! Storages (the `Storage` messages of CreateSandbox / CreateContainer):
-//! virtio-fs, 9p, bind, local, ephemeral, blk / virtio-blk, watchable-bind.
+//! virtio-fs, 9p, bind, local, ephemeral, the disks (blk, scsi, mmioblk,
+//! nvdimm, blk-ccw: `crate::device` finds them), watchable-bind.
 //! Mounted once and reference-counted by mount point, so two containers
 //! sharing one storage unmount it once, when the last one goes. Ephemeral
 //! storages (emptyDir, shm) and `shared` ones belong to the sandbox: they
@@ -14,19 +15,19 @@
 //! mount goes on the opened descriptor, so a symlink planted in a shared
 //! directory cannot send a mount elsewhere.
 
-mod blk;
 pub mod drivers;
+pub mod fs_group;
 pub mod watcher;
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use nix::mount::{umount2, MntFlags};
 use protocols::agent::Storage;
 
+use crate::device::{self, Hotplug};
 use crate::mount_options;
 use crate::mountinfo;
 use crate::owned::{self, Made};
@@ -40,8 +41,8 @@ pub const STORAGE_ROOT: &str = "/run/kata-containers";
 #[derive(Default)]
 pub struct StorageRegistry {
     entries: HashMap<String, Entry>,
-    /// agent.hotplug_timeout (0 = the 3 s default).
-    pub hotplug_timeout: Duration,
+    /// Where disks are looked for and how long for (agent.hotplug_timeout).
+    pub hotplug: Hotplug,
     /// The watchable-bind copies (configMaps, secrets).
     pub watcher: watcher::Watcher,
 }
@@ -138,6 +139,11 @@ impl StorageRegistry {
     /// Unmount everything (DestroySandbox).
     pub fn clear(&mut self) -> Result<()> {
         let mut errors = Vec::new();
+        // The watchable tmpfs first: it lies inside the shared directory,
+        // and detaching that takes it along (its unmount then fails ENOENT).
+        if let Err(e) = self.watcher.clear() {
+            errors.push(format!("{e:#}"));
+        }
         // Deepest first: a storage may be mounted inside another one.
         let mut all: Vec<(String, Entry)> = self.entries.drain().collect();
         all.sort_by(|a, b| b.1.real.cmp(&a.1.real));
@@ -145,9 +151,6 @@ impl StorageRegistry {
             if let Err(e) = self.release(&entry) {
                 errors.push(format!("{e:#}"));
             }
-        }
-        if let Err(e) = self.watcher.clear() {
-            errors.push(format!("{e:#}"));
         }
         if errors.is_empty() {
             Ok(())
@@ -212,16 +215,11 @@ impl StorageRegistry {
         // left is undone at start-up, see `owned`): ours goes on top.
         let real = safe_path::fd_path(&target)?;
         let proc_path = PathBuf::from(format!("/proc/self/fd/{}", target.as_raw_fd()));
-        let timeout = if self.hotplug_timeout.is_zero() {
-            Duration::from_secs(3)
-        } else {
-            self.hotplug_timeout
-        };
         let reopen = || safe_path::open_in_root(root, &rel, libc::O_PATH);
         let applied = if watched {
             self.watcher.add(&s.source, &real).map(|()| Undo::Unwatch)
         } else {
-            drivers::apply(s, &proc_path, timeout, &reopen)
+            drivers::apply(s, &proc_path, &self.hotplug, &reopen)
         };
         let undo = match applied {
             Ok(u) => u,
@@ -261,6 +259,26 @@ impl StorageRegistry {
         }
         release(entry)
     }
+}
+
+/// The disks of block storages, found (waited for) before the registry is
+/// touched, so the caller need not hold the sandbox while the host
+/// hot-plugs them: copies of `storages` whose disk sources name the guest
+/// node instead (as Kata's block handlers rewrite `storage.source`).
+pub fn find_disks(storages: &[Storage], hotplug: &Hotplug) -> crate::error::Result<Vec<Storage>> {
+    storages
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            if device::BLOCK_DRIVERS.contains(&s.driver.as_str()) {
+                let node = device::storage_disk(hotplug, &s.driver, &s.source).map_err(|e| {
+                    e.context(format!("{} storage for {}", s.driver, s.mount_point))
+                })?;
+                s.source = node.to_string_lossy().into_owned();
+            }
+            Ok(s)
+        })
+        .collect()
 }
 
 /// The registry key: the mount point without a trailing `/` or doubled

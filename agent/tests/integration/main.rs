@@ -5,7 +5,7 @@
 //! the `test-support` crate, not here.
 //!
 //! Where a new test goes: the family of the RPC or part it exercises
-//! (`cgroups`, `container`, `guest`, `network`, `sandbox`, `server`); a new
+//! (`cgroups`, `container`, `device`, `guest`, `network`, `sandbox`, `server`); a new
 //! family is a new module here. All tests of the binary run in one process:
 //! ids, paths and cgroup names must be unique across families
 //! (`container::cid`, `cgroup::test_cgroup_path` add the pid, the name makes
@@ -14,6 +14,7 @@
 
 mod cgroups;
 mod container;
+mod device;
 mod guest;
 mod hardening;
 mod network;

@@ -45,8 +45,8 @@ struct GuestArgs {
     /// Host side of the kataShared directory.
     #[arg(long)]
     shared_dir: PathBuf,
-    /// 9p or virtio-fs.
-    #[arg(long, default_value = "9p")]
+    /// virtio-fs or 9p.
+    #[arg(long, default_value = "virtio-fs")]
     share: String,
     /// Busybox rootfs for the target arch.
     #[arg(long)]
@@ -89,6 +89,15 @@ struct SuiteArgs {
     /// QEMU's pid, to stop waiting when the VM has exited.
     #[arg(long)]
     vm_pid: Option<u32>,
+    /// QEMU's QMP socket, for the pod scenario's hot-plug.
+    #[arg(long)]
+    qmp_socket: Option<PathBuf>,
+    /// The guest takes a hot-added vCPU.
+    #[arg(long)]
+    cpu_hotplug: bool,
+    /// The machine takes a hot-added pc-dimm.
+    #[arg(long)]
+    dimm_hotplug: bool,
     /// Also write the results as JUnit XML here (testsuite/testcase/failure/skipped).
     #[arg(long)]
     junit: Option<PathBuf>,
@@ -154,6 +163,9 @@ async fn run_suite(a: SuiteArgs) -> ExitCode {
             .map(|o| o.split(',').map(str::to_string).collect())
             .unwrap_or_default(),
         vm_pid: a.vm_pid,
+        qmp_socket: a.qmp_socket,
+        cpu_hotplug: a.cpu_hotplug,
+        dimm_hotplug: a.dimm_hotplug,
     };
     let outcomes = suite::run(cfg).await;
     print!("{}", report::render(&title, &outcomes));

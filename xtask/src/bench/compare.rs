@@ -58,6 +58,11 @@ impl CompareArgs {
         if self.lifecycle_runs == 0 {
             crate::usage!("--lifecycle-runs 0 measures no life cycle: give 1 or more");
         }
+        if self.opts.verity {
+            crate::usage!(
+                "--verity: compare boots plain images (a measured one is not built here)"
+            );
+        }
         if self.opts.rootfs.is_some() {
             crate::usage!("--rootfs: compare builds one image per agent itself");
         }
@@ -145,7 +150,7 @@ fn side_resources(args: &CompareArgs, name: &str, agent: &Path) -> Result<VmReso
     let agent = crate::rootfs::agent_binary(arch, Some(agent))
         .with_context(|| format!("the {name} agent"))?;
     let dir = crate::paths::work_dir("bench-compare", arch).join(name);
-    let images = crate::image::ensure_scratch_built(arch, &agent, &dir)
+    let images = crate::image::ensure_scratch_built(arch, &agent, &dir, false)
         .with_context(|| format!("the {name} image"))?;
     let mut opts = args.opts.clone();
     opts.rootfs = Some(match opts.boot {

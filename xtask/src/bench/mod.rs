@@ -529,6 +529,7 @@ mod tests {
                 kernel: "/k".into(),
                 pvh_vmlinux: None,
                 boot: crate::vm::qemu::Boot::Initrd("/i".into()),
+                verity: None,
             },
             agent: None,
             busybox: "/b".into(),

@@ -12,6 +12,10 @@
 //! pmem driver finds the pfn info block, maps the namespace from its data
 //! offset, and so reads MBR #2: the same partition, now DAX-capable (ext4
 //! mounts with `dax`). The whole image is a multiple of the recipe's alignment.
+//!
+//! A measured root (Kata's `MEASURED_ROOTFS=yes`) has a second partition
+//! after the first, at a MiB boundary, holding the dm-verity hash tree
+//! (`/dev/vda2`, `/dev/pmem0p2`); both MBRs list both partitions.
 
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -35,17 +39,22 @@ const PFN_ALIGN: u32 = 2 << 20;
 /// range live in RAM, nothing is reserved on the device for them.
 const PFN_MODE_RAM: u32 = 1;
 
-/// The 512-byte MBR for one partition of `sectors` starting at `start_lba`.
-pub fn mbr(disk_id: u32, start_lba: u32, sectors: u32) -> [u8; 512] {
+/// Where each partition after the first starts: a MiB boundary.
+pub const PART_ALIGN: u64 = 1 << 20;
+
+/// The 512-byte MBR for up to four Linux partitions, each `(start_lba, sectors)`.
+pub fn mbr(disk_id: u32, parts: &[(u32, u32)]) -> [u8; 512] {
     let mut m = [0u8; 512];
     m[440..444].copy_from_slice(&disk_id.to_le_bytes());
-    let e = &mut m[446..462];
-    e[0] = 0x00; // not bootable: the kernel is booted directly
-    e[1..4].copy_from_slice(&chs(start_lba));
-    e[4] = 0x83; // Linux
-    e[5..8].copy_from_slice(&chs(start_lba + sectors - 1));
-    e[8..12].copy_from_slice(&start_lba.to_le_bytes());
-    e[12..16].copy_from_slice(&sectors.to_le_bytes());
+    for (i, &(start_lba, sectors)) in parts.iter().take(4).enumerate() {
+        let e = &mut m[446 + 16 * i..462 + 16 * i];
+        e[0] = 0x00; // not bootable: the kernel is booted directly
+        e[1..4].copy_from_slice(&chs(start_lba));
+        e[4] = 0x83; // Linux
+        e[5..8].copy_from_slice(&chs(start_lba + sectors - 1));
+        e[8..12].copy_from_slice(&start_lba.to_le_bytes());
+        e[12..16].copy_from_slice(&sectors.to_le_bytes());
+    }
     m[510] = 0x55;
     m[511] = 0xaa;
     m
@@ -98,31 +107,54 @@ fn fletcher64(bytes: &[u8]) -> u64 {
 }
 
 /// Write `out`: the DAX header (MBR #1 and the pfn info block), MBR #2 at
-/// 2 MiB, the filesystem at 3 MiB, zeros up to the aligned end.
-pub fn write(fs_image: &Path, out: &Path, align: u64, disk_id: u32) -> Result<u64> {
-    let fs_len = fs::metadata(fs_image)
-        .with_context(|| format!("stat {}", fs_image.display()))?
-        .len();
-    let total = (FS_START + fs_len).div_ceil(align) * align;
-    let sectors = (total - FS_START) / SECTOR;
-    let (Ok(start), Ok(dax_start), Ok(sectors)) = (
-        u32::try_from(PART_START / SECTOR),
-        u32::try_from(FS_START / SECTOR),
-        u32::try_from(sectors),
-    ) else {
+/// 2 MiB, then the partitions' contents from 3 MiB on (each but the last
+/// padded to a MiB boundary, the last to the aligned end).
+pub fn write(parts: &[&Path], out: &Path, align: u64, disk_id: u32) -> Result<u64> {
+    if parts.is_empty() || parts.len() > 4 {
+        bail!("an MBR holds 1 to 4 partitions, not {}", parts.len());
+    }
+    let mut spans = Vec::new(); // (start, len) in the file
+    let mut at = FS_START;
+    for (i, p) in parts.iter().enumerate() {
+        let len = fs::metadata(p)
+            .with_context(|| format!("stat {}", p.display()))?
+            .len();
+        let end = if i + 1 == parts.len() {
+            (at + len).div_ceil(align) * align
+        } else {
+            (at + len).div_ceil(PART_ALIGN) * PART_ALIGN
+        };
+        spans.push((at, end - at));
+        at = end;
+    }
+    let total = at;
+    let lbas = |shift: u64| -> Option<Vec<(u32, u32)>> {
+        spans
+            .iter()
+            .map(|&(start, len)| {
+                Some((
+                    u32::try_from((start - shift) / SECTOR).ok()?,
+                    u32::try_from(len / SECTOR).ok()?,
+                ))
+            })
+            .collect()
+    };
+    let (Some(outer), Some(inner)) = (lbas(0), lbas(DAX_HEADER)) else {
         bail!("a {total}-byte image is too big for an MBR");
     };
     let tmp = out.with_extension("tmp");
     let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(&mbr(disk_id, dax_start, sectors))?;
+    f.write_all(&mbr(disk_id, &outer))?;
     f.seek(SeekFrom::Start(PFN_INFO_OFFSET as u64))?;
     f.write_all(&pfn_info_block(DAX_HEADER))?;
     f.seek(SeekFrom::Start(DAX_HEADER))?;
-    f.write_all(&mbr(disk_id, start, sectors))?;
-    f.seek(SeekFrom::Start(FS_START))?;
-    let mut src =
-        File::open(fs_image).with_context(|| format!("opening {}", fs_image.display()))?;
-    io::copy(&mut src, &mut f).context("copying the filesystem into the disk image")?;
+    f.write_all(&mbr(disk_id, &inner))?;
+    for (p, &(start, _)) in parts.iter().zip(&spans) {
+        f.seek(SeekFrom::Start(start))?;
+        let mut src = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+        io::copy(&mut src, &mut f)
+            .with_context(|| format!("copying {} into the disk image", p.display()))?;
+    }
     f.set_len(total)?;
     f.sync_all()?;
     drop(f);
@@ -136,7 +168,7 @@ mod tests {
 
     #[test]
     fn mbr_has_one_linux_partition() {
-        let m = mbr(0x1234_5678, 2048, 8192);
+        let m = mbr(0x1234_5678, &[(2048, 8192)]);
         assert_eq!(&m[510..], &[0x55, 0xaa]);
         assert_eq!(&m[440..444], &0x1234_5678u32.to_le_bytes());
         assert_eq!(m[446 + 4], 0x83);
@@ -183,7 +215,7 @@ mod tests {
         let fs_img = dir.path().join("fs");
         fs::write(&fs_img, vec![7u8; 5000]).unwrap();
         let out = dir.path().join("disk.img");
-        let total = write(&fs_img, &out, 2 << 20, disk_id("d")).unwrap();
+        let total = write(&[&fs_img], &out, 2 << 20, disk_id("d")).unwrap();
         let bytes = fs::read(&out).unwrap();
         assert_eq!(total, 4 << 20);
         assert_eq!(bytes.len() as u64, total);
@@ -194,9 +226,9 @@ mod tests {
         // MBR #1 (the disk's view) and MBR #2 (the pmem view behind the
         // header) point at the same bytes and end at the image's end.
         let sectors = ((total - FS_START) / SECTOR) as u32;
-        assert_eq!(bytes[..512], mbr(disk_id("d"), 6144, sectors));
+        assert_eq!(bytes[..512], mbr(disk_id("d"), &[(6144, sectors)]));
         let dax = DAX_HEADER as usize;
-        assert_eq!(bytes[dax..dax + 512], mbr(disk_id("d"), 2048, sectors));
+        assert_eq!(bytes[dax..dax + 512], mbr(disk_id("d"), &[(2048, sectors)]));
         assert_eq!(bytes[4096..8192], pfn_info_block(DAX_HEADER));
         let sfdisk = |img: &Path| {
             std::process::Command::new("sfdisk")
@@ -218,5 +250,43 @@ mod tests {
                 "{inner}"
             );
         }
+    }
+
+    /// Kata's MEASURED_ROOTFS layout: the filesystem on p1, the hash tree on
+    /// p2 at the next MiB boundary, in both MBRs.
+    #[test]
+    fn a_measured_root_has_the_hash_partition_after_the_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fs_img, hash) = (dir.path().join("fs"), dir.path().join("hash"));
+        fs::write(&fs_img, vec![7u8; 5000]).unwrap();
+        fs::write(&hash, vec![9u8; 4096]).unwrap();
+        let out = dir.path().join("disk.img");
+        let total = write(&[&fs_img, &hash], &out, 2 << 20, 5).unwrap();
+        assert_eq!(total, 6 << 20);
+        let bytes = fs::read(&out).unwrap();
+        let (p1, p2) = (FS_START as usize, (4 << 20) as usize);
+        assert_eq!(&bytes[p1..p1 + 5000], &[7u8; 5000][..]);
+        assert!(bytes[p1 + 5000..p2].iter().all(|&b| b == 0));
+        assert_eq!(&bytes[p2..p2 + 4096], &[9u8; 4096][..]);
+        assert!(bytes[p2 + 4096..].iter().all(|&b| b == 0));
+        assert_eq!(bytes[..512], mbr(5, &[(6144, 2048), (8192, 4096)]));
+        let dax = DAX_HEADER as usize;
+        assert_eq!(bytes[dax..dax + 512], mbr(5, &[(2048, 2048), (4096, 4096)]));
+        // The second entry, field by field: Linux, LBA 8192, 4096 sectors.
+        assert_eq!(bytes[462 + 4], 0x83);
+        assert_eq!(
+            u32::from_le_bytes(bytes[470..474].try_into().unwrap()),
+            8192
+        );
+        assert_eq!(
+            u32::from_le_bytes(bytes[474..478].try_into().unwrap()),
+            4096
+        );
+        assert!(
+            bytes[478..510].iter().all(|&b| b == 0),
+            "two partitions only"
+        );
+        let none: [&Path; 0] = [];
+        assert!(write(&none, &out, 2 << 20, 5).is_err());
     }
 }

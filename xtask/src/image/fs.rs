@@ -302,6 +302,7 @@ mod tests {
             erofs_compression: String::new(),
             free_space_mib: 1,
             align_mib: 1,
+            verity: false,
         }
     }
 

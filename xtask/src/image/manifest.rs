@@ -22,6 +22,9 @@ pub struct Manifest {
     pub agent: Hashed,
     pub kernel: KernelInfo,
     pub rootfs: RootfsInfo,
+    /// A measured root's dm-verity parameters (root hash, salt, blocks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verity: Option<super::verity::Verity>,
     pub toolchain: BTreeMap<String, String>,
     pub outputs: BTreeMap<String, Output>,
 }
@@ -195,6 +198,7 @@ mod tests {
                 entries: 3,
                 fs_uuid: "u".into(),
             },
+            verity: None,
             toolchain: BTreeMap::from([("rustc".into(), "rustc 1.85".into())]),
             outputs: BTreeMap::from([
                 (
@@ -244,6 +248,27 @@ mod tests {
         let initrd = json.find("kata-containers-initrd.img").unwrap();
         let img = json.find("\"kata-containers.img\"").unwrap();
         assert!(initrd < img);
+    }
+
+    /// A measured root's parameters are in the manifest; an image without
+    /// one has no `verity` key (its manifest is unchanged).
+    #[test]
+    fn a_measured_root_is_in_the_manifest() {
+        assert!(!sample().to_json().unwrap().contains("verity"));
+        let mut m = sample();
+        m.verity = Some(super::super::verity::Verity {
+            root_hash: "r".into(),
+            salt: "s".into(),
+            data_blocks: 7,
+            data_block_size: 4096,
+            hash_block_size: 4096,
+            hash_algorithm: "sha256".into(),
+        });
+        let v: serde_json::Value = serde_json::from_str(&m.to_json().unwrap()).unwrap();
+        assert_eq!(v["verity"]["root_hash"], "r");
+        assert_eq!(v["verity"]["salt"], "s");
+        assert_eq!(v["verity"]["data_blocks"], 7);
+        assert_eq!(v["verity"]["hash_algorithm"], "sha256");
     }
 
     #[test]

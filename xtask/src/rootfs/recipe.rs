@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use crate::kernel::Profile;
 use crate::paths::repo_root;
 
 pub const DEFAULT_RECIPE: &str = "agent-init";
@@ -29,12 +30,27 @@ pub struct Recipe {
 #[serde(deny_unknown_fields)]
 pub struct About {
     pub description: String,
+    /// The kernel the image ships and `vm test` boots: `kata` (Kata's guest
+    /// kernel feature set, the default) or `minimal`; `--kernel-profile`
+    /// overrides it.
+    #[serde(default = "default_kernel_profile")]
+    pub kernel_profile: Profile,
+}
+
+fn default_kernel_profile() -> Profile {
+    Profile::Kata
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Packages {
     pub install: Vec<String>,
+    /// Kata's EXTRA_PKGS (rootfs-builder/rootfs.sh): packages added to the
+    /// recipe's, always with their Depends/Pre-Depends closure (less
+    /// `exclude`), as debootstrap's --include takes them, even in a recipe
+    /// that takes `install` as it is. Locked like the rest.
+    #[serde(default)]
+    pub extra: Vec<String>,
     #[serde(default)]
     pub debug_console: Vec<String>,
     #[serde(default)]
@@ -94,6 +110,10 @@ pub struct ImageConfig {
     pub erofs_compression: String,
     pub free_space_mib: u64,
     pub align_mib: u64,
+    /// A measured root: the dm-verity hash tree on a second partition
+    /// (Kata's MEASURED_ROOTFS=yes).
+    #[serde(default)]
+    pub verity: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,9 +148,29 @@ impl Recipe {
     pub fn lock_roots(&self) -> Vec<String> {
         let mut all = self.packages.install.clone();
         all.extend(self.packages.debug_console.iter().cloned());
+        all.extend(self.packages.extra.iter().cloned());
         all.sort();
         all.dedup();
         all
+    }
+
+    /// The lock's roots, each with whether its dependencies are followed:
+    /// `install` and `debug_console` as `resolve_dependencies` says, `extra`
+    /// always.
+    pub fn lock_groups(&self) -> Vec<(Vec<String>, bool)> {
+        let mut base = self.packages.install.clone();
+        base.extend(self.packages.debug_console.iter().cloned());
+        let mut groups = vec![(base, self.packages.resolve_dependencies)];
+        if !self.packages.extra.is_empty() {
+            groups.push((self.packages.extra.clone(), true));
+        }
+        groups
+    }
+
+    /// Whether a build takes the whole locked closure of its arch rather
+    /// than the listed names only.
+    pub fn takes_closure(&self) -> bool {
+        self.packages.resolve_dependencies || !self.packages.extra.is_empty()
     }
 
     fn validate(&self) -> Result<()> {
@@ -275,6 +315,69 @@ compression = "gzip"
         assert_eq!(r.init.mode, InitMode::Agent);
         assert_eq!(r.image.filesystem, Filesystem::Erofs);
         assert_eq!(r.lock_roots(), vec!["busybox-static", "ca-certificates"]);
+        assert!(
+            !r.image.verity,
+            "a measured root is asked for, not the default"
+        );
+        let measured = MINIMAL.replace("align_mib = 1", "align_mib = 1\nverity = true");
+        assert!(Recipe::parse("t", &measured).unwrap().image.verity);
+    }
+
+    /// `kernel_profile` defaults to kata; only the two profiles parse.
+    #[test]
+    fn kernel_profile_is_kata_unless_the_recipe_says_minimal() {
+        assert_eq!(
+            Recipe::parse("t", MINIMAL).unwrap().recipe.kernel_profile,
+            Profile::Kata
+        );
+        let minimal = MINIMAL.replace(
+            "description = \"t\"",
+            "description = \"t\"\nkernel_profile = \"minimal\"",
+        );
+        assert_eq!(
+            Recipe::parse("t", &minimal).unwrap().recipe.kernel_profile,
+            Profile::Minimal
+        );
+        let bad = MINIMAL.replace(
+            "description = \"t\"",
+            "description = \"t\"\nkernel_profile = \"big\"",
+        );
+        let err = format!("{:#}", Recipe::parse("t", &bad).unwrap_err());
+        assert!(err.contains("big"), "{err}");
+    }
+
+    /// EXTRA_PKGS: locked with their closure even where `install` is taken
+    /// as it is; a bad name is refused like any other.
+    #[test]
+    fn extra_packages_are_locked_with_their_dependencies() {
+        let r = Recipe::parse("t", MINIMAL).unwrap();
+        assert!(!r.takes_closure());
+        assert_eq!(r.lock_groups().len(), 1);
+        let extra = MINIMAL.replace(
+            "debug_console = ",
+            "extra = [\"iptables\"]\ndebug_console = ",
+        );
+        let r = Recipe::parse("t", &extra).unwrap();
+        assert!(r.takes_closure());
+        assert_eq!(
+            r.lock_roots(),
+            vec!["busybox-static", "ca-certificates", "iptables"]
+        );
+        assert_eq!(
+            r.lock_groups(),
+            vec![
+                (
+                    vec!["ca-certificates".to_string(), "busybox-static".to_string()],
+                    false
+                ),
+                (vec!["iptables".to_string()], true)
+            ]
+        );
+        let bad = MINIMAL.replace(
+            "debug_console = ",
+            "extra = [\"Bad Name\"]\ndebug_console = ",
+        );
+        assert!(Recipe::parse("t", &bad).is_err());
     }
 
     #[test]

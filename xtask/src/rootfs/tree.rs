@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::chrony;
 use super::debs;
 use super::lock::LockEntry;
 use super::recipe::{InitMode, Recipe};
@@ -45,11 +46,12 @@ pub fn build(root: &Path, inputs: &TreeInputs) -> Result<Tree> {
     }
     strip(root, &inputs.recipe.packages.strip)?;
     skeleton(root, inputs.recipe)?;
+    let chrony = chrony::configure(root)?;
     install_file(inputs.agent, &root.join(AGENT_PATH), 0o755)?;
     let init = match inputs.recipe.init.mode {
         InitMode::Agent => format!("/{AGENT_PATH}"),
         InitMode::Systemd => {
-            systemd_units(root)?;
+            systemd_units(root, chrony)?;
             SYSTEMD_PATH.to_string()
         }
     };
@@ -128,11 +130,16 @@ fn skeleton_link(root: &Path, link: &str, target: &str) -> Result<()> {
     replace_symlink(target, &path)
 }
 
-/// kata-agent.service started by a kata-containers.target that is the default.
-fn systemd_units(root: &Path) -> Result<()> {
+/// kata-agent.service started by a kata-containers.target that is the
+/// default; the target wants chronyd.service as Kata's does (and, with
+/// chrony in the image, that alias of chrony.service exists).
+fn systemd_units(root: &Path, chrony: bool) -> Result<()> {
     let dir = root.join("etc/systemd/system");
     fs::create_dir_all(dir.join("kata-containers.target.wants"))?;
     write(&dir.join("kata-containers.target"), KATA_TARGET, 0o644)?;
+    if chrony {
+        replace_symlink(&format!("/{}", chrony::UNIT), &root.join(chrony::ALIAS))?;
+    }
     write(&dir.join("kata-agent.service"), AGENT_SERVICE, 0o644)?;
     replace_symlink(
         "/etc/systemd/system/kata-containers.target",
@@ -148,6 +155,7 @@ const KATA_TARGET: &str = "\
 [Unit]
 Description=Kata Containers guest
 Requires=basic.target kata-agent.service
+Wants=chronyd.service
 After=basic.target kata-agent.service
 Conflicts=rescue.target rescue.service
 AllowIsolate=yes

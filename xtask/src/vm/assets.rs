@@ -11,6 +11,7 @@ use super::qemu::{Boot, Machine};
 use super::{BootMode, VmOpts};
 use crate::agent::Profile;
 use crate::arch::Arch;
+use crate::image::verity::Verity;
 
 /// Kernel and root filesystem of one arch, for any of its machines.
 #[derive(Clone, Debug)]
@@ -20,6 +21,8 @@ pub struct GuestAssets {
     /// The PVH ELF vmlinux (x86_64), for machines that boot it.
     pub pvh_vmlinux: Option<PathBuf>,
     pub boot: Boot,
+    /// The image's measured root (`--verity`).
+    pub verity: Option<Verity>,
 }
 
 impl GuestAssets {
@@ -37,7 +40,8 @@ impl GuestAssets {
         })
     }
 
-    /// The same kernel with another root filesystem (`bench vm --fs`).
+    /// The same kernel with another root filesystem (`bench vm --fs`), one
+    /// without a measured root.
     pub fn with_rootfs(&self, rootfs: PathBuf) -> GuestAssets {
         let boot = match self.boot {
             Boot::Image(_) => Boot::Image(rootfs),
@@ -45,6 +49,7 @@ impl GuestAssets {
         };
         GuestAssets {
             boot,
+            verity: None,
             ..self.clone()
         }
     }
@@ -84,7 +89,10 @@ pub fn resolve(arch: Arch, opts: &VmOpts) -> Result<(GuestAssets, Option<PathBuf
         None => Some(agent(arch, opts.agent_profile())?),
     };
     let built = if opts.kernel.is_none() || agent.is_some() {
-        Some(crate::kernel::ensure_built(arch).context("building the guest kernel")?)
+        Some(
+            crate::image::default_kernel(arch, opts.kernel_profile)
+                .context("building the guest kernel")?,
+        )
     } else {
         None
     };
@@ -98,18 +106,21 @@ pub fn resolve(arch: Arch, opts: &VmOpts) -> Result<(GuestAssets, Option<PathBuf
         .clone()
         .or_else(|| built.as_ref().and_then(|b| b.pvh_vmlinux.clone()))
         .filter(|p| p.is_file());
-    let rootfs = match (&opts.rootfs, agent.as_deref().zip(built.as_ref())) {
-        (Some(r), _) => r.clone(),
+    let (rootfs, verity) = match (&opts.rootfs, agent.as_deref().zip(built.as_ref())) {
+        (Some(r), _) => (r.clone(), None),
         (None, Some((agent, kernel))) => {
             let image = match opts.agent_profile() {
-                Profile::Release => crate::image::ensure_built(arch, agent, kernel)?,
-                Profile::Loop => {
-                    crate::image::ensure_scratch_built(arch, agent, &crate::paths::loop_dir(arch))?
-                }
+                Profile::Release => crate::image::ensure_built(arch, agent, kernel, opts.verity)?,
+                Profile::Loop => crate::image::ensure_scratch_built(
+                    arch,
+                    agent,
+                    &crate::paths::loop_dir(arch),
+                    opts.verity,
+                )?,
             };
             match opts.boot {
-                BootMode::Image => image.image,
-                BootMode::Initrd => image.initrd,
+                BootMode::Image => (image.image, image.verity),
+                BootMode::Initrd => (image.initrd, None),
             }
         }
         (None, None) => bail!("no root filesystem: give one with --rootfs"),
@@ -122,6 +133,7 @@ pub fn resolve(arch: Arch, opts: &VmOpts) -> Result<(GuestAssets, Option<PathBuf
         kernel,
         pvh_vmlinux,
         boot,
+        verity,
     };
     assets.check()?;
     Ok((assets, agent))

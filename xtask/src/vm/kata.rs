@@ -35,6 +35,31 @@ pub enum RootDevice {
     VirtioBlk,
 }
 
+/// Kata's KERNELPARAMS (the arch .mk files: the same on every arch), which
+/// the configuration's kernel_params replace.
+const KATA_KERNEL_PARAMS: &str = "cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1";
+
+/// The configuration's `kernel_params` for our assets: what `cargo xtask
+/// install` writes into the drop-in, and what `--machine kata` boots with.
+///
+/// aarch64 adds `acpi=nospcr`: Kata boots arm64 through AAVMF, so the guest
+/// sees ACPI, and QEMU virt's SPCR table names its PL011. The arm64 kernel
+/// adds that UART as a preferred console in setup_arch, before the command
+/// line's `console=hvc0 console=hvc1` are parsed; the preferred one is then
+/// the last, hvc1, which never registers (the virtio console is one
+/// `struct console`, matched as hvc0), so /dev/console stays the first
+/// console that registered: ttyAMA0, which Kata's QEMU (-nodefaults) gives no
+/// backend. The agent's stdout (PID 1's /dev/console, or systemd's
+/// StandardOutput=tty) was lost, under Kata's own runtime too. With
+/// `acpi=nospcr` (Linux 6.10+) the UART stays a tty, not a console, and hvc0
+/// is /dev/console, as on x86_64. A device-tree boot ignores it.
+pub fn kernel_params(arch: Arch) -> String {
+    match arch {
+        Arch::Aarch64 => format!("{KATA_KERNEL_PARAMS} acpi=nospcr"),
+        _ => KATA_KERNEL_PARAMS.to_string(),
+    }
+}
+
 /// Kata's guest memory size: `-m` and the shared RAM backend.
 pub fn memory_mib() -> u32 {
     MEMORY_MIB
@@ -89,15 +114,19 @@ pub fn kernel_cmdline(cfg: &VmConfig, root: RootDevice) -> String {
     let image = matches!(cfg.boot, Boot::Image(_));
     if image {
         // DAX is off on arm64 in Kata (qemu_arm64.go: a kernel panic in
-        // caches_clean_inval_pou), so its nvdimm root mounts without it.
-        let (dev, flags) = match (root, cfg.arch) {
-            (RootDevice::Nvdimm, Arch::X86_64) => {
-                ("/dev/pmem0p1", "dax,data=ordered,errors=remount-ro ro")
-            }
-            (RootDevice::Nvdimm, _) => ("/dev/pmem0p1", "data=ordered,errors=remount-ro ro"),
-            (RootDevice::VirtioBlk, _) => ("/dev/vda1", "data=ordered,errors=remount-ro ro"),
+        // caches_clean_inval_pou), so its nvdimm root mounts without it;
+        // a measured root never has it (kernelVerityRootFlags).
+        let (dev, hash) = match root {
+            RootDevice::Nvdimm => ("/dev/pmem0p1", "/dev/pmem0p2"),
+            RootDevice::VirtioBlk => ("/dev/vda1", "/dev/vda2"),
         };
-        p.push(format!("root={dev}"));
+        let dax = root == RootDevice::Nvdimm && cfg.arch == Arch::X86_64 && cfg.verity.is_none();
+        let flags = if dax {
+            "dax,data=ordered,errors=remount-ro ro"
+        } else {
+            "data=ordered,errors=remount-ro ro"
+        };
+        p.extend(super::qemu::root_params(cfg, dev, hash));
         p.push(format!("rootflags={flags}"));
         p.push("rootfstype=ext4".into());
     }
@@ -128,8 +157,10 @@ pub fn kernel_cmdline(cfg: &VmConfig, root: RootDevice) -> String {
     }
     p.push("scsi_mod.scan=none".into());
     p.push("agent.cdh_api_timeout=50".into());
+    // Not Kata's: what TCG needs for code read over virtio-fs (accel.rs).
+    p.extend(cfg.accel.kernel_params().iter().map(|s| s.to_string()));
     p.extend(cfg.agent_params.iter().cloned());
-    p.extend(["cgroup_no_v1=all", "systemd.unified_cgroup_hierarchy=1"].map(String::from));
+    p.push(kernel_params(cfg.arch));
     p.join(" ")
 }
 
@@ -346,7 +377,7 @@ mod tests {
         assert!(line.ends_with(
             "selinux=0 systemd.unit=kata-containers.target \
              systemd.mask=systemd-networkd.service systemd.mask=systemd-networkd.socket \
-             scsi_mod.scan=none agent.cdh_api_timeout=50 agent.log=debug \
+             scsi_mod.scan=none agent.cdh_api_timeout=50 init_on_alloc=1 agent.log=debug \
              cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1"
         ));
         let a = args(&c, RootDevice::Nvdimm).join(" ");
@@ -395,5 +426,47 @@ mod tests {
         let a = args(&c, RootDevice::Nvdimm).join(" ");
         assert!(a.starts_with("-machine virt,usb=off,accel=tcg,gic-version=3,nvdimm=on"));
         assert!(a.contains(&format!("-bios {AAVMF_CODE}")));
+    }
+
+    /// Under AAVMF QEMU's SPCR table names the PL011, and the arm64 kernel
+    /// adds it as a preferred console before `console=hvc0 console=hvc1`
+    /// are parsed; the last of those (hvc1) never registers, so /dev/console
+    /// stayed the first registered console, ttyAMA0 (no backend in Kata's
+    /// QEMU), and the agent's output was lost. The installed kernel_params
+    /// (KERNELPARAMS plus `acpi=nospcr`) keep hvc0 the console, as on x86_64.
+    #[test]
+    fn aarch64_console_is_the_virtconsole_not_the_spcr_uart() {
+        let c = cfg(Arch::Aarch64, Boot::Image("/a/img".into()));
+        let line = kernel_cmdline(&c, RootDevice::Nvdimm);
+        assert!(
+            line.ends_with("cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 acpi=nospcr"),
+            "{line}"
+        );
+        let x86 = kernel_cmdline(
+            &cfg(Arch::X86_64, Boot::Image("/a/img".into())),
+            RootDevice::Nvdimm,
+        );
+        assert!(!x86.contains("acpi=nospcr"), "{x86}");
+    }
+
+    /// hypervisor.go GetKernelRootParams with kernel_verity_params set: the
+    /// verity target over the image's two partitions, root=/dev/dm-0, the
+    /// ext4 flags without dax.
+    #[test]
+    fn a_measured_root_as_katas_runtime_writes_it() {
+        for (root, data, hash) in [
+            (RootDevice::Nvdimm, "/dev/pmem0p1", "/dev/pmem0p2"),
+            (RootDevice::VirtioBlk, "/dev/vda1", "/dev/vda2"),
+        ] {
+            let mut c = cfg(Arch::X86_64, Boot::Image("/a/img".into()));
+            c.verity = Some(super::super::qemu::tests::verity());
+            let line = kernel_cmdline(&c, root);
+            let expect = format!(
+                "pci=lastbus=0 dm-mod.create=\"dm-verity,,,ro,0 24000 verity 1 {data} {hash} \
+                 4096 4096 3000 0 sha256 r00t 5a17\" root=/dev/dm-0 \
+                 rootflags=data=ordered,errors=remount-ro ro rootfstype=ext4 console=hvc0"
+            );
+            assert!(line.contains(&expect), "{line}");
+        }
     }
 }

@@ -20,6 +20,7 @@ mod run;
 pub mod share;
 pub mod start;
 mod test;
+mod verity;
 pub mod vsock;
 
 use std::path::{Path, PathBuf};
@@ -84,8 +85,9 @@ pub struct VmOpts {
     /// Machine (default per arch: q35-qboot, virt, pseries, s390-ccw-virtio).
     #[arg(long, value_enum)]
     pub machine: Option<Machine>,
-    /// Transport of the kataShared directory.
-    #[arg(long, value_enum, default_value = "9p")]
+    /// Transport of the kataShared directory: virtio-fs, as Kata's default
+    /// (Kata's agent has had no 9p storage handler since 3.29), or 9p.
+    #[arg(long, value_enum, default_value = "virtio-fs")]
     pub share: ShareKind,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 512)]
@@ -96,6 +98,9 @@ pub struct VmOpts {
     /// Use this kernel instead of building one.
     #[arg(long)]
     pub kernel: Option<PathBuf>,
+    /// Build and boot this kernel profile (default: the recipe's `kernel_profile`).
+    #[arg(long, value_enum)]
+    pub kernel_profile: Option<crate::kernel::Profile>,
     /// Use this ELF vmlinux for microvm (PVH entry) instead of building one.
     #[arg(long)]
     pub vmlinux: Option<PathBuf>,
@@ -103,6 +108,10 @@ pub struct VmOpts {
     /// instead of building one.
     #[arg(long)]
     pub rootfs: Option<PathBuf>,
+    /// Boot a measured root (dm-verity, Kata's MEASURED_ROOTFS=yes); `vm
+    /// test` then also boots a copy with one flipped byte, which must fail.
+    #[arg(long)]
+    pub verity: bool,
     /// Let the kernel print its boot messages (no `quiet`).
     #[arg(long)]
     pub verbose_kernel: bool,
@@ -152,6 +161,12 @@ impl VmOpts {
                     crate::usage!("{flag} {}: no such file", p.display());
                 }
             }
+        }
+        if self.verity && self.rootfs.is_some() {
+            crate::usage!("--verity builds its own measured image: leave out --rootfs");
+        }
+        if self.verity && self.boot == BootMode::Initrd {
+            crate::usage!("--verity measures the disk image: not with --boot initrd");
         }
         if self.memory < 64 {
             crate::usage!("--memory {}: the guest needs at least 64 MiB", self.memory);
@@ -243,6 +258,20 @@ mod tests {
         assert_eq!(
             err,
             "--machine microvm is for x86_64, not aarch64; aarch64 has virt, kata (or leave --machine out)"
+        );
+    }
+
+    #[test]
+    fn verity_needs_a_built_disk_image() {
+        let err = usage_error(&["test", "--verity", "--boot", "initrd"]);
+        assert_eq!(
+            err,
+            "--verity measures the disk image: not with --boot initrd"
+        );
+        let err = usage_error(&["run", "--verity", "--rootfs", "/etc/hostname"]);
+        assert_eq!(
+            err,
+            "--verity builds its own measured image: leave out --rootfs"
         );
     }
 

@@ -10,6 +10,7 @@ use anyhow::{bail, Result};
 
 use super::accel::Accel;
 use crate::arch::Arch;
+use crate::image::verity::Verity;
 
 use super::kata::{self, RootDevice};
 
@@ -104,6 +105,26 @@ impl Machine {
         }
     }
 
+    /// Does the guest see a vCPU hot-added through QMP? Not on x86_64 q35
+    /// under TCG (the kernel finds no hot-pluggable slot: "Allowing 1
+    /// present CPUs plus 0 hotplug CPUs"), nor on aarch64 virt (QEMU 10
+    /// has no vCPU hot-plug there); pseries and s390x have it.
+    pub fn cpu_hotplug(self) -> bool {
+        matches!(self, Machine::Pseries | Machine::S390)
+    }
+
+    /// Does the guest see a pc-dimm hot-added through QMP (ACPI memory
+    /// hot-plug)? q35, and Kata's machine on x86_64 (its q35 has
+    /// `slots=10`); aarch64 virt boots without firmware here, so without
+    /// ACPI, and microvm has no ACPI hot-plug.
+    pub fn dimm_hotplug(self, arch: Arch) -> bool {
+        match self {
+            Machine::Q35 | Machine::Q35Qboot => true,
+            Machine::Kata(_) => arch == Arch::X86_64,
+            _ => false,
+        }
+    }
+
     /// Device suffix for virtio devices on this machine's bus.
     pub fn transport(self) -> &'static str {
         match self {
@@ -133,6 +154,12 @@ impl Machine {
             Machine::Kata(_) => arch == Arch::X86_64,
             _ => false,
         }
+    }
+
+    /// q35 gets a root port and a virtio-scsi controller to hot-plug disks
+    /// into (the kata machine has its own, from Kata's command line).
+    fn has_hotplug_ports(self) -> bool {
+        matches!(self, Machine::Q35 | Machine::Q35Qboot)
     }
 
     fn machine_arg(self, accel: Accel) -> String {
@@ -250,6 +277,18 @@ pub struct VmConfig {
     pub agent_params: Vec<String>,
     /// Host TSC frequency, for microvm (see vm.md: TSC calibration hangs).
     pub tsc_khz: Option<u64>,
+    /// The image's measured root: the kernel sets up dm-verity over
+    /// partition 1 against partition 2 and mounts that.
+    pub verity: Option<Verity>,
+}
+
+/// `root=<data_dev>`, or for a measured root the verity target over
+/// `data_dev` and `hash_dev` with `root=/dev/dm-0` (Kata's parameters).
+pub fn root_params(cfg: &VmConfig, data_dev: &str, hash_dev: &str) -> Vec<String> {
+    match &cfg.verity {
+        Some(v) => v.kernel_params(data_dev, hash_dev).to_vec(),
+        None => vec![format!("root={data_dev}")],
+    }
 }
 
 /// The guest kernel command line.
@@ -261,7 +300,8 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
     // Exit QEMU on a panic (with -no-reboot) instead of hanging a test.
     p.push("panic=1".into());
     if let Boot::Image(_) = cfg.boot {
-        p.extend(["root=/dev/vda1", "ro", "rootwait"].map(String::from));
+        p.extend(root_params(cfg, "/dev/vda1", "/dev/vda2"));
+        p.extend(["ro", "rootwait"].map(String::from));
     }
     if cfg.arch == Arch::X86_64 {
         // Skip probes that only cost time in a VM (Kata passes the same ones).
@@ -281,6 +321,11 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
         if cfg.machine != Machine::Microvm {
             p.push("pci=lastbus=0".into());
         }
+        if cfg.machine.has_hotplug_ports() {
+            // As Kata: no SCSI scan at boot, the agent scans for the disks
+            // it is asked for.
+            p.push("scsi_mod.scan=none".into());
+        }
     }
     if let (Machine::Microvm, Some(khz)) = (cfg.machine, cfg.tsc_khz) {
         p.push(format!("tsc_early_khz={khz}"));
@@ -289,6 +334,7 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
     if cfg.quiet {
         p.push("quiet".into());
     }
+    p.extend(cfg.accel.kernel_params().iter().map(|s| s.to_string()));
     p.extend(cfg.agent_params.iter().cloned());
     p.join(" ")
 }
@@ -308,12 +354,7 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
     if matches!(cfg.machine, Machine::Q35Qboot | Machine::Microvm) {
         push(&["-bios", QBOOT]);
     }
-    push(&[
-        "-smp",
-        &cfg.smp.to_string(),
-        "-m",
-        &format!("{}M", cfg.memory_mib),
-    ]);
+    push(&["-smp", &smp_arg(cfg), "-m", &memory_arg(cfg)]);
     // vhost-user needs guest memory in a shared memfd, or vsock stays dead
     // with only a log line (vm.md).
     push(&[
@@ -356,12 +397,49 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
         "-qmp",
         &format!("unix:{},server=on,wait=off", cfg.qmp_socket.display()),
     ]);
+    if cfg.machine.has_hotplug_ports() {
+        // Where the e2e suite hot-plugs disks, as Kata's runtime does (see
+        // kata.rs): a PCIe root port for a virtio-blk, the virtio-scsi
+        // controller for a scsi-hd.
+        push(&[
+            "-device",
+            "pcie-root-port,id=rp0,bus=pcie.0,chassis=1,slot=1",
+            "-device",
+            "virtio-scsi-pci,id=scsi0",
+        ]);
+    }
     for arg in &cfg.share_args {
         a.push(arg.replace("{transport}", t));
     }
     a.extend(console_args(&cfg.console));
     a
 }
+
+/// `-smp`: one more possible vCPU where the guest can take a hot-added one.
+fn smp_arg(cfg: &VmConfig) -> String {
+    if cfg.machine.cpu_hotplug() {
+        format!("{},maxcpus={}", cfg.smp, cfg.smp + 1)
+    } else {
+        cfg.smp.to_string()
+    }
+}
+
+/// `-m`: with DIMM slots and room above the boot memory where the machine
+/// takes a pc-dimm (Kata: `-m <size>,slots=10,maxmem=<host+...>`).
+fn memory_arg(cfg: &VmConfig) -> String {
+    if cfg.machine.dimm_hotplug(cfg.arch) {
+        format!(
+            "{}M,slots={DIMM_SLOTS},maxmem={}M",
+            cfg.memory_mib,
+            cfg.memory_mib + DIMM_ROOM_MIB
+        )
+    } else {
+        format!("{}M", cfg.memory_mib)
+    }
+}
+
+const DIMM_SLOTS: u32 = 2;
+const DIMM_ROOM_MIB: u32 = 1024;
 
 fn cpu_model(arch: Arch, accel: Accel) -> &'static str {
     match (arch, accel) {
@@ -418,7 +496,39 @@ pub(super) mod tests {
             quiet: true,
             agent_params: vec!["agent.log=debug".into()],
             tsc_khz: Some(2_000_000),
+            verity: None,
         }
+    }
+
+    /// A measured root's parameters (values of no real image).
+    pub(in crate::vm) fn verity() -> Verity {
+        Verity {
+            root_hash: "r00t".into(),
+            salt: "5a17".into(),
+            data_blocks: 3000,
+            data_block_size: 4096,
+            hash_block_size: 4096,
+            hash_algorithm: "sha256".into(),
+        }
+    }
+
+    #[test]
+    fn a_measured_root_is_the_verity_target_over_vda1_and_vda2() {
+        let mut c = cfg(
+            Arch::X86_64,
+            Machine::Q35Qboot,
+            Boot::Image("/a/img".into()),
+        );
+        c.verity = Some(verity());
+        let line = kernel_cmdline(&c);
+        assert!(
+            line.starts_with(
+                "console=ttyS0 panic=1 dm-mod.create=\"dm-verity,,,ro,0 24000 verity 1 \
+                 /dev/vda1 /dev/vda2 4096 4096 3000 0 sha256 r00t 5a17\" root=/dev/dm-0 ro rootwait "
+            ),
+            "{line}"
+        );
+        assert!(!line.contains("root=/dev/vda1"));
     }
 
     #[test]
@@ -430,16 +540,26 @@ pub(super) mod tests {
         );
         let line = kernel_cmdline(&c);
         assert!(line.starts_with("console=ttyS0 panic=1 root=/dev/vda1 ro"));
-        assert!(line.ends_with("quiet agent.log=debug"));
+        // Under TCG pages are zeroed when allocated (accel.rs: virtio-fs code).
+        assert!(line.ends_with("quiet init_on_alloc=1 agent.log=debug"));
+        let kvm = VmConfig {
+            accel: Accel::Kvm,
+            ..cfg(Arch::X86_64, Machine::Q35Qboot, Boot::Initrd("/i".into()))
+        };
+        assert!(!kernel_cmdline(&kvm).contains("init_on_alloc"));
         assert!(!line.contains("tsc_early_khz"));
         let a = args(&c).join(" ");
         assert!(a.contains("-bios /usr/share/qemu/qboot.rom"));
         assert!(a.contains("memory-backend-memfd,id=mem,size=512M,share=on"));
+        assert!(a.contains("-smp 1 -m 512M,slots=2,maxmem=1536M"));
         assert!(a.contains("-device vhost-user-vsock-pci,chardev=vsock,id=vsock0"));
         assert!(a.contains("-qmp unix:/d/qmp.sock,server=on,wait=off"));
         assert!(a.contains("file=/a/kata-containers.img,if=none,id=root,format=raw,readonly=on"));
         assert!(a.contains("virtio-9p-pci,x"));
         assert!(a.contains("-serial chardev:con -monitor none"));
+        assert!(a.contains("-device pcie-root-port,id=rp0,bus=pcie.0"));
+        assert!(a.contains("-device virtio-scsi-pci,id=scsi0"));
+        assert!(line.contains("scsi_mod.scan=none"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Just enough QMP to know when the guest has started the vsock device.
+//! When the guest has started the vsock device, asked over QMP.
 //!
 //! Why: vhost-device-vsock 0.3.0 handles a host CONNECT that arrives before
 //! QEMU has sent it the guest memory table (which happens when the guest
@@ -7,12 +7,11 @@
 //! answer. Seen in about 1 boot in 10 under TCG. So the host waits for
 //! DRIVER_OK on the device before its first CONNECT.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use agent_ctl::qmp::Qmp;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
@@ -22,50 +21,6 @@ pub const VSOCK_PATHS: [&str; 2] = [
     "/machine/peripheral/vsock0/virtio-backend",
     "/machine/peripheral/vsock0",
 ];
-
-struct Qmp {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-impl Qmp {
-    fn connect(path: &Path) -> Result<Qmp> {
-        let stream = UnixStream::connect(path)
-            .with_context(|| format!("connecting to QMP at {}", path.display()))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let writer = stream.try_clone()?;
-        let mut qmp = Qmp {
-            reader: BufReader::new(stream),
-            writer,
-        };
-        qmp.read_message().context("reading the QMP greeting")?;
-        qmp.execute("qmp_capabilities", json!({}))?;
-        Ok(qmp)
-    }
-
-    fn read_message(&mut self) -> Result<Value> {
-        let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
-            bail!("QMP connection closed");
-        }
-        serde_json::from_str(&line).with_context(|| format!("parsing QMP message {line:?}"))
-    }
-
-    /// Run a command; skips asynchronous events until the answer arrives.
-    fn execute(&mut self, command: &str, arguments: Value) -> Result<Value> {
-        let msg = json!({ "execute": command, "arguments": arguments });
-        writeln!(self.writer, "{msg}").with_context(|| format!("sending QMP {command}"))?;
-        loop {
-            let answer = self.read_message()?;
-            if let Some(ret) = answer.get("return") {
-                return Ok(ret.clone());
-            }
-            if let Some(err) = answer.get("error") {
-                bail!("QMP {command} failed: {err}");
-            }
-        }
-    }
-}
 
 /// Does an `x-query-virtio-status` answer show DRIVER_OK?
 pub fn driver_ok(status: &Value) -> bool {
@@ -90,7 +45,7 @@ pub fn wait_driver_ok(
 ) -> Result<()> {
     let mut qmp = loop {
         alive()?;
-        match Qmp::connect(qmp_socket) {
+        match Qmp::connect(qmp_socket, Duration::from_secs(5)) {
             Ok(q) => break q,
             Err(e) if Instant::now() < deadline => {
                 let _ = e;

@@ -121,6 +121,7 @@ pub fn start(
         quiet: !opts.verbose_kernel,
         agent_params,
         tsc_khz: accel::host_tsc_khz(),
+        verity: res.assets.verity.clone(),
     };
     if let Machine::Kata(_) = cfg.machine {
         for s in kata::substitutions(&cfg, &cfg.kernel) {

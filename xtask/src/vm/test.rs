@@ -121,6 +121,9 @@ fn test_arch(
     };
     drop(session);
     if status.success() {
+        if args.opts.verity {
+            super::verity::tampered_boot_fails(&res, &args.opts)?;
+        }
         return Ok(true);
     }
     if let Some(s) = qemu_state {
@@ -156,10 +159,18 @@ fn suite_command(
         .arg(accel::boot_budget(arch, res.accel).as_secs().to_string())
         .arg("--vm-pid")
         .arg(vm.qemu_pid.to_string())
+        .arg("--qmp-socket")
+        .arg(&vm.qmp_socket)
         .arg("--rpc-timeout-secs")
         .arg(accel::rpc_budget(res.accel).as_secs().to_string());
     for p in &args.opts.agent_params {
         cmd.arg("--agent-param").arg(p);
+    }
+    if res.machine.cpu_hotplug() {
+        cmd.arg("--cpu-hotplug");
+    }
+    if res.machine.dimm_hotplug(arch) {
+        cmd.arg("--dimm-hotplug");
     }
     if let Some(only) = &args.only {
         cmd.arg("--only").arg(only);

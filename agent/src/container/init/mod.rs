@@ -13,6 +13,10 @@ mod namespaces;
 mod rootfs;
 mod setup;
 
+/// The environment a container process is exec'd with (pub for the fuzz
+/// targets, `fuzz/`).
+pub use setup::environment;
+
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{OwnedFd, RawFd};

@@ -164,7 +164,7 @@ fn set_user(p: &Process) -> Result<()> {
 /// given twice keeps its last value at its first place (setenv's result).
 /// Setting each entry with setenv would rescan the whole environment every
 /// time: quadratic, minutes for 100,000 entries.
-fn environment(p: &Process) -> Result<Vec<CString>> {
+pub fn environment(p: &Process) -> Result<Vec<CString>> {
     let entries = p.env().as_deref().unwrap_or_default();
     let mut index: HashMap<&str, usize> = HashMap::with_capacity(entries.len());
     let mut out: Vec<&str> = Vec::with_capacity(entries.len());
@@ -260,15 +260,22 @@ mod tests {
         assert_eq!(env, ["A=3", "B=2", "C="]);
     }
 
+    /// 100,000 entries (more than a request may carry, limits.rs), each name twice: the result
+    /// is every name once, at its first place, with its last value. (The
+    /// speed of this, which was quadratic, is a benchmark's business, not a
+    /// timed test's: a loaded CI machine made the old 1 s bound fail.)
     #[test]
-    fn a_hundred_thousand_entries_take_well_under_a_second() {
-        let p = process((0..100_000).map(|i| format!("VAR_{i}={i}")).collect());
-        let t = std::time::Instant::now();
-        assert_eq!(environment(&p).unwrap().len(), 100_000);
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(1),
-            "{:?}",
-            t.elapsed()
-        );
+    fn a_hundred_thousand_entries_with_repeats_keep_first_place_and_last_value() {
+        let env: Vec<String> = (0..100_000)
+            .map(|i| {
+                let name = i % 50_000;
+                format!("VAR_{name}={i}")
+            })
+            .collect();
+        let out = environment(&process(env)).unwrap();
+        assert_eq!(out.len(), 50_000);
+        for (k, c) in out.iter().enumerate() {
+            assert_eq!(c.to_str().unwrap(), format!("VAR_{k}={}", k + 50_000));
+        }
     }
 }

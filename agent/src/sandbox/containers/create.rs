@@ -13,10 +13,12 @@ use crate::cgroups;
 use crate::container::bundle::Bundle;
 use crate::container::init::channel::{InitConfig, Mode};
 use crate::container::{hooks, launcher, pod_ns, spec, validator, Container, Status};
+use crate::device::{self, Hotplug};
 use crate::error::{Error, Invalid, Result};
 use crate::process::{Process, ProcessIo};
 use crate::reaper;
 use crate::sandbox::AgentContext;
+use crate::storage;
 
 /// Ids being created right now: a second create of the same id must fail
 /// even before the first one is in the sandbox.
@@ -46,23 +48,20 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
     // Containers need the reaper (a stand-alone agent starts it only now).
     reaper::start()?;
     let cid = req.container_id.clone();
-    validator::check_id("container id", &cid).invalid()?;
-    let grpc = req
+    let Validated {
+        oci,
+        exec_id,
+        cgroup_path,
+    } = validate(&req)?;
+    if req
         .OCI
         .as_ref()
-        .ok_or_else(|| Error::invalid("the request has no OCI spec"))?;
-    let oci = spec::spec_from_grpc(grpc).invalid()?;
-    if grpc.Linux.as_ref().is_some_and(|l| l.Seccomp.is_some()) {
+        .and_then(|s| s.Linux.as_ref())
+        .is_some_and(|l| l.Seccomp.is_some())
+    {
         // Kata runtimes send it only with guest seccomp enabled (off by default).
         slog::warn!(ctx.logger, "seccomp profiles are not applied by this agent"; "container" => &cid);
     }
-    validator::check_spec(&oci).invalid()?;
-    let exec_id = if req.exec_id.is_empty() {
-        cid.clone()
-    } else {
-        req.exec_id.clone()
-    };
-    validator::check_id("exec id", &exec_id).invalid()?;
 
     let _reservation = Reservation::take(&cid)
         .ok_or_else(|| Error::invalid(format!("container {cid} is being created already")))?;
@@ -70,13 +69,6 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
     // the first one's processes and cgroup down with it on removal (and
     // stop the reaper from seeing its own). Reserved like the id, so two
     // racing creates cannot both pass.
-    let cgroup_path = oci
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().as_deref())
-        .and_then(|p| p.to_str())
-        .unwrap_or("");
-    let cgroup_path = cgroups::path::relative_path(&cid, cgroup_path).invalid()?;
     let _cgroup_reservation =
         Reservation::take(&format!("cgroup:{cgroup_path}")).ok_or_else(|| {
             Error::AlreadyExists(format!(
@@ -120,20 +112,82 @@ pub async fn create(ctx: &AgentContext, req: CreateContainerRequest) -> Result<(
     }
 }
 
+/// What a CreateContainer request is once its checks passed.
+pub struct Validated {
+    pub oci: oci_spec::runtime::Spec,
+    pub exec_id: String,
+    /// The container's cgroup below each hierarchy's root.
+    pub cgroup_path: String,
+}
+
+/// Every check of a CreateContainer request that needs nothing but the
+/// request (ids, the spec and its conversion, the cgroup path): a bad one
+/// is refused here, before anything is touched. Pure, so the fuzz targets
+/// (`fuzz/`) run exactly these checks.
+pub fn validate(req: &CreateContainerRequest) -> Result<Validated> {
+    let cid = &req.container_id;
+    validator::check_id("container id", cid).invalid()?;
+    let grpc = req
+        .OCI
+        .as_ref()
+        .ok_or_else(|| Error::invalid("the request has no OCI spec"))?;
+    let oci = spec::spec_from_grpc(grpc).invalid()?;
+    validator::check_spec(&oci).invalid()?;
+    let exec_id = if req.exec_id.is_empty() {
+        cid.clone()
+    } else {
+        req.exec_id.clone()
+    };
+    validator::check_id("exec id", &exec_id).invalid()?;
+    let cgroup_path = oci
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_deref())
+        .and_then(|p| p.to_str())
+        .unwrap_or("");
+    let cgroup_path = cgroups::path::relative_path(cid, cgroup_path).invalid()?;
+    Ok(Validated {
+        oci,
+        exec_id,
+        cgroup_path,
+    })
+}
+
+/// Wait for the container's devices and disks (the host hot-plugs them,
+/// within agent.hotplug_timeout) on a blocking thread, without the
+/// sandbox; the spec gets the guest's device numbers, the disk storages
+/// their guest nodes (Kata: rpc.rs do_create_container, add_devices first).
+async fn find_devices(
+    req: &CreateContainerRequest,
+    mut oci: oci_spec::runtime::Spec,
+    hotplug: Hotplug,
+) -> Result<(oci_spec::runtime::Spec, Vec<protocols::agent::Storage>)> {
+    let devices = req.devices.clone();
+    let storages = req.storages.clone();
+    tokio::task::spawn_blocking(move || {
+        device::add_devices(&mut oci, &devices, &hotplug)?;
+        Ok((oci, storage::find_disks(&storages, &hotplug)?))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("waiting for the container's devices: {e}")))?
+}
+
 async fn build(
     ctx: &AgentContext,
     req: &CreateContainerRequest,
-    mut oci: oci_spec::runtime::Spec,
+    oci: oci_spec::runtime::Spec,
     exec_id: String,
     rollback: &mut Rollback,
 ) -> Result<Container> {
     let cid = &req.container_id;
+    let hotplug = Hotplug::new(ctx.config.hotplug_timeout);
+    let (mut oci, storages) = find_devices(req, oci, hotplug).await?;
     let storage_mounts = ctx
         .sandbox
         .lock()
         .await
         .storages
-        .add(&req.storages)
+        .add(&storages)
         .context("mounting the container's storages")?;
     rollback.push(Undo::Storages(storage_mounts.clone()));
 

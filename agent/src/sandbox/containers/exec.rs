@@ -13,8 +13,10 @@ use crate::process::{Process, ProcessIo};
 use crate::reaper;
 use crate::sandbox::AgentContext;
 
-pub async fn exec(ctx: &AgentContext, req: ExecProcessRequest) -> Result<()> {
-    let cid = &req.container_id;
+/// Every check of an ExecProcess request that needs nothing but the
+/// request; the process it asks for. Pure, so the fuzz targets (`fuzz/`)
+/// run exactly these checks.
+pub fn validate(req: &ExecProcessRequest) -> Result<oci_spec::runtime::Process> {
     validator::check_id("exec id", &req.exec_id).invalid()?;
     let grpc = req
         .process
@@ -22,6 +24,12 @@ pub async fn exec(ctx: &AgentContext, req: ExecProcessRequest) -> Result<()> {
         .ok_or_else(|| Error::invalid("the request has no process"))?;
     let process = spec::process_from_grpc(grpc).invalid()?;
     validator::check_process(&process).invalid()?;
+    Ok(process)
+}
+
+pub async fn exec(ctx: &AgentContext, req: ExecProcessRequest) -> Result<()> {
+    let cid = &req.container_id;
+    let process = validate(&req)?;
 
     let (init_pid, cgroup) = {
         let sandbox = ctx.sandbox.lock().await;

@@ -287,8 +287,45 @@ fn device_rules_reach_the_devices_controller() {
     wire.Devices = vec![deny, null];
     let r = cgroups::resources_from_grpc(&wire).unwrap();
     let cg = Manager::new("dev", &path, Some(&r), false).expect("creating the cgroup");
+    // The deny-all returns to Kata's defaults (src/agent/rustjail/src/cgroups/fs/mod.rs
+    // setup_devcg_whitelist: DEFAULT_DEVICES, then DEFAULT_ALLOWED_DEVICES),
+    // which already hold 1:3; the kernel lists them in the order written.
+    let defaults = [
+        "c *:* m",
+        "b *:* m",
+        "c 1:3 rwm",
+        "c 1:5 rwm",
+        "c 1:7 rwm",
+        "c 5:0 rwm",
+        "c 1:9 rwm",
+        "c 1:8 rwm",
+        "c 5:1 rwm",
+        "c 136:* rwm",
+        "c 5:2 rwm",
+        "c 10:200 rwm",
+    ];
     let list = read_trim(dir("devices", &path).join("devices.list"));
-    assert_eq!(list, "c 1:3 rwm");
+    assert_eq!(list.lines().collect::<Vec<_>>(), defaults, "{list}");
+    // An update adds to the rules in force: a disk, and no writing to 1:3.
+    let mut wire = protocols::oci::LinuxResources::new();
+    let mut disk = protocols::oci::LinuxDeviceCgroup::new();
+    disk.Allow = true;
+    disk.Type = "b".into();
+    disk.Major = 254;
+    disk.Minor = -1;
+    disk.Access = "r".into();
+    let mut no_write = protocols::oci::LinuxDeviceCgroup::new();
+    no_write.Type = "c".into();
+    no_write.Major = 1;
+    no_write.Minor = 3;
+    no_write.Access = "w".into();
+    wire.Devices = vec![disk, no_write];
+    cg.update(&cgroups::resources_from_grpc(&wire).unwrap())
+        .expect("updating the device rules");
+    let list = read_trim(dir("devices", &path).join("devices.list"));
+    assert!(list.lines().any(|l| l == "b 254:* r"), "{list}");
+    assert!(list.lines().any(|l| l == "c 1:3 rm"), "{list}");
+    assert_eq!(list.lines().count(), defaults.len() + 1, "{list}");
     cg.destroy().unwrap();
 }
 

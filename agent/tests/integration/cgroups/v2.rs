@@ -167,6 +167,7 @@ fn run_v2_checks() {
     assert!(cg.is_v2());
     assert!(v2_dir(&path).is_dir());
     check_limits_or_skips(&cg, &path);
+    check_device_program_updates(&cg);
 
     let mut child = Waiting::spawn("sleep 30");
     cg.add_process(child.pid()).expect("adding the child");
@@ -216,6 +217,23 @@ fn run_v2_checks() {
     cg.destroy().expect("destroying");
     assert!(!v2_dir(&path).exists());
     cg.destroy().expect("destroy is idempotent");
+}
+
+/// UpdateContainer's device rules on v2: a new program is attached and the
+/// old one detached (a detach of a program not attached fails); an update
+/// that leaves the list as it was keeps the program.
+fn check_device_program_updates(cg: &Manager) {
+    let mut fuse = oci_spec::runtime::LinuxDeviceCgroup::default();
+    fuse.set_allow(true);
+    fuse.set_typ(Some(oci_spec::runtime::LinuxDeviceType::C));
+    fuse.set_major(Some(10));
+    fuse.set_minor(Some(229));
+    fuse.set_access(Some("rwm".into()));
+    for rules in [vec![fuse.clone()], vec![], vec![fuse]] {
+        let mut r = LinuxResources::default();
+        r.set_devices(Some(rules));
+        cg.update(&r).expect("updating the device rules on v2");
+    }
 }
 
 /// Memory and pids limits are applied where v2 has those controllers and

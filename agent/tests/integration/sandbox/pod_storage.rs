@@ -257,3 +257,77 @@ fn emptydir_survives_a_container_restart() {
     assert_eq!(mounts_at(&mp), 0);
     assert_eq!(mounts_at(&shared_mp), 0);
 }
+
+/// DestroySandbox of a pod with a configMap: the watchable tmpfs lies
+/// inside the shared directory (virtio-fs in a VM), so it must be unmounted
+/// before that directory; unmounting the shared directory first took the
+/// tmpfs along and `clear` failed with ENOENT (found by the e2e pod
+/// scenario). The check mounts a tmpfs in place of the shared directory at
+/// its real path, so it runs in a mount namespace of its own: this test
+/// re-runs the binary under `unshare --mount` for the ignored one below.
+#[test]
+fn destroy_sandbox_unmounts_the_watchable_tmpfs_before_the_shared_dir() {
+    test_support::require_root!();
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private"])
+        .arg(exe)
+        .args([
+            "--exact",
+            "sandbox::pod_storage::watchable_inside_the_shared_dir_in_a_mount_ns",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(OWN_MOUNT_NS, "1")
+        .output()
+        .expect("running unshare");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the inner test did not run: {text}"
+    );
+}
+
+/// Set by the test above for the one below.
+const OWN_MOUNT_NS: &str = "KATA_TEST_OWN_MOUNT_NS";
+
+#[test]
+#[ignore = "run by destroy_sandbox_unmounts_the_watchable_tmpfs_before_the_shared_dir in a mount namespace of its own"]
+fn watchable_inside_the_shared_dir_in_a_mount_ns() {
+    if std::env::var_os(OWN_MOUNT_NS).is_none() {
+        eprintln!(
+            "not in a mount namespace of its own: it would mount over the host's {WATCH_ROOT}"
+        );
+        return;
+    }
+    let shared = Path::new(WATCH_ROOT)
+        .parent()
+        .expect("the watchable area has a parent")
+        .to_string_lossy()
+        .into_owned();
+    let mut reg = Registry(StorageRegistry::default());
+    reg.0
+        .add(&[storage("ephemeral", "tmpfs", &shared, &["size=1m"])])
+        .expect("the shared directory's stand-in");
+    let src = tempfile::tempdir().expect("tempdir");
+    config_map(src.path(), "v1", "one");
+    let target = format!("{WATCH_ROOT}/cm");
+    reg.0
+        .add(&[storage(
+            "watchable-bind",
+            &src.path().to_string_lossy(),
+            &target,
+            &[],
+        )])
+        .expect("watchable-bind add");
+    // RemoveContainer, then DestroySandbox.
+    reg.0.remove(std::slice::from_ref(&target)).expect("remove");
+    reg.0.clear().expect("DestroySandbox clears every storage");
+    assert_eq!(mounts_at(WATCH_ROOT), 0);
+    assert_eq!(mounts_at(&shared), 0);
+}

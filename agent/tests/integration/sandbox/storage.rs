@@ -8,7 +8,6 @@ use std::path::Path;
 use kata_agent::mountinfo;
 use kata_agent::storage::StorageRegistry;
 use protocols::agent::Storage;
-use test_support::skip::skip;
 
 pub(crate) fn storage(driver: &str, source: &str, mount_point: &str, options: &[&str]) -> Storage {
     let mut s = Storage::new();
@@ -178,56 +177,15 @@ fn symlinked_mount_point_stays_inside_the_root() {
     std::fs::remove_dir_all(&base).expect("cleanup");
 }
 
-/// A loop device stands in for a virtio-blk disk named by its device node.
-struct Loop(String);
-
-impl Loop {
-    fn new(dir: &Path) -> Option<Loop> {
-        let img = dir.join("disk.img");
-        let file = std::fs::File::create(&img).expect("image");
-        file.set_len(16 << 20).expect("size");
-        let mkfs = std::process::Command::new("mkfs.ext4")
-            .args(["-q", "-F"])
-            .arg(&img)
-            .status();
-        if !matches!(mkfs, Ok(s) if s.success()) {
-            skip("mkfs.ext4 (e2fsprogs) is not available");
-            return None;
-        }
-        let out = std::process::Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(&img)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => {
-                Some(Loop(String::from_utf8_lossy(&o.stdout).trim().to_string()))
-            }
-            _ => {
-                skip("no loop device available (losetup)");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        // Only the device this test attached.
-        let _ = std::process::Command::new("losetup")
-            .args(["-d", &self.0])
-            .status();
-    }
-}
-
 #[test]
 fn blk_by_device_name_mounts_the_filesystem() {
     test_support::require_root!();
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some(dev) = Loop::new(dir.path()) else {
+    let Some(dev) = test_support::loopdev::Loop::new(dir.path()) else {
         return;
     };
     let mp = test_dir("blk");
-    let mut s = storage("blk", &dev.0, &mp, &["nodev"]);
+    let mut s = storage("blk", &dev.dev.to_string_lossy(), &mp, &["nodev"]);
     s.fstype = "ext4".into();
     let mut reg = StorageRegistry::default();
     reg.add(std::slice::from_ref(&s))

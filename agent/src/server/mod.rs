@@ -1,6 +1,11 @@
 //! The ttRPC server: binds `agent.server_addr` (vsock by default, a unix
 //! socket for stand-alone runs), serves AgentService and Health until told to
-//! stop.
+//! stop. ttrpc serves the connections; the accept loop (`listener`, which
+//! waits out EMFILE) and the bound on each connection's requests in flight
+//! (`bounded`) are the agent's, around it.
+
+mod bounded;
+mod listener;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -69,8 +74,7 @@ pub async fn serve(ctx: Arc<AgentContext>) -> Result<()> {
     let agent = agent_ttrpc::create_agent_service(Arc::new(AgentService::new(ctx.clone())));
     let health = health_ttrpc::create_health(Arc::new(HealthService));
     let mut server = Server::new()
-        .bind(&addr)
-        .with_context(|| format!("binding {addr}"))?
+        .add_listener(listener::bind(&addr, ctx.logger.clone())?)
         .register_service(agent)
         .register_service(health);
     server

@@ -104,6 +104,17 @@ pub struct DiskOpts {
     pub verity: bool,
 }
 
+impl DiskOpts {
+    /// The recipe's layout; `verity` asks for a measured root whatever the
+    /// recipe says.
+    fn of(recipe: &Recipe, verity: bool) -> DiskOpts {
+        DiskOpts {
+            fs: recipe.image.filesystem,
+            verity: verity || recipe.image.verity,
+        }
+    }
+}
+
 fn build(
     arch: Arch,
     recipe: &Recipe,
@@ -461,10 +472,7 @@ pub fn ensure_built(
     verity: bool,
 ) -> Result<ImageArtifacts> {
     let recipe = Recipe::load(recipe::DEFAULT_RECIPE)?;
-    let disk = DiskOpts {
-        fs: recipe.image.filesystem,
-        verity: verity || recipe.image.verity,
-    };
+    let disk = DiskOpts::of(&recipe, verity);
     build(arch, &recipe, disk, false, agent, kernel)
         .with_context(|| format!("building the {arch} image"))
 }
@@ -482,10 +490,7 @@ pub fn ensure_scratch_built(
     verity: bool,
 ) -> Result<ImageArtifacts> {
     let recipe = Recipe::load(recipe::DEFAULT_RECIPE)?;
-    let disk = DiskOpts {
-        fs: recipe.image.filesystem,
-        verity: verity || recipe.image.verity,
-    };
+    let disk = DiskOpts::of(&recipe, verity);
     let phase = ui::Phase::start(format!(
         "image {arch}: rootfs, initrd, disk image in {}",
         out_dir.display()

@@ -104,6 +104,17 @@ pub struct DiskOpts {
     pub verity: bool,
 }
 
+impl DiskOpts {
+    /// The recipe's layout; `verity` asks for a measured root whatever the
+    /// recipe says.
+    fn of(recipe: &Recipe, verity: bool) -> DiskOpts {
+        DiskOpts {
+            fs: recipe.image.filesystem,
+            verity: verity || recipe.image.verity,
+        }
+    }
+}
+
 fn build(
     arch: Arch,
     recipe: &Recipe,
@@ -115,18 +126,7 @@ fn build(
     let phase = ui::Phase::start(format!("image {arch}: rootfs, initrd, disk image"));
     let epoch = crate::epoch::image()?;
     let out_dir = paths::artifacts_dir(arch);
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-
-    let t = Instant::now();
-    let tree = rootfs::build(arch, recipe, agent, debug_console)?;
-    step("rootfs", t, &format!("{} entries", tree.nodes.len()));
-
-    let t = Instant::now();
-    initrd::write(&tree, epoch, &out_dir.join(INITRD))?;
-    step("initrd", t, &size_of(&out_dir.join(INITRD)));
-
-    let (_, measured) = write_disk(arch, recipe, disk, &tree, epoch, &out_dir.join(IMAGE))?;
-    write_root_hash(&out_dir, measured.as_ref())?;
+    let (tree, measured) = assemble(arch, recipe, disk, debug_console, agent, &out_dir)?;
 
     let packages = rootfs::packages(
         arch,
@@ -173,11 +173,43 @@ fn build(
     write_sbom(arch, epoch, &packages, agent, kernel, &out_dir)?;
     write_sums(&out_dir, &kernel_files(kernel), agent)?;
     phase.done("");
-    Ok(ImageArtifacts {
-        image: out_dir.join(IMAGE),
-        initrd: out_dir.join(INITRD),
-        verity: measured,
-    })
+    Ok(ImageArtifacts::in_dir(&out_dir, measured))
+}
+
+impl ImageArtifacts {
+    fn in_dir(dir: &Path, verity: Option<verity::Verity>) -> ImageArtifacts {
+        ImageArtifacts {
+            image: dir.join(IMAGE),
+            initrd: dir.join(INITRD),
+            verity,
+        }
+    }
+}
+
+/// The rootfs tree, then the initrd and the disk image built from it (and
+/// root_hash.txt for a measured root), in `out_dir`.
+fn assemble(
+    arch: Arch,
+    recipe: &Recipe,
+    disk: DiskOpts,
+    debug_console: bool,
+    agent: &Path,
+    out_dir: &Path,
+) -> Result<(rootfs::Tree, Option<verity::Verity>)> {
+    let epoch = crate::epoch::image()?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+
+    let t = Instant::now();
+    let tree = rootfs::build(arch, recipe, agent, debug_console)?;
+    step("rootfs", t, &format!("{} entries", tree.nodes.len()));
+
+    let t = Instant::now();
+    initrd::write(&tree, epoch, &out_dir.join(INITRD))?;
+    step("initrd", t, &size_of(&out_dir.join(INITRD)));
+
+    let (_, measured) = write_disk(arch, recipe, disk, &tree, epoch, &out_dir.join(IMAGE))?;
+    write_root_hash(out_dir, measured.as_ref())?;
+    Ok((tree, measured))
 }
 
 /// root_hash.txt beside a measured image; none beside another (a stale one
@@ -440,10 +472,31 @@ pub fn ensure_built(
     verity: bool,
 ) -> Result<ImageArtifacts> {
     let recipe = Recipe::load(recipe::DEFAULT_RECIPE)?;
-    let disk = DiskOpts {
-        fs: recipe.image.filesystem,
-        verity: verity || recipe.image.verity,
-    };
+    let disk = DiskOpts::of(&recipe, verity);
     build(arch, &recipe, disk, false, agent, kernel)
         .with_context(|| format!("building the {arch} image"))
+}
+
+/// An image that is never shipped, in `out_dir`: `vm test`'s around a loop
+/// agent (see agent::Profile), `bench compare`'s around each agent. The
+/// default recipe and the given agent, assembled apart from the artifacts so
+/// they never mix, without the manifest, SBOM and SHA256SUMS (they describe
+/// what ships; hashing them is the slow part).
+/// `verity` as for [`ensure_built`].
+pub fn ensure_scratch_built(
+    arch: Arch,
+    agent: &Path,
+    out_dir: &Path,
+    verity: bool,
+) -> Result<ImageArtifacts> {
+    let recipe = Recipe::load(recipe::DEFAULT_RECIPE)?;
+    let disk = DiskOpts::of(&recipe, verity);
+    let phase = ui::Phase::start(format!(
+        "image {arch}: rootfs, initrd, disk image in {}",
+        out_dir.display()
+    ));
+    let (_, measured) = assemble(arch, &recipe, disk, false, agent, out_dir)
+        .with_context(|| format!("building the {arch} image in {}", out_dir.display()))?;
+    phase.done("");
+    Ok(ImageArtifacts::in_dir(out_dir, measured))
 }

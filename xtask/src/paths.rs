@@ -22,6 +22,12 @@ pub fn artifacts_dir(arch: Arch) -> PathBuf {
     target_dir().join("artifacts").join(arch.name())
 }
 
+/// `target/xtask/loop/<arch>/`: the agent and images of the edit-to-verdict
+/// loop (`vm test`'s default profile), apart from what ships.
+pub fn loop_dir(arch: Arch) -> PathBuf {
+    work_dir("loop", arch)
+}
+
 /// `target/xtask/<step>/<arch>/`: a step's scratch space.
 pub fn work_dir(step: &str, arch: Arch) -> PathBuf {
     target_dir().join("xtask").join(step).join(arch.name())

@@ -25,6 +25,10 @@ enum Stage {
     Image,
     /// Boot x86_64 and aarch64 guests and run the end-to-end suite.
     Vm,
+    /// A short benchmark of the x86_64 image (boots, container life
+    /// cycles), its tables in target/reports/ so each run shows a
+    /// regression; nothing in it is timed against a limit.
+    Bench,
 }
 
 #[derive(clap::Args)]
@@ -63,13 +67,17 @@ const STRICT: (&str, &str) = ("KATA_TESTS_STRICT", "1");
 /// 10m` is the long run).
 const FUZZ_TIME: &str = "10s";
 
-const ALL: [Stage; 5] = [
+const ALL: [Stage; 6] = [
     Stage::Cargo,
     Stage::Fuzz,
     Stage::Smoke,
     Stage::Image,
     Stage::Vm,
+    Stage::Bench,
 ];
+
+/// Where the bench stage leaves its tables (CI uploads the directory).
+const REPORTS: &str = "target/reports";
 
 /// The `cargo xtask` invocations of a stage.
 fn stage_steps(stage: Stage) -> Result<Vec<Vec<String>>> {
@@ -104,20 +112,55 @@ fn stage_steps(stage: Stage) -> Result<Vec<Vec<String>>> {
             vec!["verify-repro", "--arch", "x86_64", "--verity"],
         ]),
         Stage::Vm => {
+            // CI tests the agent that ships (the release profile the image
+            // stage built), not the developer loop's.
             let mut steps: Vec<Vec<&str>> = VM_ARCHES
                 .iter()
-                .map(|a| vec!["vm", "test", "--arch", a])
+                .map(|a| vec!["vm", "test", "--arch", a, "--profile", "release"])
                 .collect();
             // The drop-in check: Kata's own default QEMU command line.
-            steps.push(vec!["vm", "test", "--arch", "x86_64", "--machine", "kata"]);
+            steps.push(vec![
+                "vm",
+                "test",
+                "--arch",
+                "x86_64",
+                "--machine",
+                "kata",
+                "--profile",
+                "release",
+            ]);
             // A measured root boots on each arch, a tampered copy does not.
-            steps.extend(
-                VM_ARCHES
-                    .iter()
-                    .map(|a| vec!["vm", "test", "--arch", a, "--verity"]),
-            );
+            steps.extend(VM_ARCHES.iter().map(|a| {
+                vec![
+                    "vm",
+                    "test",
+                    "--arch",
+                    a,
+                    "--verity",
+                    "--profile",
+                    "release",
+                ]
+            }));
             owned(steps)
         }
+        // Boot x3 and life cycle x30 of the release image on the default
+        // machine: about a minute warm.
+        Stage::Bench => owned(vec![vec![
+            "bench",
+            "vm",
+            "--arch",
+            "x86_64",
+            "--machine",
+            "q35-qboot",
+            "--runs",
+            "3",
+            "--lifecycle-runs",
+            "30",
+            "--json",
+            "target/reports/bench-vm-x86_64.json",
+            "--markdown",
+            "target/reports/bench-vm-x86_64.md",
+        ]]),
     })
 }
 
@@ -142,6 +185,10 @@ pub fn run(args: Args) -> Result<()> {
     let mut results: Vec<StepResult> = Vec::new();
     for stage in stages {
         let stage_name = stage_name(stage);
+        if stage == Stage::Bench {
+            let dir = crate::paths::repo_root().join(REPORTS);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         if stage == Stage::Cargo {
             let start = Instant::now();
             let ok = run_cargo_tests().is_ok();
@@ -226,6 +273,7 @@ fn stage_name(stage: Stage) -> &'static str {
         Stage::Smoke => "smoke",
         Stage::Image => "image",
         Stage::Vm => "vm",
+        Stage::Bench => "bench",
     }
 }
 
@@ -296,6 +344,21 @@ mod tests {
         let seen = PathBuf::from(format!("{} (deleted)", before.display()));
         assert_eq!(strip_deleted(seen), before);
         assert_eq!(strip_deleted(bin.clone()), bin);
+    }
+
+    /// The bench step writes into the reports dir, and CI tests the
+    /// release agent, never the loop one.
+    #[test]
+    fn bench_reports_land_in_the_reports_dir_and_vm_tests_the_release() {
+        let bench = stage_steps(Stage::Bench).unwrap().concat();
+        for flag in ["--json", "--markdown"] {
+            let at = bench.iter().position(|a| *a == flag).unwrap();
+            assert!(bench[at + 1].starts_with(REPORTS), "{bench:?}");
+        }
+        for step in stage_steps(Stage::Vm).unwrap() {
+            let at = step.iter().position(|a| *a == "--profile").unwrap();
+            assert_eq!(step[at + 1], "release", "{step:?}");
+        }
     }
 
     #[test]

@@ -24,9 +24,29 @@ use crate::{cmd, paths, ui};
 pub const PACKAGE: &str = "kata-agent";
 pub const BINARY: &str = "kata-agent";
 
+/// The cargo profile of an agent build (`[profile.*]` in Cargo.toml).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// What `image` and `release` ship: fat LTO, one codegen unit.
+    Release,
+    /// The edit-to-verdict loop: no LTO, parallel incremental codegen.
+    Loop,
+}
+
+impl Profile {
+    /// The profile's name for `cargo --profile` and its output directory.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Release => "release",
+            Profile::Loop => "loop",
+        }
+    }
+}
+
 /// Everything cargo needs for one arch; built first so it can be shown/tested.
 pub struct Plan {
     pub route: Route,
+    pub profile: Profile,
     pub target: String,
     pub target_dir: PathBuf,
     pub envs: Vec<(String, OsString)>,
@@ -38,11 +58,12 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(arch: Arch, libc: Libc, route: Route) -> Result<Plan> {
+    pub fn new(arch: Arch, libc: Libc, route: Route, profile: Profile) -> Result<Plan> {
         let target = arch.rust_target(libc.name());
         let host = Arch::host()?;
         let mut plan = Plan {
             route,
+            profile,
             target: target.clone(),
             // One dir per route: per-triple outputs live apart inside it and the
             // host-side units (build scripts, proc macros) are shared by arches.
@@ -120,7 +141,7 @@ impl Plan {
     pub fn output(&self) -> PathBuf {
         self.target_dir
             .join(&self.target)
-            .join("release")
+            .join(self.profile.name())
             .join(BINARY)
     }
 
@@ -129,7 +150,8 @@ impl Plan {
         cmd.current_dir(&self.workspace)
             .args([
                 "build",
-                "--release",
+                "--profile",
+                self.profile.name(),
                 "--locked",
                 "-p",
                 PACKAGE,
@@ -164,7 +186,12 @@ impl Plan {
         }
         std::fs::write(log, "").with_context(|| format!("creating {}", log.display()))?;
         let phase = ui::Phase::with_log(
-            format!("agent {}: cargo build ({})", self.target, self.route.name()),
+            format!(
+                "agent {}: cargo build ({}, {})",
+                self.target,
+                self.route.name(),
+                self.profile.name()
+            ),
             log,
         );
         cmd::run(&mut self.command(), log)?;
@@ -227,7 +254,7 @@ mod tests {
 
     #[test]
     fn rustup_plan_is_static_without_build_std() {
-        let Ok(plan) = Plan::new(Arch::X86_64, Libc::Musl, Route::Rustup) else {
+        let Ok(plan) = Plan::new(Arch::X86_64, Libc::Musl, Route::Rustup, Profile::Release) else {
             return eprintln!("skipped: cannot plan (no host arch?)");
         };
         assert!(!plan.build_std);
@@ -238,5 +265,21 @@ mod tests {
         assert!(plan
             .output()
             .ends_with("x86_64-unknown-linux-musl/release/kata-agent"));
+    }
+
+    /// The loop profile builds beside the release one, never over it.
+    #[test]
+    fn loop_plan_builds_under_its_own_profile_dir() {
+        let Ok(plan) = Plan::new(Arch::X86_64, Libc::Musl, Route::Rustup, Profile::Loop) else {
+            return eprintln!("skipped: cannot plan (no host arch?)");
+        };
+        assert!(plan
+            .output()
+            .ends_with("x86_64-unknown-linux-musl/loop/kata-agent"));
+        let cmd = plan.command();
+        let args: Vec<_> = cmd.get_args().filter_map(|a| a.to_str()).collect();
+        let at = args.iter().position(|a| *a == "--profile").unwrap();
+        assert_eq!(args[at + 1], "loop");
+        assert!(!args.contains(&"--release"), "{args:?}");
     }
 }

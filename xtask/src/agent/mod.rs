@@ -28,6 +28,7 @@ use anyhow::{Context, Result};
 use crate::arch::{Arch, ArchSelection};
 use crate::{paths, setup, ui};
 use compile::Plan;
+pub use compile::Profile;
 use toolchain::{probe, Libc};
 
 #[derive(clap::Args)]
@@ -41,6 +42,10 @@ pub struct Args {
     /// the arch and a stand-alone agent must answer Health.Check.
     #[arg(long)]
     smoke: bool,
+    /// Cargo profile: release (what the image ships) or loop (fast to
+    /// rebuild, installed under target/xtask/loop/<arch>/, never shipped).
+    #[arg(long, value_enum, default_value = "release")]
+    profile: Profile,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -48,7 +53,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut built = Vec::new();
     for &arch in &arches {
         let started = Instant::now();
-        let path = build(arch, args.libc)?;
+        let path = build(arch, args.libc, args.profile)?;
         let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         ui::info(format!(
             "xtask agent: {arch} {}: {} ({size} bytes, {:.1} s)",
@@ -70,7 +75,12 @@ pub fn run(args: Args) -> Result<()> {
 
 /// The musl agent for `arch`, built if anything changed; the image step's entry.
 pub fn ensure_built(arch: Arch) -> Result<PathBuf> {
-    build(arch, Libc::Musl)
+    build(arch, Libc::Musl, Profile::Release)
+}
+
+/// The musl agent of `profile` for `arch` (`vm test` builds the loop one).
+pub fn ensure_built_profile(arch: Arch, profile: Profile) -> Result<PathBuf> {
+    build(arch, Libc::Musl, profile)
 }
 
 /// Check an agent built elsewhere (`image --agent`, Kata's AGENT_SOURCE_BIN)
@@ -85,23 +95,32 @@ pub fn check_given(arch: Arch, path: &Path) -> Result<()> {
 }
 
 /// Provision, plan, run cargo, check the ELF, install the artifact.
-fn build(arch: Arch, libc: Libc) -> Result<PathBuf> {
+fn build(arch: Arch, libc: Libc, profile: Profile) -> Result<PathBuf> {
     setup::ensure_host_packages(&["cross"], &[arch])?;
     let route = probe(arch, libc);
-    let plan = Plan::new(arch, libc, route)
+    let plan = Plan::new(arch, libc, route, profile)
         .with_context(|| format!("preparing the {} build for {arch}", libc.name()))?;
-    let log = paths::work_dir("agent", arch).join(format!("cargo-{}.log", libc.name()));
+    // One log per profile: a loop build and a release one may run at once.
+    let name = match profile {
+        Profile::Release => format!("cargo-{}.log", libc.name()),
+        Profile::Loop => format!("cargo-{}-{}.log", libc.name(), profile.name()),
+    };
+    let log = paths::work_dir("agent", arch).join(name);
     let out = plan.run(&log)?;
     elf::check(&out, arch).with_context(|| format!("cargo built a wrong binary for {arch}"))?;
-    let dest = artifact_path(arch, libc);
+    let dest = artifact_path(arch, libc, profile);
     install_if_changed(&out, &dest)?;
     Ok(dest)
 }
 
 /// The image ships the musl agent at target/artifacts/<arch>/kata-agent; a
-/// gnu build goes next to it, under gnu/, so it never replaces that one.
-fn artifact_path(arch: Arch, libc: Libc) -> PathBuf {
-    let dir = paths::artifacts_dir(arch);
+/// gnu build goes next to it, under gnu/, so it never replaces that one. A
+/// loop build is never shipped: it lives under target/xtask/loop/<arch>/.
+fn artifact_path(arch: Arch, libc: Libc, profile: Profile) -> PathBuf {
+    let dir = match profile {
+        Profile::Release => paths::artifacts_dir(arch),
+        Profile::Loop => paths::loop_dir(arch),
+    };
     match libc {
         Libc::Musl => dir.join(compile::BINARY),
         Libc::Gnu => dir.join("gnu").join(compile::BINARY),
@@ -138,10 +157,22 @@ mod tests {
 
     #[test]
     fn gnu_build_does_not_replace_the_shipped_agent() {
-        let musl = artifact_path(Arch::Aarch64, Libc::Musl);
-        let gnu = artifact_path(Arch::Aarch64, Libc::Gnu);
+        let musl = artifact_path(Arch::Aarch64, Libc::Musl, Profile::Release);
+        let gnu = artifact_path(Arch::Aarch64, Libc::Gnu, Profile::Release);
         assert!(musl.ends_with("aarch64/kata-agent"), "{musl:?}");
         assert!(gnu.ends_with("aarch64/gnu/kata-agent"), "{gnu:?}");
+    }
+
+    #[test]
+    fn loop_build_stays_out_of_the_artifacts() {
+        let shipped = artifact_path(Arch::X86_64, Libc::Musl, Profile::Release);
+        let looped = artifact_path(Arch::X86_64, Libc::Musl, Profile::Loop);
+        assert!(
+            !looped.starts_with(paths::artifacts_dir(Arch::X86_64)),
+            "{looped:?}"
+        );
+        assert!(looped.ends_with("loop/x86_64/kata-agent"), "{looped:?}");
+        assert_ne!(shipped, looped);
     }
 
     #[test]

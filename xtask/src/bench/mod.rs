@@ -21,6 +21,8 @@ use crate::vm::qemu::{Console, Machine};
 use crate::vm::start::{self, VmResources};
 use crate::vm::{self as vm, BootMode, VmOpts};
 
+mod compare;
+mod mann_whitney;
 mod workload;
 
 #[derive(clap::Args)]
@@ -33,6 +35,8 @@ pub struct Args {
 enum BenchCommand {
     /// Boot time to the first answered Health.Check, per machine choice.
     Vm(VmBenchArgs),
+    /// A/B: boot two agents' images in turn and test each metric's difference.
+    Compare(compare::CompareArgs),
 }
 
 #[derive(clap::Args)]
@@ -59,11 +63,45 @@ struct VmBenchArgs {
     /// Also write the boot rows as JUnit XML here (a row with a failed boot fails).
     #[arg(long, value_name = "PATH")]
     junit: Option<PathBuf>,
-    /// Also write the boot rows as JSON here (times in ms, failures).
-    #[arg(long, value_name = "PATH")]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    out: ReportFiles,
     #[command(flatten)]
     opts: VmOpts,
+}
+
+/// Where a bench also writes its results (`bench vm`: the boot rows and
+/// each arch's life-cycle report; `bench compare`: the verdicts and samples).
+#[derive(clap::Args)]
+struct ReportFiles {
+    /// Also write the results as JSON here.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Also write the Markdown tables here.
+    #[arg(long, value_name = "PATH")]
+    markdown: Option<PathBuf>,
+}
+
+impl ReportFiles {
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.json
+            .iter()
+            .chain(self.markdown.iter())
+            .map(PathBuf::as_path)
+    }
+
+    fn write_markdown(&self, text: &str) -> Result<()> {
+        match &self.markdown {
+            Some(p) => crate::report::write(p, text),
+            None => Ok(()),
+        }
+    }
+
+    fn write_json(&self, doc: &serde_json::Value) -> Result<()> {
+        match &self.json {
+            Some(p) => crate::report::write(p, &(serde_json::to_string_pretty(doc)? + "\n")),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -81,6 +119,7 @@ pub fn run(args: Args) -> Result<()> {
             crate::setup::ensure_host_packages(&["vm"], &a.arch.arches())?;
             bench_vm(a)
         }
+        BenchCommand::Compare(a) => compare::run(a),
     }
 }
 
@@ -98,8 +137,8 @@ impl VmBenchArgs {
         crate::report::check_paths(
             self.junit
                 .iter()
-                .chain(self.json.iter())
-                .map(PathBuf::as_path),
+                .map(PathBuf::as_path)
+                .chain(self.out.paths()),
         )
     }
 }
@@ -120,6 +159,8 @@ fn bench_vm(args: VmBenchArgs) -> Result<()> {
         Probe::Vsock => None,
     };
     let mut cases = Vec::new();
+    let mut lifecycles = serde_json::Map::new();
+    let mut tables = String::new();
     for arch in args.arch.arches() {
         // Built and probed once per arch: every row boots these.
         let res = start::resources(arch, &args.opts)?;
@@ -131,12 +172,12 @@ fn bench_vm(args: VmBenchArgs) -> Result<()> {
                 Some(bin) => bin.clone(),
                 None => vm::e2e_binary()?,
             };
-            table.push_str(&workload::section(
-                &res,
-                &args.opts,
-                args.lifecycle_runs,
-                &e2e,
-            ));
+            let section = workload::section(&res, &args.opts, args.lifecycle_runs, &e2e);
+            table.push_str(&section.markdown);
+            lifecycles.insert(
+                arch.name().to_string(),
+                serde_json::to_value(section.report)?,
+            );
         }
         let out = crate::paths::target_dir()
             .join("bench")
@@ -147,14 +188,24 @@ fn bench_vm(args: VmBenchArgs) -> Result<()> {
         std::fs::write(&out, &table).with_context(|| format!("writing {}", out.display()))?;
         println!("{table}");
         ui::info(format!("table written to {}", out.display()));
+        tables.push_str(&table);
     }
     if let Some(p) = &args.junit {
         crate::report::write(p, &crate::report::junit("bench vm", &cases))?;
     }
-    if let Some(p) = &args.json {
-        crate::report::write(p, &(serde_json::to_string_pretty(&cases)? + "\n"))?;
-    }
-    Ok(())
+    args.out.write_json(&serde_json::json!({
+        "boot": cases,
+        "lifecycle": lifecycles,
+        "load_average": load_average(),
+    }))?;
+    args.out.write_markdown(&tables)
+}
+
+/// The host's 1, 5 and 15 minute load averages: TCG timings scale with it.
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let load: Vec<&str> = text.split_whitespace().take(3).collect();
+    Some(load.join(" "))
 }
 
 /// A boot row as a report case: its median time, failed if a boot failed.
@@ -369,6 +420,12 @@ fn probe_up(
     Ok(vm.started.elapsed())
 }
 
+/// "Host: N cores, load average L at the end of the run."
+fn host_line(load: &str) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("Host: {cores} cores, load average {load} at the end of the run.")
+}
+
 fn millis(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1000.0)
 }
@@ -387,14 +444,8 @@ fn render(arch: Arch, accel: Accel, args: &VmBenchArgs, rows: &[Row]) -> String 
         args.opts.share.name()
     );
     // Timings under TCG scale with host contention: record it.
-    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
-        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-        let load: Vec<&str> = load.split_whitespace().take(3).collect();
-        let _ = writeln!(
-            s,
-            "Host: {cores} cores, load average {} at the end of the run.\n",
-            load.join(" ")
-        );
+    if let Some(load) = load_average() {
+        let _ = writeln!(s, "{}\n", host_line(&load));
     }
     let _ = writeln!(
         s,

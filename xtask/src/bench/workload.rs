@@ -17,19 +17,27 @@ use crate::vm::start::{self, VmResources};
 use crate::vm::{self as vm, VmOpts};
 
 /// What `e2e lifecycle` prints (its `LifecycleReport`).
-#[derive(serde::Deserialize)]
-struct Report {
-    runs: usize,
-    min_ms: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-    agent_rss_bytes: u64,
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+pub struct Report {
+    pub runs: usize,
+    pub min_ms: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub agent_rss_bytes: u64,
 }
 
-pub fn section(res: &VmResources, opts: &VmOpts, runs: usize, e2e: &Path) -> String {
+/// The section as Markdown, and the report when the VM ran.
+pub struct Section {
+    pub markdown: String,
+    pub report: Option<Report>,
+}
+
+pub fn section(res: &VmResources, opts: &VmOpts, runs: usize, e2e: &Path) -> Section {
     let mut s = String::from("\n## create+start+wait of busybox `true` inside one VM");
-    match measure(res, opts, runs, e2e) {
+    let measured = measure(res, opts, runs, e2e);
+    let report = measured.as_ref().ok().map(|m| m.report.clone());
+    match measured {
         Ok(m) => {
             let _ = writeln!(
                 s,
@@ -58,7 +66,10 @@ pub fn section(res: &VmResources, opts: &VmOpts, runs: usize, e2e: &Path) -> Str
         }
     }
     s.push_str(&sizes(res.arch));
-    s
+    Section {
+        markdown: s,
+        report,
+    }
 }
 
 /// One measured VM: where it ran and what `e2e lifecycle` reported.
@@ -84,9 +95,32 @@ fn measure(res: &VmResources, opts: &VmOpts, runs: usize, e2e: &Path) -> Result<
         &[],
     )?;
     start::wait_vsock_in_budget(&mut session, &vm, arch, accel)?;
+    let report = lifecycle(res, &vm, opts, runs, e2e).map_err(|e| {
+        let kept = serial_log.with_extension("failed.log");
+        let _ = std::fs::copy(&serial_log, &kept);
+        e.context(format!("serial log: {}", kept.display()))
+    })?;
+    Ok(Measured {
+        machine,
+        accel,
+        report,
+        command_line: vm.command_line.clone(),
+    })
+}
+
+/// `e2e lifecycle` against a running VM: `runs` life cycles, then the
+/// agent's RSS.
+pub fn lifecycle(
+    res: &VmResources,
+    vm: &vm::RunningVm,
+    opts: &VmOpts,
+    runs: usize,
+    e2e: &Path,
+) -> Result<Report> {
+    let (arch, accel) = (res.arch, res.accel);
     let mut cmd = Command::new(e2e);
     cmd.arg("lifecycle");
-    vm::guest_args(&mut cmd, &vm, opts.share, &res.busybox);
+    vm::guest_args(&mut cmd, vm, opts.share, &res.busybox);
     let output = cmd
         .arg("--runs")
         .arg(runs.to_string())
@@ -100,26 +134,13 @@ fn measure(res: &VmResources, opts: &VmOpts, runs: usize, e2e: &Path) -> Result<
         .context("running e2e lifecycle")?;
     if !output.status.success() {
         let err = String::from_utf8_lossy(&output.stderr);
-        let kept = serial_log.with_extension("failed.log");
-        let _ = std::fs::copy(&serial_log, &kept);
-        bail!(
-            "e2e lifecycle failed ({}): {} (serial log: {})",
-            output.status,
-            err.trim(),
-            kept.display()
-        );
+        bail!("e2e lifecycle failed ({}): {}", output.status, err.trim());
     }
-    let report: Report = serde_json::from_slice(&output.stdout).with_context(|| {
+    serde_json::from_slice(&output.stdout).with_context(|| {
         format!(
             "e2e lifecycle printed {:?}",
             String::from_utf8_lossy(&output.stdout)
         )
-    })?;
-    Ok(Measured {
-        machine,
-        accel,
-        report,
-        command_line: vm.command_line.clone(),
     })
 }
 

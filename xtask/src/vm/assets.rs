@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use super::qemu::{Boot, Machine};
 use super::{BootMode, VmOpts};
+use crate::agent::Profile;
 use crate::arch::Arch;
 use crate::image::verity::Verity;
 
@@ -70,12 +71,22 @@ impl GuestAssets {
     }
 }
 
+/// The agent of `profile`: a release one as `image` takes it (also from
+/// KATA_IMAGE_AGENT), a loop one always built here.
+fn agent(arch: Arch, profile: Profile) -> Result<PathBuf> {
+    match profile {
+        Profile::Release => crate::rootfs::agent_binary(arch, None),
+        Profile::Loop => crate::agent::ensure_built_profile(arch, profile),
+    }
+    .with_context(|| format!("building the agent ({})", profile.name()))
+}
+
 /// Build (or take from the caches) what changed, each step once. Returns
 /// the assets and the agent they contain (None when `--rootfs` was given).
 pub fn resolve(arch: Arch, opts: &VmOpts) -> Result<(GuestAssets, Option<PathBuf>)> {
     let agent = match &opts.rootfs {
         Some(_) => None,
-        None => Some(crate::rootfs::agent_binary(arch, None).context("building the agent")?),
+        None => Some(agent(arch, opts.agent_profile())?),
     };
     let built = if opts.kernel.is_none() || agent.is_some() {
         Some(
@@ -98,7 +109,15 @@ pub fn resolve(arch: Arch, opts: &VmOpts) -> Result<(GuestAssets, Option<PathBuf
     let (rootfs, verity) = match (&opts.rootfs, agent.as_deref().zip(built.as_ref())) {
         (Some(r), _) => (r.clone(), None),
         (None, Some((agent, kernel))) => {
-            let image = crate::image::ensure_built(arch, agent, kernel, opts.verity)?;
+            let image = match opts.agent_profile() {
+                Profile::Release => crate::image::ensure_built(arch, agent, kernel, opts.verity)?,
+                Profile::Loop => crate::image::ensure_scratch_built(
+                    arch,
+                    agent,
+                    &crate::paths::loop_dir(arch),
+                    opts.verity,
+                )?,
+            };
             match opts.boot {
                 BootMode::Image => (image.image, image.verity),
                 BootMode::Initrd => (image.initrd, None),

@@ -29,6 +29,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
+use crate::agent::Profile;
 use crate::arch::{Arch, ArchSelection};
 use qemu::Machine;
 use share::ShareKind;
@@ -120,9 +121,19 @@ pub struct VmOpts {
     /// Options for the agent on the kernel command line, Kata's `kernel_params` style.
     #[arg(long = "agent-param", default_values_t = ["agent.log=debug".to_string()])]
     pub agent_params: Vec<String>,
+    /// Cargo profile of the agent: loop builds in seconds (the default of
+    /// `vm test` and `vm run`), release is what `image` ships (the default
+    /// of the benches); each has its own image.
+    #[arg(long, value_enum)]
+    pub profile: Option<Profile>,
 }
 
 impl VmOpts {
+    /// `--profile`, or release where the caller set no default.
+    pub fn agent_profile(&self) -> Profile {
+        self.profile.unwrap_or(Profile::Release)
+    }
+
     /// Reject what cannot boot before anything is built: a machine of
     /// another arch, a given file that does not exist.
     pub fn validate(&self, arches: &[Arch]) -> Result<()> {
@@ -175,11 +186,13 @@ pub enum BootMode {
     Initrd,
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let (arches, opts) = match &args.command {
-        VmCommand::Test(t) => (t.arch.arches(), &t.opts),
-        VmCommand::Run(r) => (vec![r.arch], &r.opts),
+pub fn run(mut args: Args) -> Result<()> {
+    let (arches, opts) = match &mut args.command {
+        VmCommand::Test(t) => (t.arch.arches(), &mut t.opts),
+        VmCommand::Run(r) => (vec![r.arch], &mut r.opts),
     };
+    // The edit-to-verdict loop: a changed agent line relinks in seconds.
+    opts.profile.get_or_insert(Profile::Loop);
     opts.validate(&arches)?;
     // QEMU (and virtiofsd's build dependencies), pinned.
     crate::setup::ensure_host_packages(&["vm"], &arches)?;

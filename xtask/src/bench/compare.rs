@@ -1,0 +1,295 @@
+//! `bench compare`: A/B of two agents, as Firecracker's A/B tooling does.
+//! One image per agent (the same recipe and kernel, assembled apart from
+//! the artifacts), booted in turn, A B A B ..., so that host load drifting
+//! during the run hits both sides alike. Each boot gives one sample per
+//! metric (time to Health.Check, life-cycle p50/p99, agent RSS); per metric
+//! the table shows both medians, their ratio and the Mann-Whitney p-value.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::mann_whitney;
+use super::workload;
+use super::Probe;
+use crate::arch::Arch;
+use crate::ui;
+use crate::vm::cleanup::Session;
+use crate::vm::qemu::Console;
+use crate::vm::start::{self, VmResources};
+use crate::vm::{self as vm, BootMode, VmOpts};
+
+/// Below this p-value a difference counts as significant.
+const ALPHA: f64 = 0.05;
+
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    /// The base (A) agent binary: a static ELF for the arch.
+    #[arg(long, value_name = "PATH")]
+    base: PathBuf,
+    /// The head (B) agent binary.
+    #[arg(long, value_name = "PATH")]
+    head: PathBuf,
+    #[arg(long, value_enum, default_value = "x86_64")]
+    arch: Arch,
+    /// Boots per side, interleaved (5 is the fewest at which the test can
+    /// reach p < 0.05 with a margin).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Container life cycles per boot.
+    #[arg(long, default_value_t = 10)]
+    lifecycle_runs: usize,
+    #[command(flatten)]
+    out: super::ReportFiles,
+    #[command(flatten)]
+    opts: VmOpts,
+}
+
+impl CompareArgs {
+    fn validate(&self) -> Result<()> {
+        self.opts.validate(&[self.arch])?;
+        if self.rounds < 3 {
+            crate::usage!(
+                "--rounds {}: give 3 or more (5 or more to see p < 0.05 with a margin)",
+                self.rounds
+            );
+        }
+        if self.lifecycle_runs == 0 {
+            crate::usage!("--lifecycle-runs 0 measures no life cycle: give 1 or more");
+        }
+        if self.opts.verity {
+            crate::usage!(
+                "--verity: compare boots plain images (a measured one is not built here)"
+            );
+        }
+        if self.opts.rootfs.is_some() {
+            crate::usage!("--rootfs: compare builds one image per agent itself");
+        }
+        for (flag, p) in [("--base", &self.base), ("--head", &self.head)] {
+            if !p.is_file() {
+                crate::usage!("{flag} {}: no such file", p.display());
+            }
+        }
+        crate::report::check_paths(self.out.paths())
+    }
+}
+
+/// The metrics, in table order: name, unit.
+const METRICS: [(&str, &str); 4] = [
+    ("boot to Health.Check", "ms"),
+    ("life cycle p50", "ms"),
+    ("life cycle p99", "ms"),
+    ("agent RSS after", "kB"),
+];
+
+/// The samples of one side: one value per metric per boot.
+#[derive(Default, serde::Serialize)]
+struct Samples {
+    values: [Vec<f64>; 4],
+    failures: Vec<String>,
+}
+
+/// One metric's verdict.
+#[derive(Debug, serde::Serialize)]
+struct Verdict {
+    metric: &'static str,
+    unit: &'static str,
+    base_median: Option<f64>,
+    head_median: Option<f64>,
+    /// head / base.
+    ratio: Option<f64>,
+    p_value: Option<f64>,
+    significant: bool,
+}
+
+pub fn run(args: CompareArgs) -> Result<()> {
+    args.validate()?;
+    crate::setup::ensure_host_packages(&["vm"], &[args.arch])?;
+    let e2e = vm::e2e_binary()?;
+    let base = side_resources(&args, "base", &args.base)?;
+    let head = side_resources(&args, "head", &args.head)?;
+    let mut samples = [Samples::default(), Samples::default()];
+    for round in 0..args.rounds {
+        for (i, (name, res)) in [("base", &base), ("head", &head)].into_iter().enumerate() {
+            let what = format!("round {round} {name}");
+            match one_round(res, &args, &e2e) {
+                Ok(values) => {
+                    eprintln!("{what}: {values:?}");
+                    for (k, v) in values.into_iter().enumerate() {
+                        samples[i].values[k].push(v);
+                    }
+                }
+                Err(e) => {
+                    ui::warn(format!("{what}: {e:#}"));
+                    samples[i].failures.push(format!("{what}: {e:#}"));
+                }
+            }
+        }
+    }
+    let verdicts = verdicts(&samples[0], &samples[1]);
+    let table = render(&args, &verdicts, &samples);
+    println!("{table}");
+    args.out.write_markdown(&table)?;
+    args.out.write_json(&serde_json::json!({
+            "arch": args.arch.name(),
+            "base": args.base,
+            "head": args.head,
+            "rounds": args.rounds,
+            "lifecycle_runs": args.lifecycle_runs,
+            "load_average": super::load_average(),
+            "metrics": verdicts,
+        "samples": { "base": samples[0], "head": samples[1] },
+    }))
+}
+
+/// The image around `agent` (checked like `image --agent`) in the bench's
+/// work dir, and the resources that boot it.
+fn side_resources(args: &CompareArgs, name: &str, agent: &Path) -> Result<VmResources> {
+    let arch = args.arch;
+    let agent = crate::rootfs::agent_binary(arch, Some(agent))
+        .with_context(|| format!("the {name} agent"))?;
+    let dir = crate::paths::work_dir("bench-compare", arch).join(name);
+    let images = crate::image::ensure_scratch_built(arch, &agent, &dir, false)
+        .with_context(|| format!("the {name} image"))?;
+    let mut opts = args.opts.clone();
+    opts.rootfs = Some(match opts.boot {
+        BootMode::Image => images.image,
+        BootMode::Initrd => images.initrd,
+    });
+    let mut res = start::resources(arch, &opts)?;
+    res.agent = Some(agent);
+    Ok(res)
+}
+
+/// Boot once: time to Health.Check, then the life cycles in the same VM.
+fn one_round(res: &VmResources, args: &CompareArgs, e2e: &Path) -> Result<[f64; 4]> {
+    let arch = res.arch;
+    let log = crate::paths::work_dir("bench-compare", arch).join("serial.log");
+    let mut session = Session::new();
+    let budget = crate::vm::accel::boot_budget(arch, res.accel);
+    let vm = start::start(&mut session, res, &args.opts, Console::File(log), &[])?;
+    let boot = super::probe_up(&mut session, &vm, Probe::Health, Some(e2e), budget)?;
+    let r = workload::lifecycle(res, &vm, &args.opts, args.lifecycle_runs, e2e)?;
+    Ok([
+        boot.as_secs_f64() * 1000.0,
+        r.p50_ms,
+        r.p99_ms,
+        (r.agent_rss_bytes / 1024) as f64,
+    ])
+}
+
+fn verdicts(base: &Samples, head: &Samples) -> Vec<Verdict> {
+    METRICS
+        .iter()
+        .enumerate()
+        .map(|(k, &(metric, unit))| verdict(metric, unit, &base.values[k], &head.values[k]))
+        .collect()
+}
+
+fn verdict(metric: &'static str, unit: &'static str, base: &[f64], head: &[f64]) -> Verdict {
+    let (bm, hm) = (median(base), median(head));
+    let ratio = bm.zip(hm).filter(|(b, _)| *b != 0.0).map(|(b, h)| h / b);
+    let p = mann_whitney::test(base, head).map(|o| o.p);
+    Verdict {
+        metric,
+        unit,
+        base_median: bm,
+        head_median: hm,
+        ratio,
+        p_value: p,
+        significant: p.is_some_and(|p| p < ALPHA),
+    }
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn render(args: &CompareArgs, verdicts: &[Verdict], samples: &[Samples; 2]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "## bench compare: {}, {} rounds A B A B ..., {} life cycles per boot, boot {:?}\n",
+        args.arch, args.rounds, args.lifecycle_runs, args.opts.boot
+    );
+    let _ = writeln!(s, "- base (A): `{}`", args.base.display());
+    let _ = writeln!(s, "- head (B): `{}`", args.head.display());
+    if let Some(load) = super::load_average() {
+        let _ = writeln!(s, "- {}", super::host_line(&load));
+    }
+    let _ = writeln!(
+        s,
+        "\n| metric | base median | head median | head/base | p (Mann-Whitney) | significant (p < {ALPHA}) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let num =
+        |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+    for v in verdicts {
+        let _ = writeln!(
+            s,
+            "| {} | {} {u} | {} {u} | {} | {} | {} |",
+            v.metric,
+            num(v.base_median, 1),
+            num(v.head_median, 1),
+            num(v.ratio, 3),
+            num(v.p_value, 4),
+            if v.significant { "yes" } else { "no" },
+            u = v.unit,
+        );
+    }
+    for (name, side) in ["base", "head"].iter().zip(samples) {
+        if !side.failures.is_empty() {
+            let _ = writeln!(s, "\nFailed boots of {name}:");
+            for f in &side.failures {
+                let _ = writeln!(s, "- {f}");
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_of_odd_even_and_empty_samples() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn a_clear_slowdown_is_significant_and_noise_is_not() {
+        let base = [100.0, 102.0, 98.0, 101.0, 99.0];
+        let slower = [120.0, 118.0, 125.0, 121.0, 119.0];
+        let v = verdict("boot", "ms", &base, &slower);
+        assert_eq!(v.base_median, Some(100.0));
+        assert_eq!(v.head_median, Some(120.0));
+        assert!((v.ratio.unwrap() - 1.2).abs() < 1e-12);
+        assert!(v.significant, "{v:?}");
+        let same = [101.5, 98.5, 100.5, 99.5, 102.5];
+        let v = verdict("boot", "ms", &base, &same);
+        assert!(!v.significant, "{v:?}");
+    }
+
+    #[test]
+    fn a_side_without_samples_has_no_verdict() {
+        let v = verdict("boot", "ms", &[1.0, 2.0, 3.0], &[]);
+        assert_eq!(v.head_median, None);
+        assert_eq!(v.ratio, None);
+        assert_eq!(v.p_value, None);
+        assert!(!v.significant);
+    }
+}

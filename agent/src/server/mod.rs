@@ -64,6 +64,10 @@ fn prepare_socket_path(addr: &str) -> Result<()> {
     Ok(())
 }
 
+/// How long a PID-1 agent keeps serving after DestroySandbox asked it to
+/// stop, so that the reply reaches the runtime before the power-off.
+const REPLY_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Start serving; returns when the agent is asked to stop: SIGTERM/SIGINT in
 /// stand-alone runs, `ctx.stop` (DestroySandbox as PID 1).
 pub async fn serve(ctx: Arc<AgentContext>) -> Result<()> {
@@ -84,6 +88,12 @@ pub async fn serve(ctx: Arc<AgentContext>) -> Result<()> {
     slog::info!(ctx.logger, "agent is serving"; "address" => &addr);
 
     wait_for_stop(&ctx).await?;
+    if ctx.init_daemon {
+        // The stop comes from inside DestroySandbox's handler: its reply is
+        // written by ttrpc after the handler returns, and a shutdown at once
+        // cut it off ("early eof" at the runtime, seen in 1 of 20 boots).
+        tokio::time::sleep(REPLY_GRACE).await;
+    }
     slog::info!(ctx.logger, "stopping the agent");
     server
         .shutdown()

@@ -115,7 +115,7 @@ fn vm_arguments_that_cannot_boot_are_rejected_before_building() {
 fn test_stages_and_report_paths_are_checked_first() {
     assert_rejected(
         &["test", "--only", "nosuch"],
-        &["[possible values: cargo, smoke, image, vm]"],
+        &["[possible values: cargo, fuzz, smoke, image, vm, bench]"],
     );
     assert_rejected(
         &["test", "--junit", "/no/such/dir/report.xml"],

@@ -64,7 +64,8 @@ impl Qmp {
     /// backend is a shared memfd: vhost-user backends (vsock, virtiofsd)
     /// must be able to map every guest RAM region, which is why Kata hot-adds
     /// `memory-backend-file` with `share` when virtio-fs is on (getMemArgs).
-    pub fn hotplug_dimm(&mut self, slot: u32, size_mib: u64) -> Result<()> {
+    pub fn hotplug_dimm(&mut self, size_mib: u64) -> Result<()> {
+        let slot = self.next_memory_slot()?;
         let mem = format!("mem{slot}");
         self.execute(
             "object-add",
@@ -85,6 +86,15 @@ impl Qmp {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// The slot a new memory device takes: one past the highest slot in use
+    /// (an NVDIMM root is slot 0 on Kata's machine, and its backend is
+    /// `mem0`), as Kata's hotplugAddMemory picks it from
+    /// `query-memory-devices` (virtcontainers/qemu.go).
+    fn next_memory_slot(&mut self) -> Result<u64> {
+        let devices = self.execute("query-memory-devices", json!({}))?;
+        Ok(next_slot(&devices))
     }
 
     /// The ids of the machine's `-device`s.
@@ -181,5 +191,36 @@ mod tests {
         let full = json!([{"type": "t", "qom-path": "/x", "props": {"core-id": 0}}]);
         assert_eq!(free_cpu_slot(&full, "cpu-0"), None);
         assert_eq!(free_cpu_slot(&json!({}), "cpu-0"), None);
+    }
+}
+
+/// One past the highest `data.slot` of a `query-memory-devices` answer, 0
+/// when there is none.
+fn next_slot(devices: &serde_json::Value) -> u64 {
+    devices
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["data"]["slot"].as_u64())
+        .max()
+        .map_or(0, |m| m + 1)
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+
+    /// Kata's machine has its NVDIMM root in slot 0 (backend mem0): the
+    /// hot-added DIMM takes slot 1, not a second `mem0`.
+    #[test]
+    fn a_dimm_takes_the_slot_after_the_highest_in_use() {
+        assert_eq!(next_slot(&json!([])), 0);
+        let nvdimm = json!([{"type": "nvdimm", "data": {"slot": 0, "id": "nv0"}}]);
+        assert_eq!(next_slot(&nvdimm), 1);
+        let two = json!([
+            {"type": "dimm", "data": {"slot": 3}},
+            {"type": "nvdimm", "data": {"slot": 0}}
+        ]);
+        assert_eq!(next_slot(&two), 4);
     }
 }

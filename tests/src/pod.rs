@@ -261,7 +261,7 @@ pub async fn pod_hotplug_memory(ctx: &mut Ctx) -> Result<()> {
     }
     let before = mem_total(ctx, "before").await?;
     if ctx.cfg.dimm_hotplug {
-        qmp(ctx)?.hotplug_dimm(0, DIMM_MIB)?;
+        qmp(ctx)?.hotplug_dimm(DIMM_MIB)?;
     }
     let mut req = OnlineCPUMemRequest::new();
     req.cpu_only = false;

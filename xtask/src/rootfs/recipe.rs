@@ -426,4 +426,22 @@ compression = "gzip"
             );
         }
     }
+
+    /// Kata's image builder rounds the image up to 128 MiB
+    /// (IMAGE_SIZE_ALIGNMENT_MB, tools/osbuilder/image-builder/image_builder.sh):
+    /// booted as an NVDIMM the image sits in the memory hot-plug area, and a
+    /// DIMM hot-added after it must start on a 128 MiB memory-block boundary
+    /// (else the guest says "unaligned hotplug range" and ignores it).
+    #[test]
+    fn every_recipe_aligns_its_image_for_memory_hotplug() {
+        for name in names().unwrap() {
+            let r = Recipe::load(&name).unwrap();
+            assert_eq!(
+                r.image.align_mib % 128,
+                0,
+                "{name}: align_mib {}",
+                r.image.align_mib
+            );
+        }
+    }
 }

@@ -159,7 +159,8 @@ impl Machine {
     /// q35 gets a root port and a virtio-scsi controller to hot-plug disks
     /// into (the kata machine has its own, from Kata's command line).
     fn has_hotplug_ports(self) -> bool {
-        matches!(self, Machine::Q35 | Machine::Q35Qboot)
+        // Both have a PCIe root complex (pcie.0) a root port can sit on.
+        matches!(self, Machine::Q35 | Machine::Q35Qboot | Machine::Virt)
     }
 
     fn machine_arg(self, accel: Accel) -> String {

@@ -67,9 +67,17 @@ async fn destroy(agent: &TestAgent) {
         .expect("DestroySandbox");
 }
 
+/// The agent writes a sandbox's resolv.conf at one path,
+/// /run/kata-containers/sandbox/resolv.conf (agent/src/sandbox/dns.rs), and
+/// the test agents of this binary share the host's /run (each has only its
+/// own mount namespace): the tests that send DNS take turns, or one reads
+/// the other's file through its bind mount.
+static SANDBOX_DNS_FILE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn create_then_destroy_leaves_nothing_behind() {
     test_support::require_root!();
+    let _dns = SANDBOX_DNS_FILE.lock().await;
     let agent = TestAgent::start_isolated("").await;
     let mp = test_dir("sb-eph");
     let mut req = CreateSandboxRequest::new();
@@ -132,6 +140,7 @@ async fn create_then_destroy_leaves_nothing_behind() {
 #[tokio::test]
 async fn failed_create_leaves_nothing_and_the_next_create_works() {
     test_support::require_root!();
+    let _dns = SANDBOX_DNS_FILE.lock().await;
     let agent = TestAgent::start_isolated("").await;
     let good = test_dir("fail-good");
     let mut bad_bind = Storage::new();

@@ -441,7 +441,7 @@ fn render(arch: Arch, accel: Accel, args: &VmBenchArgs, rows: &[Row]) -> String 
         "## bench vm: {arch}, {}, QEMU start to {what} (ms), boot {:?}, share {}\n",
         accel.name().to_uppercase(),
         args.opts.boot,
-        args.opts.share.name()
+        args.opts.share_for(arch).name()
     );
     // Timings under TCG scale with host contention: record it.
     if let Some(load) = load_average() {

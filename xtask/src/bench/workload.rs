@@ -120,7 +120,7 @@ pub fn lifecycle(
     let (arch, accel) = (res.arch, res.accel);
     let mut cmd = Command::new(e2e);
     cmd.arg("lifecycle");
-    vm::guest_args(&mut cmd, vm, opts.share, &res.busybox);
+    vm::guest_args(&mut cmd, vm, opts.share_for(arch), &res.busybox);
     let output = cmd
         .arg("--runs")
         .arg(runs.to_string())

@@ -100,7 +100,7 @@ pub fn start(
     let dir = session.temp_dir(&format!("vm-{arch}"))?;
     let backend = vsock::start(session, &dir)?;
     let shared_dir = dir.join("shared");
-    let share = share::start(session, opts.share, &shared_dir, &dir)?;
+    let share = share::start(session, opts.share_for(arch), &shared_dir, &dir)?;
     let serial_log = match &console {
         Console::File(p) | Console::Stdio { log: p } => p.clone(),
     };

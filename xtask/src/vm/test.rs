@@ -150,7 +150,7 @@ fn suite_command(
     let arch = res.arch;
     let mut cmd = Command::new(e2e);
     cmd.arg("suite");
-    guest_args(&mut cmd, vm, args.opts.share, &res.busybox);
+    guest_args(&mut cmd, vm, args.opts.share_for(arch), &res.busybox);
     cmd.arg("--serial-log")
         .arg(&vm.serial_log)
         .arg("--arch")

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::pci::{self, PciPath};
-use super::{node_by_name, Hotplug, BLOCK};
+use super::{is_block_named, node_by_name, Hotplug, BLOCK};
 use crate::uevent::{self, Matcher, Uevent};
 
 /// The whole disk (not a partition) of the virtio device at one PCI
@@ -84,9 +84,7 @@ impl Matcher for NamedDisk {
         BLOCK
     }
     fn matches(&self, ev: &Uevent) -> bool {
-        ev.subsystem == BLOCK
-            && ev.devname == self.0
-            && ev.devpath.ends_with(&format!("/block/{}", self.0))
+        is_block_named(ev, &self.0)
     }
 }
 

@@ -109,6 +109,12 @@ fn dev_name(path: &str) -> anyhow::Result<&str> {
     }
 }
 
+/// Is `ev` the block device `name` (its node /dev/<name>, its sysfs path
+/// ending in `/block/<name>`)? The by-name drivers (mmio, nvdimm) match so.
+fn is_block_named(ev: &crate::uevent::Uevent, name: &str) -> bool {
+    ev.subsystem == BLOCK && ev.devname == name && ev.devpath.ends_with(&format!("/block/{name}"))
+}
+
 /// The node `vm_path` (a name in /dev the runtime knows in advance), once
 /// it exists: at once if it does, else when `matcher` (made for its name)
 /// sees it appear.

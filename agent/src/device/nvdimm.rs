@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::{node_by_name, Hotplug, BLOCK};
+use super::{is_block_named, node_by_name, Hotplug, BLOCK};
 use crate::uevent::{Matcher, Uevent};
 
 /// ACPI devices live below /sys/devices/LNXSYSTM:00.
@@ -26,10 +26,7 @@ impl Matcher for PmemDisk {
         BLOCK
     }
     fn matches(&self, ev: &Uevent) -> bool {
-        ev.subsystem == BLOCK
-            && ev.devname == self.0
-            && ev.devpath.starts_with(ACPI_ROOT)
-            && ev.devpath.ends_with(&format!("/block/{}", self.0))
+        ev.devpath.starts_with(ACPI_ROOT) && is_block_named(ev, &self.0)
     }
 }
 

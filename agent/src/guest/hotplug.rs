@@ -2,7 +2,7 @@
 //! (OnlineCPUMem), announce memory by probe (MemHotplugByProbe), and the
 //! facts GetGuestDetails reports.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -38,27 +38,26 @@ pub fn online_cpu_list() -> Result<String> {
 /// Write "1" to every `<dir>/<prefix>N/online` that reads "0"; returns how
 /// many went online. Entries without an `online` file (cpu0) are skipped.
 pub fn online_all(dir: &Path, prefix: &str) -> Result<u32> {
-    online_some(dir, prefix, u32::MAX)
-}
-
-/// As `online_all`, stopping after `limit` entries went online.
-fn online_some(dir: &Path, prefix: &str, limit: u32) -> Result<u32> {
     let mut onlined = 0;
-    for entry in numbered(dir, prefix)? {
-        if onlined >= limit {
-            break;
-        }
-        let online = entry.join("online");
-        let Ok(state) = std::fs::read_to_string(&online) else {
-            continue;
-        };
-        if state.trim() == "0" {
-            std::fs::write(&online, "1")
-                .with_context(|| format!("writing 1 to {}", online.display()))?;
-            onlined += 1;
-        }
+    for online in offline_entries(dir, prefix)? {
+        std::fs::write(&online, "1")
+            .with_context(|| format!("writing 1 to {}", online.display()))?;
+        onlined += 1;
     }
     Ok(onlined)
+}
+
+/// The `online` files of `<dir>/<prefix>N` that read "0", in order.
+fn offline_entries(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in numbered(dir, prefix)? {
+        let online = entry.join("online");
+        match std::fs::read_to_string(&online) {
+            Ok(state) if state.trim() == "0" => found.push(online),
+            _ => {}
+        }
+    }
+    Ok(found)
 }
 
 /// How many `<dir>/cpuN` are online: those whose `online` reads 1, and
@@ -75,9 +74,9 @@ pub fn online_cpu_count(dir: &Path) -> Result<u32> {
 }
 
 /// `<dir>/<prefix>N` for every number N, in order.
-fn numbered(dir: &Path, prefix: &str) -> Result<Vec<std::path::PathBuf>> {
+fn numbered(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
-    let mut found: Vec<(u64, std::path::PathBuf)> = Vec::new();
+    let mut found: Vec<(u64, PathBuf)> = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(num) = name.strip_prefix(prefix) else {
@@ -99,13 +98,34 @@ fn numbered(dir: &Path, prefix: &str) -> Result<Vec<std::path::PathBuf>> {
 /// whose VMM onlined them already needs nothing); returns how many this
 /// call onlined. Waits for hot-added CPUs to appear, as Kata's agent.
 pub fn online_cpus(dir: &Path, wanted: u32) -> Result<u32> {
+    online_cpus_with(dir, wanted, |online| std::fs::write(online, "1"))
+}
+
+/// `online_cpus` with the sysfs write given. A write that fails is tried
+/// again on the next round, as Kata's agent does (online_resources counts
+/// only writes that succeed): a CPU hot-added on pseries has its
+/// `cpuN/online` before the kernel's DLPAR handler made it present, and
+/// until then the write gives EINVAL. The last such error ends up in the
+/// message if the CPUs never come.
+fn online_cpus_with(
+    dir: &Path,
+    wanted: u32,
+    write: impl Fn(&Path) -> std::io::Result<()>,
+) -> Result<u32> {
     let mut onlined = 0;
+    let mut last_error = None;
     for _ in 0..CPU_RETRIES {
         let online = online_cpu_count(dir)?;
         if online >= wanted {
             return Ok(onlined);
         }
-        onlined += online_some(dir, "cpu", wanted - online)?;
+        let wanted_more = (wanted - online) as usize;
+        for file in offline_entries(dir, "cpu")?.into_iter().take(wanted_more) {
+            match write(&file) {
+                Ok(()) => onlined += 1,
+                Err(e) => last_error = Some(format!("writing 1 to {}: {e}", file.display())),
+            }
+        }
         if online_cpu_count(dir)? >= wanted {
             return Ok(onlined);
         }
@@ -113,8 +133,11 @@ pub fn online_cpus(dir: &Path, wanted: u32) -> Result<u32> {
     }
     let online = online_cpu_count(dir)?;
     bail!(
-        "{online} CPU(s) online, {wanted} requested, after waiting {} ms for hot-added CPUs",
-        CPU_RETRIES as u64 * CPU_RETRY_WAIT.as_millis() as u64
+        "{online} CPU(s) online, {wanted} requested, after waiting {} ms for hot-added CPUs{}",
+        CPU_RETRIES as u64 * CPU_RETRY_WAIT.as_millis() as u64,
+        last_error
+            .map(|e| format!(" (last error: {e})"))
+            .unwrap_or_default()
     )
 }
 
@@ -164,6 +187,46 @@ mod tests {
             assert_eq!(s, "1");
         }
         assert_eq!(online_all(t.path(), "cpu").expect("again"), 0);
+    }
+
+    /// A hot-added pseries CPU: its `online` file is there before the CPU
+    /// is present, and writing it gives EINVAL until then. Kata's agent
+    /// (src/agent/src/sandbox.rs online_resources) skips a failed write
+    /// and tries again; so must we (the ppc64le e2e pod_online_cpus got
+    /// "writing 1 to .../cpu1/online: Invalid argument" at once).
+    #[test]
+    fn a_cpu_that_refuses_to_go_online_at_first_is_tried_again() {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(t.path().join("cpu0")).expect("mkdir");
+        std::fs::create_dir(t.path().join("cpu1")).expect("mkdir");
+        std::fs::write(t.path().join("cpu1").join("online"), "0").expect("write");
+        let tries = std::cell::Cell::new(0);
+        let onlined = online_cpus_with(t.path(), 2, |file| {
+            tries.set(tries.get() + 1);
+            if tries.get() < 3 {
+                return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            std::fs::write(file, "1")
+        })
+        .expect("cpu1 goes online on the third write");
+        assert_eq!((onlined, tries.get()), (1, 3));
+    }
+
+    #[test]
+    fn a_cpu_that_never_goes_online_names_the_last_error() {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(t.path().join("cpu1")).expect("mkdir");
+        std::fs::write(t.path().join("cpu1").join("online"), "0").expect("write");
+        let err = online_cpus_with(t.path(), 1, |_| {
+            Err(std::io::Error::from_raw_os_error(libc::EINVAL))
+        })
+        .expect_err("never online");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("0 CPU(s) online, 1 requested"), "{msg}");
+        assert!(
+            msg.contains("cpu1/online") && msg.contains("os error 22"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -90,9 +90,9 @@ pub struct VmOpts {
     /// Default: virtio-fs, but 9p for an s390x guest on a little-endian host.
     #[arg(long, value_enum)]
     pub share: Option<ShareKind>,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512)]
-    pub memory: u32,
+    /// Guest memory in MiB (default: 512, 2048 on ppc64le).
+    #[arg(long)]
+    pub memory: Option<u32>,
     /// Guest vCPUs.
     #[arg(long, default_value_t = 1)]
     pub smp: u32,
@@ -130,19 +130,29 @@ pub struct VmOpts {
 }
 
 impl VmOpts {
-    /// The share transport for `arch`: the one given, else virtio-fs,
-    /// except for a big-endian s390x guest on a little-endian host (TCG):
-    /// FUSE messages travel in the guest's byte order and virtiofsd reads
-    /// them in its own, so the guest mounts the share and finds nothing in
-    /// it (seen here: "the container rootfs ... is not a directory"). Kata
-    /// runs s390x guests on s390x hosts only. 9p is byte-swapped by QEMU.
+    /// The share transport for `arch`: the one given, else virtio-fs where
+    /// virtiofsd on this host reads the guest's FUSE requests as the guest
+    /// meant them (`share::virtio_fs_understands`), else 9p, which QEMU
+    /// translates. Kata runs each guest on a host of its own arch, where
+    /// virtio-fs always fits; the mismatches are TCG cross-arch artifacts.
     pub fn share_for(&self, arch: Arch) -> ShareKind {
-        self.share
-            .unwrap_or(if arch == Arch::S390x && cfg!(target_endian = "little") {
-                ShareKind::NineP
-            } else {
-                ShareKind::VirtioFs
-            })
+        self.share.unwrap_or(match Arch::host() {
+            Ok(host) if !share::virtio_fs_understands(arch, host) => ShareKind::NineP,
+            _ => ShareKind::VirtioFs,
+        })
+    }
+
+    /// `--memory`, else 512 MiB, but Kata's `default_memory` (2048 MiB) for
+    /// ppc64le: the 6.12 kata-profile pseries kernel with a hot-pluggable
+    /// vCPU slot (Kata's `maxcpus`) faults at boot in the page allocator
+    /// under TCG with 512 MiB and 1 GiB ("Unable to handle kernel data
+    /// access" at a per-cpu address lacking the linear-map base, from
+    /// bpf_global_ma_init); it boots with 2 GiB, or with `nr_cpus=1`.
+    pub fn memory_for(&self, arch: Arch) -> u32 {
+        self.memory.unwrap_or(match arch {
+            Arch::Ppc64le => 2048,
+            _ => 512,
+        })
     }
 
     /// `--profile`, or release where the caller set no default.
@@ -184,8 +194,8 @@ impl VmOpts {
         if self.verity && self.boot == BootMode::Initrd {
             crate::usage!("--verity measures the disk image: not with --boot initrd");
         }
-        if self.memory < 64 {
-            crate::usage!("--memory {}: the guest needs at least 64 MiB", self.memory);
+        if let Some(m) = self.memory.filter(|m| *m < 64) {
+            crate::usage!("--memory {m}: the guest needs at least 64 MiB");
         }
         if self.smp == 0 {
             crate::usage!("--smp 0: a guest needs at least one vCPU");
@@ -272,7 +282,38 @@ mod tests {
     /// host (its virtio-fs share came up empty: 6 of 25 e2e tests failed on
     /// "rootfs ... is not a directory", all passed on 9p); a given --share wins.
     #[test]
-    fn the_share_defaults_to_virtio_fs_but_9p_for_a_cross_endian_s390x() {
+    fn the_share_defaults_to_virtio_fs_where_virtiofsd_reads_the_guest_as_meant() {
+        let opts = |args: &[&str]| match Cli::try_parse_from(
+            std::iter::once("vm").chain(args.iter().copied()),
+        )
+        .unwrap()
+        .vm
+        {
+            VmCommand::Test(t) => t.opts,
+            VmCommand::Run(r) => r.opts,
+        };
+        // The rule, per host: same-arch always fits (Kata's case).
+        for a in [Arch::X86_64, Arch::Aarch64, Arch::Ppc64le, Arch::S390x] {
+            assert!(share::virtio_fs_understands(a, a), "{a}");
+        }
+        // On an x86_64 host: aarch64 fits (CI runs it on virtio-fs); s390x
+        // (byte order) and ppc64le (O_LARGEFILE is O_DIRECTORY) do not.
+        assert!(share::virtio_fs_understands(Arch::Aarch64, Arch::X86_64));
+        assert!(!share::virtio_fs_understands(Arch::S390x, Arch::X86_64));
+        assert!(!share::virtio_fs_understands(Arch::Ppc64le, Arch::X86_64));
+        let default = opts(&["test", "--arch", "all"]);
+        if Arch::host().unwrap() == Arch::X86_64 {
+            assert_eq!(default.share_for(Arch::X86_64), ShareKind::VirtioFs);
+            assert_eq!(default.share_for(Arch::Aarch64), ShareKind::VirtioFs);
+            assert_eq!(default.share_for(Arch::S390x), ShareKind::NineP);
+            assert_eq!(default.share_for(Arch::Ppc64le), ShareKind::NineP);
+        }
+        let given = opts(&["test", "--arch", "s390x", "--share", "virtio-fs"]);
+        assert_eq!(given.share_for(Arch::S390x), ShareKind::VirtioFs);
+    }
+
+    #[test]
+    fn ppc64le_guests_get_katas_default_memory_and_a_given_size_wins() {
         let opts = |args: &[&str]| match Cli::try_parse_from(
             std::iter::once("vm").chain(args.iter().copied()),
         )
@@ -283,16 +324,10 @@ mod tests {
             VmCommand::Run(r) => r.opts,
         };
         let default = opts(&["test", "--arch", "all"]);
-        assert_eq!(default.share_for(Arch::X86_64), ShareKind::VirtioFs);
-        assert_eq!(default.share_for(Arch::Aarch64), ShareKind::VirtioFs);
-        let s390x = if cfg!(target_endian = "little") {
-            ShareKind::NineP
-        } else {
-            ShareKind::VirtioFs
-        };
-        assert_eq!(default.share_for(Arch::S390x), s390x);
-        let given = opts(&["test", "--arch", "s390x", "--share", "virtio-fs"]);
-        assert_eq!(given.share_for(Arch::S390x), ShareKind::VirtioFs);
+        assert_eq!(default.memory_for(Arch::Ppc64le), 2048);
+        assert_eq!(default.memory_for(Arch::X86_64), 512);
+        let given = opts(&["test", "--arch", "ppc64le", "--memory", "768"]);
+        assert_eq!(given.memory_for(Arch::Ppc64le), 768);
     }
 
     #[test]

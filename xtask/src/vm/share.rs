@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::cleanup::{wait_for_path, Session};
+use crate::arch::Arch;
 
 pub const MOUNT_TAG: &str = "kataShared";
 const VIRTIOFSD_VERSION: &str = "1.13.2";
@@ -26,6 +27,45 @@ pub enum ShareKind {
     /// virtio-fs through virtiofsd.
     #[value(name = "virtio-fs", alias = "virtiofs")]
     VirtioFs,
+}
+
+/// Does virtiofsd on a `host` read a `guest`'s FUSE requests as meant?
+/// FUSE carries the guest's open(2) flags and integers as the guest has
+/// them; nobody translates. Two mismatches break the share here:
+/// - byte order: an s390x guest on a little-endian host mounts the share
+///   and finds nothing in it ("the container rootfs ... is not a directory");
+/// - O_LARGEFILE, which a 64-bit guest kernel adds to every open: ppc64le's
+///   is 0o200000, the host's O_DIRECTORY on x86_64, so each exec and open of
+///   a file failed with ENOTDIR. aarch64's O_LARGEFILE is x86_64's
+///   O_NOFOLLOW, which a file opened by inode does not notice.
+pub fn virtio_fs_understands(guest: Arch, host: Arch) -> bool {
+    let big_endian = |a: Arch| a == Arch::S390x;
+    big_endian(guest) == big_endian(host)
+        && open_flags(guest).largefile & open_flags(host).directory == 0
+}
+
+/// The open(2) flags whose values differ across Linux arches
+/// (asm-generic/fcntl.h and the arm64 and powerpc overrides).
+struct OpenFlags {
+    directory: u32,
+    largefile: u32,
+}
+
+fn open_flags(arch: Arch) -> OpenFlags {
+    match arch {
+        Arch::X86_64 | Arch::S390x => OpenFlags {
+            directory: 0o200000,
+            largefile: 0o100000,
+        },
+        Arch::Aarch64 => OpenFlags {
+            directory: 0o40000,
+            largefile: 0o400000,
+        },
+        Arch::Ppc64le => OpenFlags {
+            directory: 0o40000,
+            largefile: 0o200000,
+        },
+    }
 }
 
 impl ShareKind {

@@ -110,7 +110,7 @@ pub fn start(
         arch,
         machine: res.machine,
         accel: res.accel,
-        memory_mib: opts.memory,
+        memory_mib: opts.memory_for(arch),
         smp: opts.smp,
         kernel: res.assets.kernel_for(res.machine, arch)?.to_path_buf(),
         boot: res.assets.boot.clone(),

@@ -86,20 +86,6 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
             slog::warn!(logger, "no record of what this agent makes"; "error" => format!("{e:#}"))
         }
     }
-    if init_daemon {
-        // Needs the config (systemd.unified_cgroup_hierarchy), so after early_setup.
-        match kata_agent::cgroups::mounts::mount_cgroup_hierarchies_reporting(
-            config.unified_cgroup_hierarchy,
-        ) {
-            Ok(busy) if busy.is_empty() => {}
-            Ok(busy) => {
-                slog::warn!(logger, "cgroup controllers not mounted"; "controllers" => busy.join(","))
-            }
-            Err(e) => {
-                slog::error!(logger, "mounting cgroup hierarchies"; "error" => format!("{e:#}"))
-            }
-        }
-    }
     if config.debug_console {
         kata_agent::debug_console::start(config.debug_console_vport, logger.clone());
     }
@@ -109,11 +95,17 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
+    let unified = config.unified_cgroup_hierarchy;
     let ctx = AgentContext::new(config, logger.clone(), init_daemon);
     let served = runtime.block_on(async {
         // Reap from the start: as PID 1, orphans arrive before any container.
         kata_agent::reaper::start()?;
         if init_daemon {
+            // The cgroup hierarchies after the listener is up: mounting the
+            // v1 controllers took 150 ms under TCG, and only AgentService
+            // RPCs need them (they wait, see start_up_in_background).
+            let log = logger.clone();
+            ctx.start_up_in_background(move || mount_cgroups(unified, &log));
             let h = kata_agent::network::connect()?;
             kata_agent::network::link::bring_up_loopback(&h).await?;
         }
@@ -130,4 +122,16 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
         kata_agent::pid1::power_off()?;
     }
     served
+}
+
+/// Mount the cgroup hierarchies (unified or v1, as the configuration's
+/// systemd.unified_cgroup_hierarchy says), logging what failed.
+fn mount_cgroups(unified: bool, logger: &slog::Logger) {
+    match kata_agent::cgroups::mounts::mount_cgroup_hierarchies_reporting(unified) {
+        Ok(busy) if busy.is_empty() => slog::debug!(logger, "cgroup hierarchies mounted"),
+        Ok(busy) => {
+            slog::warn!(logger, "cgroup controllers not mounted"; "controllers" => busy.join(","))
+        }
+        Err(e) => slog::error!(logger, "mounting cgroup hierarchies"; "error" => format!("{e:#}")),
+    }
 }

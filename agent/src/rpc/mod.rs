@@ -40,7 +40,8 @@ impl AgentService {
 
 /// Writes the trait impl: one line per RPC, `method(Request) -> Response => family::function`.
 /// Every call is logged at debug level, a failure at info level with its
-/// error; the error becomes a ttRPC status here, and only here.
+/// error; the error becomes a ttRPC status here, and only here. Every call
+/// first waits for the agent's background start-up (`AgentContext::started`).
 macro_rules! dispatch {
     ($($method:ident($req:ty) -> $resp:ty => $(@$mode:ident)? $($handler:ident)::+;)*) => {
         #[async_trait]
@@ -49,6 +50,9 @@ macro_rules! dispatch {
                 async fn $method(&self, _ttrpc: &TtrpcContext, req: $req) -> ttrpc::Result<$resp> {
                     let rpc = stringify!($method);
                     slog::debug!(self.ctx.logger, "rpc request"; "rpc" => rpc);
+                    // Start-up work moved behind the listener (the cgroup
+                    // mounts) finishes first; Health does not wait.
+                    self.ctx.started().await;
                     run!($($mode)?; &self.ctx, req, $($handler)::+).map_err(|e| {
                         slog::info!(self.ctx.logger, "rpc failed"; "rpc" => rpc, "error" => format!("{e:#}"));
                         status::to_status(&e)

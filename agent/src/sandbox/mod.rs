@@ -37,6 +37,9 @@ pub struct AgentContext {
     /// Set when the agent is done serving: as PID 1 after DestroySandbox
     /// (then the guest powers off, as Kata's does).
     stop: tokio::sync::watch::Sender<bool>,
+    /// Set once the start-up work that runs after the listener is up (see
+    /// `start_up_in_background`) has finished; true when there is none.
+    started: tokio::sync::watch::Sender<bool>,
 }
 
 impl AgentContext {
@@ -47,7 +50,38 @@ impl AgentContext {
             logger,
             init_daemon,
             stop: tokio::sync::watch::Sender::new(false),
+            started: tokio::sync::watch::Sender::new(true),
         })
+    }
+
+    /// Run `work` on a blocking thread, and make every AgentService RPC
+    /// wait until it has finished (`started`). For start-up work the ttRPC
+    /// listener does not need: the runtime's first Health.Check is answered
+    /// while it runs (boot time), its first real request waits for it.
+    /// Call before serving, from inside the runtime.
+    pub fn start_up_in_background(self: &Arc<Self>, work: impl FnOnce() + Send + 'static) {
+        /// Marks the start-up finished however `work` ends (a panic too),
+        /// so no RPC waits forever.
+        struct Finished(Arc<AgentContext>);
+        impl Drop for Finished {
+            fn drop(&mut self) {
+                self.0.started.send_replace(true);
+            }
+        }
+        self.started.send_replace(false);
+        let finished = Finished(Arc::clone(self));
+        tokio::task::spawn_blocking(move || {
+            let _finished = finished;
+            work();
+        });
+    }
+
+    /// Returns once the background start-up work is done (at once if there
+    /// is none).
+    pub async fn started(&self) {
+        let mut rx = self.started.subscribe();
+        // The sender lives as long as the context: no error to see.
+        let _ = rx.wait_for(|done| *done).await;
     }
 
     /// The agent is done serving (the server stops, as PID 1 the guest
@@ -199,4 +233,42 @@ impl Sandbox {
 
 fn unknown_container(cid: &str) -> Error {
     Error::NotFound(format!("Invalid container id {cid}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn context() -> Arc<AgentContext> {
+        let logger = Logger::root(slog::Discard, slog::o!());
+        AgentContext::new(AgentConfig::default(), logger, false)
+    }
+
+    #[tokio::test]
+    async fn started_at_once_without_background_work() {
+        let ctx = context();
+        tokio::time::timeout(Duration::from_secs(5), ctx.started())
+            .await
+            .expect("no start-up work: nothing to wait for");
+    }
+
+    #[tokio::test]
+    async fn rpcs_wait_for_the_background_start_up() {
+        let ctx = context();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        ctx.start_up_in_background(move || {
+            let _ = wait.recv();
+        });
+        let early = tokio::time::timeout(Duration::from_millis(200), ctx.started()).await;
+        assert!(
+            early.is_err(),
+            "started() returned while the work still ran"
+        );
+        release.send(()).expect("the work is waiting");
+        tokio::time::timeout(Duration::from_secs(5), ctx.started())
+            .await
+            .expect("started() once the work finished");
+    }
 }

@@ -27,7 +27,15 @@ pub struct GuestAssets {
 
 impl GuestAssets {
     /// The kernel file `machine` boots on `arch`.
+    ///
+    /// q35 with qboot takes the PVH vmlinux when there is one, as Kata
+    /// boots its uncompressed vmlinux.container: no bzImage decompression
+    /// and no KASLR pass (x86_64 under TCG: boot median 2705 -> 2550 ms, 8
+    /// boots each, load 9). Without one (`--kernel` alone) it boots that.
     pub fn kernel_for(&self, machine: Machine, arch: Arch) -> Result<&Path> {
+        if let (Machine::Q35Qboot, Some(vmlinux)) = (machine, &self.pvh_vmlinux) {
+            return Ok(vmlinux);
+        }
         if !machine.wants_vmlinux(arch) {
             return Ok(&self.kernel);
         }
@@ -137,4 +145,38 @@ pub fn resolve(arch: Arch, opts: &VmOpts) -> Result<(GuestAssets, Option<PathBuf
     };
     assets.check()?;
     Ok((assets, agent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assets(pvh_vmlinux: Option<&str>) -> GuestAssets {
+        GuestAssets {
+            kernel: "/k/vmlinuz".into(),
+            pvh_vmlinux: pvh_vmlinux.map(PathBuf::from),
+            boot: Boot::Image("/i.img".into()),
+            verity: None,
+        }
+    }
+
+    #[test]
+    fn q35_qboot_boots_the_pvh_vmlinux_when_there_is_one() {
+        let both = assets(Some("/k/vmlinux"));
+        let x86 = Arch::X86_64;
+        assert_eq!(
+            both.kernel_for(Machine::Q35Qboot, x86).ok(),
+            Some(Path::new("/k/vmlinux"))
+        );
+        assert_eq!(
+            both.kernel_for(Machine::Q35, x86).ok(),
+            Some(Path::new("/k/vmlinuz"))
+        );
+        let bz_only = assets(None);
+        assert_eq!(
+            bz_only.kernel_for(Machine::Q35Qboot, x86).ok(),
+            Some(Path::new("/k/vmlinuz"))
+        );
+        assert!(bz_only.kernel_for(Machine::Microvm, x86).is_err());
+    }
 }

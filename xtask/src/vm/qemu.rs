@@ -322,11 +322,12 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
         if cfg.machine != Machine::Microvm {
             p.push("pci=lastbus=0".into());
         }
-        if cfg.machine.has_hotplug_ports() {
-            // As Kata: no SCSI scan at boot, the agent scans for the disks
-            // it is asked for.
-            p.push("scsi_mod.scan=none".into());
-        }
+    }
+    if cfg.machine.has_hotplug_ports() {
+        // As Kata on every arch: no SCSI scan at boot, the agent scans for
+        // the disks it is asked for (the scan of the empty virtio-scsi bus
+        // took 66 ms of an aarch64 boot under TCG).
+        p.push("scsi_mod.scan=none".into());
     }
     if let (Machine::Microvm, Some(khz)) = (cfg.machine, cfg.tsc_khz) {
         p.push(format!("tsc_early_khz={khz}"));
@@ -580,6 +581,8 @@ pub(super) mod tests {
     fn consoles_per_arch() {
         let c = cfg(Arch::Aarch64, Machine::Virt, Boot::Initrd("/i".into()));
         assert!(kernel_cmdline(&c).starts_with("console=ttyAMA0"));
+        // virt has the virtio-scsi controller too: no scan at boot, as Kata.
+        assert!(kernel_cmdline(&c).contains("scsi_mod.scan=none"));
         assert!(args(&c).join(" ").contains("max,pauth-impdef=on"));
         assert_eq!(console_device(Arch::Ppc64le), "hvc0");
         assert_eq!(console_device(Arch::S390x), "ttysclp0");

@@ -30,7 +30,7 @@ enum BlkPort {
     Ccw,
     /// pseries: Kata's default block driver, virtio-scsi (runtime and
     /// runtime-rs Makefile DEFBLOCKSTORAGEDRIVER_QEMU): a second scsi-hd,
-    /// driver "scsi", "<scsi-id>:<lun>" (utils.GetSCSIIdLun). Not a
+    /// driver "scsi", named by its "<scsi-id>:<lun>". Not a
     /// virtio-blk-pci: QEMU 10 refuses one on Kata's pci-bridge-0 ("Bus
     /// 'pci-bridge-0' does not support hotplugging"), and one on the root
     /// bus never shows in the guest, whose kernel leaves PCI hot-plug
@@ -85,7 +85,7 @@ pub fn machine_can_hotplug(qmp: &mut Qmp) -> Result<bool> {
 
 /// Make both images and hot-plug them.
 pub fn plug_disks(qmp: &mut Qmp) -> Result<Plugged> {
-    let port = blk_port(qmp)?.context("this machine has no place to hot-plug a virtio-blk")?;
+    let port = blk_port(qmp)?.context("this machine has no virtio-scsi controller scsi0")?;
     let images = test_support::tempdir();
     let blk = ext4_image(images.path(), "blk", "blk.txt", BLK_MARKER)?;
     let sd = ext4_image(images.path(), "scsi", "scsi.txt", SCSI_MARKER)?;

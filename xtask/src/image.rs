@@ -375,6 +375,7 @@ pub fn disk_image(
     agent: &Path,
     out: &Path,
 ) -> Result<u64> {
+    let _lock = lock_arch(arch)?;
     let epoch = crate::epoch::image()?;
     let tree = rootfs::build(arch, recipe, agent, false)?;
     let disk = DiskOpts {

@@ -65,6 +65,7 @@ const LONG_ID: &str = "e2e-long";
 const BAD_ID: &str = "e2e-bad";
 const EXEC_ID: &str = "e2e-exec-cat";
 const SECCOMP_ID: &str = "e2e-seccomp";
+const DEVICES_ID: &str = "e2e-devices";
 const SANDBOX_ID: &str = "e2e-sandbox";
 /// The pod uid in the cgroup paths of the suite's own containers.
 const SUITE_POD_UID: &str = "e2e0-suite-uid";
@@ -105,6 +106,7 @@ tests! {
     stats_container needs [start_long_running];
     signal_process needs [start_long_running];
     seccomp_denies_mkdir needs [create_sandbox];
+    devices_deny_a_guest_disk needs [create_sandbox];
     hotplug_disks needs [create_sandbox];
     remove_container needs [create_sandbox];
     bad_spec_rejected needs [health_check];
@@ -601,6 +603,36 @@ async fn seccomp_denies_mkdir(ctx: &mut Ctx) -> Result<()> {
     );
     let status = wait_process(ctx, SECCOMP_ID, SECCOMP_ID).await?;
     ensure!(status == 0, "the shell exited with {status}, expected 0");
+    Ok(())
+}
+
+/// A container as Kata's runtime sends it (Docker's default capabilities,
+/// CAP_MKNOD among them; no device rule for disks) makes a node for a disk
+/// of the guest and cannot read it: the device cgroup (v1 rules, or the
+/// eBPF program on a cgroup v2 guest such as `--machine kata`) refuses,
+/// while /dev/zero, a default allowed device, reads (issue 12 point 10).
+/// Kata's default rules (src/agent/rustjail/src/cgroups/fs/mod.rs
+/// DEFAULT_ALLOWED_DEVICES) allow mknod of any block device but no read or
+/// write; so the mknod may pass, the read must not.
+async fn devices_deny_a_guest_disk(ctx: &mut Ctx) -> Result<()> {
+    let script = "d=$(ls /sys/class/block | head -n 1); \
+                  [ -n \"$d\" ] || { echo no-disk; echo done; exit 0; }; \
+                  mm=$(cat /sys/class/block/$d/dev); echo disk=$d:$mm; \
+                  mknod /dev/e2e-disk b ${mm%:*} ${mm#*:} 2>&1; \
+                  head -c 1 /dev/e2e-disk >/dev/null 2>&1; echo read=$?; \
+                  head -c 1 /dev/zero >/dev/null; echo zero=$?; echo done";
+    create_container_with(ctx, DEVICES_ID, &["sh", "-c", script], |_| {}).await?;
+    let out = read_stdout_until(ctx, DEVICES_ID, DEVICES_ID, "done\n").await?;
+    ensure!(
+        !out.contains("no-disk"),
+        "the guest lists no block device in /sys/class/block: {out:?}"
+    );
+    ensure!(
+        out.contains("read=1") && out.contains("zero=0"),
+        "a guest disk was readable from a container, or /dev/zero was not: {out:?}"
+    );
+    let status = wait_process(ctx, DEVICES_ID, DEVICES_ID).await?;
+    ensure!(status == 0, "the shell exited with {status}: {out:?}");
     Ok(())
 }
 

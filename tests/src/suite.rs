@@ -48,7 +48,7 @@ pub struct SuiteConfig {
     pub boot_timeout: Duration,
     /// Deadline of one RPC.
     pub rpc_timeout: Duration,
-    /// Run only tests whose names contain one of these (all when empty).
+    /// Run only tests whose names contain one of these, and the tests they need (all when empty).
     pub only: Vec<String>,
     /// QEMU's pid: stop waiting for the agent once it has exited.
     pub vm_pid: Option<u32>,
@@ -160,6 +160,26 @@ impl Ctx {
     }
 }
 
+/// The tests `--only` picks (all when empty): those whose names contain one
+/// of the words, and every test they need, transitively, so
+/// `--only hotplug_disks` runs health_check and create_sandbox first instead
+/// of skipping (and passing) for want of them.
+fn selected(only: &[String]) -> HashSet<&'static str> {
+    let mut picked: HashSet<&'static str> = TESTS
+        .iter()
+        .filter(|t| only.is_empty() || only.iter().any(|o| t.name.contains(o.as_str())))
+        .map(|t| t.name)
+        .collect();
+    // TESTS is in run order and a test only needs earlier ones: one pass
+    // from the end closes the set.
+    for t in TESTS.iter().rev() {
+        if picked.contains(t.name) {
+            picked.extend(t.needs.iter().copied());
+        }
+    }
+    picked
+}
+
 /// Run the suite; one outcome per test in [`TESTS`] order.
 pub async fn run(cfg: SuiteConfig) -> Vec<Outcome> {
     let mut ctx = Ctx {
@@ -169,8 +189,9 @@ pub async fn run(cfg: SuiteConfig) -> Vec<Outcome> {
         created: Vec::new(),
     };
     let mut outcomes = Vec::new();
+    let selected = selected(&ctx.cfg.only);
     for &Test { name, needs, run } in TESTS {
-        if !ctx.cfg.only.is_empty() && !ctx.cfg.only.iter().any(|o| name.contains(o.as_str())) {
+        if !selected.contains(name) {
             continue;
         }
         let missing: Vec<&str> = needs
@@ -791,6 +812,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `--only create_sandbox,hotplug_disks` without health_check reported
+    /// "0 passed, 2 skipped" and PASS, strict or not.
+    #[test]
+    fn only_brings_in_what_the_picked_tests_need() {
+        let picked = selected(&["hotplug_disks".to_string()]);
+        let want: HashSet<&str> = ["health_check", "create_sandbox", "hotplug_disks"].into();
+        assert_eq!(picked, want);
+        let pod = selected(&["pod_loopback".to_string()]);
+        for n in [
+            "pod_pause_container",
+            "pod_online_cpus",
+            "pod_app_container",
+        ] {
+            assert!(pod.contains(n), "{n} missing from {pod:?}");
+        }
+        assert_eq!(selected(&[]).len(), TESTS.len());
     }
 
     #[test]

@@ -283,13 +283,17 @@ mod tests {
             ),
         )
         .unwrap();
-        let out = Command::new(crate::cmd::cargo())
-            .current_dir(&app)
-            .args(cargo_args(&vendor))
-            .args(["run", "--locked", "-q"])
-            .env("CARGO_TARGET_DIR", tmp.path().join("target"))
-            .output()
-            .unwrap();
+        // `cargo <verb> --locked` of the app from the vendor dir, into `target`.
+        let cargo = |verb: &str, target: &str| {
+            Command::new(crate::cmd::cargo())
+                .current_dir(&app)
+                .args(cargo_args(&vendor))
+                .args([verb, "--locked", "-q"])
+                .env("CARGO_TARGET_DIR", tmp.path().join(target))
+                .output()
+                .unwrap()
+        };
+        let out = cargo("run", "target");
         assert!(
             out.status.success(),
             "cargo run from the vendor dir failed: {}",
@@ -303,13 +307,7 @@ mod tests {
             "pub const N: u32 = 8;\n",
         )
         .unwrap();
-        let out = Command::new(crate::cmd::cargo())
-            .current_dir(&app)
-            .args(cargo_args(&vendor))
-            .args(["build", "--locked", "-q"])
-            .env("CARGO_TARGET_DIR", tmp.path().join("target-2"))
-            .output()
-            .unwrap();
+        let out = cargo("build", "target-2");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success() && stderr.contains("checksum"),

@@ -322,27 +322,24 @@ mod tests {
         let (file, pin) = make_crate(tmp.path(), "kata-dep", "1.2.3", "");
         let vendor = tmp.path().join("vendor");
 
-        // Missing: the error names the crate and says how to fill the store.
-        let err = format!(
-            "{:#}",
-            materialise(&store, std::slice::from_ref(&pin), &vendor).unwrap_err()
-        );
-        assert!(
-            err.contains("crate kata-dep 1.2.3") && err.contains("cargo xtask fetch"),
-            "{err}"
-        );
+        // The error of materialising `pin` must name it and say `why`.
+        let refused = |why: &str| {
+            let err = format!(
+                "{:#}",
+                materialise(&store, std::slice::from_ref(&pin), &vendor).unwrap_err()
+            );
+            assert!(
+                err.contains("crate kata-dep 1.2.3") && err.contains(why),
+                "{err}"
+            );
+        };
+        // Missing: the error says how to fill the store.
+        refused("cargo xtask fetch");
 
         // Stored under its key but with other bytes (a tampered store).
         let (other, _) = make_crate(tmp.path(), "kata-dep", "1.2.4", "// other\n");
         fs::copy(&other, store.path(&pin.sha256)).unwrap();
-        let err = format!(
-            "{:#}",
-            materialise(&store, std::slice::from_ref(&pin), &vendor).unwrap_err()
-        );
-        assert!(
-            err.contains("crate kata-dep 1.2.3") && err.contains("corrupt"),
-            "{err}"
-        );
+        refused("corrupt");
         assert!(!vendor.join("kata-dep-1.2.3").exists());
 
         // Right bytes: materialised; a crate no longer pinned is removed,

@@ -24,6 +24,7 @@ use anyhow::{bail, Context, Result};
 
 use super::toolchain::{cargo_home, Libc};
 use crate::arch::Arch;
+use crate::cargo_lock::Workspace;
 use crate::{cache, cmd, paths, ui};
 
 /// One text edit in one file of a crate.
@@ -125,7 +126,11 @@ fn prepare_one(patch: &CratePatch) -> Result<Prepared> {
     }
     let key = key.finish();
     let entry = cache::fill("crate-patch", &key, |tmp| {
-        let crate_file = find_crate_file(patch.name, patch.version)?;
+        // From the input store when `--inputs` names one (checked there).
+        let crate_file = match crate::fetch::store() {
+            Some(store) => store.crate_file(patch.name, patch.version, &checksum)?,
+            None => find_crate_file(&Workspace::repo(), patch.name, patch.version)?,
+        };
         let actual = cache::sha256_file(&crate_file)?;
         if actual != checksum {
             bail!(
@@ -133,7 +138,7 @@ fn prepare_one(patch: &CratePatch) -> Result<Prepared> {
                 crate_file.display()
             );
         }
-        unpack(&crate_file, tmp)?;
+        crate::fetch::vendor::unpack_crate(&crate_file, tmp)?;
         let src = tmp.join(format!("{}-{}", patch.name, patch.version));
         patch.edits.iter().try_for_each(|e| apply(&src, e))
     })?;
@@ -153,17 +158,23 @@ fn lock_checksum(name: &str, version: &str) -> Result<String> {
         })
 }
 
-/// The downloaded `.crate`, fetching the lock's crates if it is not there yet.
-pub fn find_crate_file(name: &str, version: &str) -> Result<PathBuf> {
+/// The downloaded `.crate` of a registry package `ws`'s lock pins, running
+/// `cargo fetch --locked` for `ws` if cargo's registry cache lacks it.
+pub fn find_crate_file(ws: &Workspace, name: &str, version: &str) -> Result<PathBuf> {
     let file = format!("{name}-{version}.crate");
     if let Some(found) = search_registry_cache(&file) {
         return Ok(found);
     }
-    let phase = ui::Phase::start("cargo fetch --locked");
+    let phase = ui::Phase::start(format!("cargo fetch --locked ({})", ws.dir.display()));
     cmd::run(
         Command::new(cmd::cargo())
-            .current_dir(paths::repo_root())
-            .args(["fetch", "--locked"]),
+            .current_dir(&ws.dir)
+            .arg("fetch")
+            .arg("--locked")
+            .arg("--manifest-path")
+            .arg(ws.dir.join("Cargo.toml"))
+            // The std workspace uses nightly cargo features.
+            .env("RUSTC_BOOTSTRAP", "1"),
         &paths::host_log("agent", "fetch"),
     )?;
     phase.done("");
@@ -179,17 +190,6 @@ fn search_registry_cache(file: &str) -> Option<PathBuf> {
         .collect();
     dirs.sort();
     dirs.into_iter().map(|d| d.join(file)).find(|p| p.is_file())
-}
-
-fn unpack(crate_file: &Path, into: &Path) -> Result<()> {
-    cmd::output(
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(crate_file)
-            .arg("-C")
-            .arg(into),
-    )
-    .map(|_| ())
 }
 
 fn apply(src: &Path, edit: &Edit) -> Result<()> {

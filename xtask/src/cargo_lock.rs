@@ -2,6 +2,7 @@
 //! (the sha256 of each `.crate`).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -10,7 +11,12 @@ use crate::paths;
 
 /// (name, version) -> checksum of every registry package in Cargo.lock.
 pub fn registry_checksums() -> Result<BTreeMap<(String, String), String>> {
-    let path = paths::repo_root().join("Cargo.lock");
+    registry_checksums_of(&paths::repo_root())
+}
+
+/// The same for the workspace at `root` (another checkout's lock).
+pub fn registry_checksums_of(root: &Path) -> Result<BTreeMap<(String, String), String>> {
+    let path = root.join("Cargo.lock");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     parse(&text).with_context(|| format!("parsing {}", path.display()))

@@ -105,19 +105,21 @@ pub struct Prepared {
     pub dir: PathBuf,
 }
 
-/// The patched sources `arch`/`libc` needs (usually none).
-pub fn prepare(arch: Arch, libc: Libc) -> Result<Vec<Prepared>> {
+/// The patched sources `arch`/`libc` needs (usually none) for the workspace
+/// at `root` (its Cargo.lock pins the versions).
+pub fn prepare(root: &Path, arch: Arch, libc: Libc) -> Result<Vec<Prepared>> {
     PATCHES
         .iter()
         .filter(|p| (p.needed_for)(arch, libc))
         .map(|p| {
-            prepare_one(p).with_context(|| format!("patching {} {} for {arch}", p.name, p.version))
+            prepare_one(root, p)
+                .with_context(|| format!("patching {} {} for {arch}", p.name, p.version))
         })
         .collect()
 }
 
-fn prepare_one(patch: &CratePatch) -> Result<Prepared> {
-    let checksum = lock_checksum(patch.name, patch.version)?;
+fn prepare_one(root: &Path, patch: &CratePatch) -> Result<Prepared> {
+    let checksum = lock_checksum(root, patch.name, patch.version)?;
     let mut key = cache::KeyHasher::new("crate-patch");
     key.str(patch.name).str(patch.version).str(&checksum);
     for e in patch.edits {
@@ -125,7 +127,7 @@ fn prepare_one(patch: &CratePatch) -> Result<Prepared> {
     }
     let key = key.finish();
     let entry = cache::fill("crate-patch", &key, |tmp| {
-        let crate_file = find_crate_file(patch.name, patch.version)?;
+        let crate_file = find_crate_file_of(root, patch.name, patch.version)?;
         let actual = cache::sha256_file(&crate_file)?;
         if actual != checksum {
             bail!(
@@ -144,9 +146,9 @@ fn prepare_one(patch: &CratePatch) -> Result<Prepared> {
     })
 }
 
-/// The registry checksum Cargo.lock pins for `name` `version`.
-fn lock_checksum(name: &str, version: &str) -> Result<String> {
-    crate::cargo_lock::registry_checksums()?
+/// The registry checksum `root`'s Cargo.lock pins for `name` `version`.
+fn lock_checksum(root: &Path, name: &str, version: &str) -> Result<String> {
+    crate::cargo_lock::registry_checksums_of(root)?
         .remove(&(name.to_string(), version.to_string()))
         .with_context(|| {
             format!("Cargo.lock pins no registry {name} {version}: is the patch still needed?")
@@ -155,6 +157,11 @@ fn lock_checksum(name: &str, version: &str) -> Result<String> {
 
 /// The downloaded `.crate`, fetching the lock's crates if it is not there yet.
 pub fn find_crate_file(name: &str, version: &str) -> Result<PathBuf> {
+    find_crate_file_of(&paths::repo_root(), name, version)
+}
+
+/// The same for the workspace at `root` (`cargo fetch` with its lock).
+fn find_crate_file_of(root: &Path, name: &str, version: &str) -> Result<PathBuf> {
     let file = format!("{name}-{version}.crate");
     if let Some(found) = search_registry_cache(&file) {
         return Ok(found);
@@ -162,7 +169,7 @@ pub fn find_crate_file(name: &str, version: &str) -> Result<PathBuf> {
     let phase = ui::Phase::start("cargo fetch --locked");
     cmd::run(
         Command::new(cmd::cargo())
-            .current_dir(paths::repo_root())
+            .current_dir(root)
             .args(["fetch", "--locked"]),
         &paths::host_log("agent", "fetch"),
     )?;
@@ -218,13 +225,12 @@ fn apply(src: &Path, edit: &Edit) -> Result<()> {
 /// (which differs between machines) would change symbol hashes, and with
 /// them the code layout of every crate above nix. Returns the repo root itself
 /// when there is nothing to patch. The repo's own files are never modified.
-pub fn workspace(patches: &[Prepared], dir: &Path) -> Result<PathBuf> {
-    let repo = paths::repo_root();
+pub fn workspace(repo: &Path, patches: &[Prepared], dir: &Path) -> Result<PathBuf> {
     if patches.is_empty() {
-        return Ok(repo);
+        return Ok(repo.to_path_buf());
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    link_entries(&repo, dir)?;
+    link_entries(repo, dir)?;
     link_patched(patches, &dir.join(PATCHED_DIR))?;
     let manifest = fs::read_to_string(repo.join("Cargo.toml")).context("reading Cargo.toml")?;
     write_if_changed(
@@ -408,7 +414,7 @@ mod tests {
     fn lock_pins_the_patched_nix() {
         // Fails when an upgrade drops one: then remove that patch.
         for p in PATCHES {
-            let sum = lock_checksum(p.name, p.version).unwrap();
+            let sum = lock_checksum(&paths::repo_root(), p.name, p.version).unwrap();
             assert_eq!(sum.len(), 64);
         }
     }

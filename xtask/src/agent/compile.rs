@@ -260,15 +260,14 @@ mod tests {
         assert!(root < target, "{flags:?}");
     }
 
+    /// The x86_64 musl plan on the rustup route (None without a host arch).
+    fn rustup_x86_64(tree: &Tree, profile: Profile) -> Option<Plan> {
+        Plan::new(tree, Arch::X86_64, Libc::Musl, Route::Rustup, profile).ok()
+    }
+
     #[test]
     fn rustup_plan_is_static_without_build_std() {
-        let Ok(plan) = Plan::new(
-            &Tree::this(),
-            Arch::X86_64,
-            Libc::Musl,
-            Route::Rustup,
-            Profile::Release,
-        ) else {
+        let Some(plan) = rustup_x86_64(&Tree::this(), Profile::Release) else {
             return eprintln!("skipped: cannot plan (no host arch?)");
         };
         assert!(!plan.build_std);
@@ -290,13 +289,7 @@ mod tests {
             root: PathBuf::from("/elsewhere/checkout"),
             target: PathBuf::from("/elsewhere/checkout/target"),
         };
-        let Ok(plan) = Plan::new(
-            &tree,
-            Arch::X86_64,
-            Libc::Musl,
-            Route::Rustup,
-            Profile::Release,
-        ) else {
+        let Some(plan) = rustup_x86_64(&tree, Profile::Release) else {
             return eprintln!("skipped: cannot plan (no host arch?)");
         };
         assert_eq!(plan.workspace, tree.root);
@@ -304,14 +297,7 @@ mod tests {
             plan.target_dir,
             Path::new("/elsewhere/checkout/target/xtask/agent/rustup")
         );
-        let ours = Plan::new(
-            &Tree::this(),
-            Arch::X86_64,
-            Libc::Musl,
-            Route::Rustup,
-            Profile::Release,
-        )
-        .unwrap();
+        let ours = rustup_x86_64(&Tree::this(), Profile::Release).unwrap();
         let mapped = |p: &Plan| -> Vec<String> {
             p.rustflags
                 .iter()
@@ -333,13 +319,7 @@ mod tests {
     /// The loop profile builds beside the release one, never over it.
     #[test]
     fn loop_plan_builds_under_its_own_profile_dir() {
-        let Ok(plan) = Plan::new(
-            &Tree::this(),
-            Arch::X86_64,
-            Libc::Musl,
-            Route::Rustup,
-            Profile::Loop,
-        ) else {
+        let Some(plan) = rustup_x86_64(&Tree::this(), Profile::Loop) else {
             return eprintln!("skipped: cannot plan (no host arch?)");
         };
         assert!(plan

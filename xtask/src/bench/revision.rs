@@ -55,15 +55,16 @@ impl Side {
         match self {
             Side::File(p) => Ok(p.clone()),
             Side::Revision { name, sha } => {
-                let dir = checkout(repo, sha)
-                    .with_context(|| format!("checking out revision {name} ({sha})"))?;
+                let what = label(name, sha);
+                let dir =
+                    checkout(repo, sha).with_context(|| format!("checking out revision {what}"))?;
                 let tree = crate::agent::Tree {
                     target: dir.join("target"),
                     root: dir.clone(),
                 };
                 crate::agent::build_tree(&tree, arch).with_context(|| {
                     format!(
-                        "building the {arch} agent of revision {name} ({sha}) in {}",
+                        "building the {arch} agent of revision {what} in {}",
                         dir.display()
                     )
                 })
@@ -75,11 +76,11 @@ impl Side {
     pub fn describe(&self) -> String {
         match self {
             Side::File(p) => format!("`{}`", p.display()),
-            Side::Revision { name, sha } if name == sha => {
-                format!("revision `{sha}` (its agent built by this xtask)")
-            }
             Side::Revision { name, sha } => {
-                format!("revision `{name}` = `{sha}` (its agent built by this xtask)")
+                format!(
+                    "revision {} (its agent built by this xtask)",
+                    label(name, sha)
+                )
             }
         }
     }
@@ -89,6 +90,16 @@ impl Side {
             Side::File(p) => serde_json::json!({ "path": p }),
             Side::Revision { name, sha } => serde_json::json!({ "revision": name, "commit": sha }),
         }
+    }
+}
+
+/// A revision as the user wrote it and, when that was not the full id, the
+/// commit it names.
+fn label(name: &str, sha: &str) -> String {
+    if name == sha {
+        format!("`{sha}`")
+    } else {
+        format!("`{name}` = `{sha}`")
     }
 }
 
@@ -224,7 +235,11 @@ mod tests {
             }
         );
         let short = Side::resolve("--head", &head[..10], dir.path()).unwrap();
-        assert!(matches!(short, Side::Revision { sha, .. } if sha == head));
+        assert!(matches!(&short, Side::Revision { sha, .. } if *sha == head));
+        // The table names what was written and the commit, once each.
+        assert!(side.describe().contains(&format!("`main` = `{head}`")));
+        let full = Side::resolve("--head", &head, dir.path()).unwrap();
+        assert_eq!(full.describe().matches(head.as_str()).count(), 1);
     }
 
     #[test]

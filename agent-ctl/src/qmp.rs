@@ -97,16 +97,38 @@ impl Qmp {
         Ok(next_slot(&devices))
     }
 
-    /// The ids of the machine's `-device`s.
-    pub fn device_ids(&mut self) -> Result<Vec<String>> {
-        let list = self.execute("qom-list", json!({ "path": "/machine/peripheral" }))?;
-        Ok(list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p.get("name").and_then(Value::as_str))
-            .map(str::to_string)
-            .collect())
+    /// The machine's devices with an id (`-device ...,id=X` and hot-plugged
+    /// ones), with their QOM types: ("scsi0", "virtio-scsi-ccw").
+    pub fn devices(&mut self) -> Result<Vec<(String, String)>> {
+        self.children(PERIPHERAL)
+    }
+
+    /// The devices (their QOM children) under `path`, with their types.
+    fn children(&mut self, path: &str) -> Result<Vec<(String, String)>> {
+        let list = self.execute("qom-list", json!({ "path": path }))?;
+        Ok(children(&list))
+    }
+
+    /// The device numbers (`fe.<ssid>.<devno>`) the channel subsystem's
+    /// devices have, given or assigned by QEMU: named and anonymous
+    /// `-device`s, and hot-plugged ones.
+    pub fn ccw_devnos(&mut self) -> Result<Vec<String>> {
+        let mut devnos = Vec::new();
+        for parent in [PERIPHERAL, PERIPHERAL_ANON] {
+            for (name, kind) in self.children(parent)? {
+                if !kind.ends_with("-ccw") {
+                    continue;
+                }
+                // `devno` reads "<unset>" for a device QEMU numbered itself;
+                // `dev_id` is the number it has either way.
+                let id = self.execute(
+                    "qom-get",
+                    json!({ "path": format!("{parent}/{name}"), "property": "dev_id" }),
+                )?;
+                devnos.extend(id.as_str().map(str::to_string));
+            }
+        }
+        Ok(devnos)
     }
 
     /// The slot of device `id` on PCI bus 0.
@@ -154,6 +176,37 @@ impl Qmp {
     }
 }
 
+/// Where QEMU keeps the devices given an id, and those without one.
+const PERIPHERAL: &str = "/machine/peripheral";
+const PERIPHERAL_ANON: &str = "/machine/peripheral-anon";
+
+/// The `child<TYPE>` entries of a `qom-list` answer as (name, TYPE).
+fn children(list: &Value) -> Vec<(String, String)> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let name = p.get("name")?.as_str()?;
+            let kind = p.get("type")?.as_str()?;
+            let kind = kind.strip_prefix("child<")?.strip_suffix('>')?;
+            Some((name.to_string(), kind.to_string()))
+        })
+        .collect()
+}
+
+/// The first device number in subchannel set 0 that none of `in_use`
+/// (`fe.0.0002`, as `ccw_devnos` reads them) has, counting from 1 as
+/// Kata's runtime hands out its CCW bridge's addresses
+/// (virtcontainers/types/bridges.go Bridge.AddDevice).
+pub fn first_free_devno(in_use: &[String]) -> Option<u16> {
+    let taken: Vec<u16> = in_use
+        .iter()
+        .filter_map(|d| d.strip_prefix("fe.0."))
+        .filter_map(|n| u16::from_str_radix(n, 16).ok())
+        .collect();
+    (1..=u16::MAX).find(|n| !taken.contains(n))
+}
+
 /// The device_add arguments for the first slot in a `query-hotpluggable-cpus`
 /// answer that no CPU occupies: its type as the driver, its properties
 /// (socket-id, core-id, thread-id, ...) as they are.
@@ -173,6 +226,35 @@ pub fn free_cpu_slot(cpus: &Value, id: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qom_children_are_named_with_their_types() {
+        let list = json!([
+            {"name": "type", "type": "string"},
+            {"name": "scsi0", "type": "child<virtio-scsi-ccw>"},
+            {"name": "rp0", "type": "child<pcie-root-port>"}
+        ]);
+        assert_eq!(
+            children(&list),
+            [
+                ("scsi0".to_string(), "virtio-scsi-ccw".to_string()),
+                ("rp0".to_string(), "pcie-root-port".to_string())
+            ]
+        );
+        assert!(children(&json!({})).is_empty());
+    }
+
+    #[test]
+    fn a_devno_is_the_lowest_free_one_from_1() {
+        let used = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(first_free_devno(&[]), Some(1));
+        // QEMU numbers its own from 0; another subchannel set does not count.
+        assert_eq!(
+            first_free_devno(&used(&["fe.0.0000", "fe.0.0001", "fe.0.0003", "fe.1.0002"])),
+            Some(2)
+        );
+        assert_eq!(first_free_devno(&used(&["fe.0.0001", "<unset>"])), Some(2));
+    }
 
     #[test]
     fn the_first_unoccupied_slot_becomes_device_add_arguments() {

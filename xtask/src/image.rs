@@ -123,6 +123,7 @@ fn build(
     agent: &Path,
     kernel: &kernel::KernelArtifacts,
 ) -> Result<ImageArtifacts> {
+    let _lock = lock_arch(arch)?;
     let phase = ui::Phase::start(format!("image {arch}: rootfs, initrd, disk image"));
     let epoch = crate::epoch::image()?;
     let out_dir = paths::artifacts_dir(arch);
@@ -188,6 +189,16 @@ impl ImageArtifacts {
 
 /// The rootfs tree, then the initrd and the disk image built from it (and
 /// root_hash.txt for a measured root), in `out_dir`.
+/// One image build per arch at a time in this checkout: every build of an
+/// arch assembles the same rootfs tree (target/xtask/rootfs/<arch>/).
+fn lock_arch(arch: Arch) -> Result<crate::lock::Guard> {
+    let path = paths::target_dir()
+        .join("xtask")
+        .join("image")
+        .join(format!("{arch}.lock"));
+    crate::lock::exclusive(&path, &format!("the {arch} image"))
+}
+
 fn assemble(
     arch: Arch,
     recipe: &Recipe,
@@ -364,6 +375,7 @@ pub fn disk_image(
     agent: &Path,
     out: &Path,
 ) -> Result<u64> {
+    let _lock = lock_arch(arch)?;
     let epoch = crate::epoch::image()?;
     let tree = rootfs::build(arch, recipe, agent, false)?;
     let disk = DiskOpts {
@@ -491,6 +503,7 @@ pub fn ensure_scratch_built(
 ) -> Result<ImageArtifacts> {
     let recipe = Recipe::load(recipe::DEFAULT_RECIPE)?;
     let disk = DiskOpts::of(&recipe, verity);
+    let _lock = lock_arch(arch)?;
     let phase = ui::Phase::start(format!(
         "image {arch}: rootfs, initrd, disk image in {}",
         out_dir.display()

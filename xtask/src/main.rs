@@ -15,6 +15,7 @@ mod fuzz;
 mod image;
 mod install;
 mod kernel;
+mod lock;
 mod paths;
 mod release;
 mod report;

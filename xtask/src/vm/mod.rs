@@ -55,7 +55,7 @@ struct TestArgs {
     arch: ArchSelection,
     #[command(flatten)]
     opts: VmOpts,
-    /// Run only the e2e tests whose names contain one of these (comma-separated).
+    /// Run only the e2e tests whose names contain one of these (comma-separated), and the tests they need.
     #[arg(long)]
     only: Option<String>,
     /// Write the suite's results as JUnit XML here (`-<arch>` is added

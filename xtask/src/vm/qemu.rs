@@ -156,11 +156,24 @@ impl Machine {
         }
     }
 
-    /// q35 gets a root port and a virtio-scsi controller to hot-plug disks
-    /// into (the kata machine has its own, from Kata's command line).
-    fn has_hotplug_ports(self) -> bool {
-        // Both have a PCIe root complex (pcie.0) a root port can sit on.
-        matches!(self, Machine::Q35 | Machine::Q35Qboot | Machine::Virt)
+    /// Where the e2e suite hot-plugs disks, as Kata's runtime has them on
+    /// this machine's arch (the kata machine has its own, from Kata's
+    /// command line; microvm has no PCI): the virtio-scsi controller scsi0
+    /// (qemu_arch_base.go appendSCSIController, on the channel subsystem in
+    /// qemu_s390x.go), and on q35 and virt a PCIe root port on pcie.0 for a
+    /// virtio-blk (Kata's pcie_root_port). s390x needs no port: a
+    /// virtio-blk-ccw goes on the channel subsystem itself; pseries takes
+    /// no hot-plugged PCI device (see the e2e suite's `hotplug`).
+    fn hotplug_devices(self) -> &'static [&'static str] {
+        match self {
+            Machine::Q35 | Machine::Q35Qboot | Machine::Virt => &[
+                "pcie-root-port,id=rp0,bus=pcie.0,chassis=1,slot=1",
+                "virtio-scsi-pci,id=scsi0",
+            ],
+            Machine::Pseries => &["virtio-scsi-pci,id=scsi0"],
+            Machine::S390 => &["virtio-scsi-ccw,id=scsi0"],
+            Machine::Microvm | Machine::Kata(_) => &[],
+        }
     }
 
     fn machine_arg(self, accel: Accel) -> String {
@@ -322,11 +335,12 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
         if cfg.machine != Machine::Microvm {
             p.push("pci=lastbus=0".into());
         }
-        if cfg.machine.has_hotplug_ports() {
-            // As Kata: no SCSI scan at boot, the agent scans for the disks
-            // it is asked for.
-            p.push("scsi_mod.scan=none".into());
-        }
+    }
+    if !cfg.machine.hotplug_devices().is_empty() {
+        // With the virtio-scsi controller, as Kata (katautils/config.go, on
+        // every arch): no SCSI scan at boot, the agent scans for the disks
+        // it is asked for.
+        p.push("scsi_mod.scan=none".into());
     }
     if let (Machine::Microvm, Some(khz)) = (cfg.machine, cfg.tsc_khz) {
         p.push(format!("tsc_early_khz={khz}"));
@@ -398,16 +412,8 @@ pub fn args(cfg: &VmConfig) -> Vec<String> {
         "-qmp",
         &format!("unix:{},server=on,wait=off", cfg.qmp_socket.display()),
     ]);
-    if cfg.machine.has_hotplug_ports() {
-        // Where the e2e suite hot-plugs disks, as Kata's runtime does (see
-        // kata.rs): a PCIe root port for a virtio-blk, the virtio-scsi
-        // controller for a scsi-hd.
-        push(&[
-            "-device",
-            "pcie-root-port,id=rp0,bus=pcie.0,chassis=1,slot=1",
-            "-device",
-            "virtio-scsi-pci,id=scsi0",
-        ]);
+    for device in cfg.machine.hotplug_devices() {
+        push(&["-device", device]);
     }
     for arg in &cfg.share_args {
         a.push(arg.replace("{transport}", t));
@@ -603,6 +609,10 @@ pub(super) mod tests {
         assert!(a.contains("virtio-blk-pci,drive=root"));
         assert!(a.contains("-device vhost-user-vsock-pci,chardev=vsock,id=vsock0"));
         assert!(a.contains("virtio-9p-pci,x"));
+        // Only SCSI disks are hot-plugged there.
+        assert!(a.contains("-device virtio-scsi-pci,id=scsi0"));
+        assert!(!a.contains("rp0") && !a.contains("bridge"));
+        assert!(kernel_cmdline(&c).contains(" scsi_mod.scan=none"));
         // The TCG-only caps would turn off mitigations a POWER host has under KVM.
         let kvm = Machine::Pseries.machine_arg(Accel::Kvm);
         assert_eq!(kvm, "pseries,accel=kvm,memory-backend=mem,x-vof=on");
@@ -622,6 +632,11 @@ pub(super) mod tests {
         assert!(a.contains("virtio-blk-ccw,drive=root"));
         assert!(a.contains("virtio-9p-ccw,x"));
         assert!(a.contains("-cpu max"));
+        // A scsi-hd goes on the controller, a virtio-blk-ccw on the
+        // channel subsystem itself.
+        assert!(a.contains("-device virtio-scsi-ccw,id=scsi0"));
+        assert!(!a.contains("pci-bridge") && !a.contains("rp0"));
+        assert!(kernel_cmdline(&c).contains(" scsi_mod.scan=none"));
         assert_eq!(Machine::Virt.vsock_device(), "vhost-user-vsock-pci");
         assert_eq!(Machine::Microvm.vsock_device(), "vhost-user-vsock-device");
     }

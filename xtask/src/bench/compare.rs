@@ -113,6 +113,8 @@ struct Verdict {
 pub fn run(args: CompareArgs) -> Result<()> {
     let sides = args.validate()?;
     crate::setup::ensure_host_packages(&["vm"], &[args.arch])?;
+    // Read before anything is built: what the harness below is built from.
+    let harness = this_checkout();
     let e2e = vm::e2e_binary()?;
     // Both agents are built before the first boot, so a failed build costs
     // no measurement.
@@ -140,14 +142,14 @@ pub fn run(args: CompareArgs) -> Result<()> {
         }
     }
     let verdicts = verdicts(&samples[0], &samples[1]);
-    let table = render(&args, &sides, &verdicts, &samples);
+    let table = render(&args, &sides, &harness, &verdicts, &samples);
     println!("{table}");
     args.out.write_markdown(&table)?;
     args.out.write_json(&serde_json::json!({
             "arch": args.arch.name(),
             "base": sides[0].to_json(),
             "head": sides[1].to_json(),
-            "harness": this_checkout(),
+            "harness": harness,
             "rounds": args.rounds,
             "lifecycle_runs": args.lifecycle_runs,
             "load_average": super::load_average(),
@@ -253,6 +255,7 @@ fn this_checkout() -> String {
 fn render(
     args: &CompareArgs,
     sides: &[Side; 2],
+    harness: &str,
     verdicts: &[Verdict],
     samples: &[Samples; 2],
 ) -> String {
@@ -268,7 +271,7 @@ fn render(
         s,
         "- only the agent differs: both images are this checkout's recipe and kernel, \
          driven by its e2e harness (`{}`)",
-        this_checkout()
+        harness
     );
     if let Some(load) = super::load_average() {
         let _ = writeln!(s, "- {}", super::host_line(&load));

@@ -15,7 +15,8 @@ use anyhow::{Context, Result};
 use super::crate_patch;
 use super::sysroot::ensure_gnu_sysroot;
 use super::toolchain::{
-    cargo_home, cross_ar, cross_gcc, musl_gcc, rust_src_dir, Libc, Route, DEBIAN_RUSTC,
+    cargo_home, cross_ar, cross_gcc, musl_gcc, rust_src_dir, Libc, Route, CRATES_IO_SRC,
+    DEBIAN_RUSTC,
 };
 use super::unwind::ensure_libunwind;
 use super::Tree;
@@ -56,6 +57,9 @@ pub struct Plan {
     /// Where cargo runs: the repo, or a shadow workspace with patched
     /// dependencies (see crate_patch.rs) for the few targets that need one.
     pub workspace: PathBuf,
+    /// With an input store: cargo's arguments that take every crate from it
+    /// (fetch/vendor.rs) and forbid the network.
+    pub crate_source: Vec<String>,
 }
 
 impl Plan {
@@ -82,6 +86,7 @@ impl Plan {
             rustflags: common_rustflags(),
             build_std: route == Route::DebianMusl,
             workspace: tree.root.clone(),
+            crate_source: Vec::new(),
         };
         let env_target = target.to_uppercase().replace('-', "_");
         let cc_target = target.replace('-', "_");
@@ -107,6 +112,11 @@ impl Plan {
         let mut extra = Vec::new();
         if plan.workspace != tree.root {
             extra.push((plan.workspace.clone(), "/kata-image".to_string()));
+        }
+        if let Some(vendor) = crate::fetch::crate_source(plan.build_std)? {
+            // The crates' paths in the binary are those of a registry build.
+            extra.push((vendor.clone(), format!("/cargo/{CRATES_IO_SRC}")));
+            plan.crate_source = crate::fetch::vendor::cargo_args(&vendor);
         }
         plan.rustflags.extend(remap_flags(tree, route, extra)?);
         Ok(plan)
@@ -155,6 +165,7 @@ impl Plan {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(cmd::cargo());
         cmd.current_dir(&self.workspace)
+            .args(&self.crate_source)
             .args([
                 "build",
                 "--profile",

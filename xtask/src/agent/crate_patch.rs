@@ -24,6 +24,7 @@ use anyhow::{bail, Context, Result};
 
 use super::toolchain::{cargo_home, Libc};
 use crate::arch::Arch;
+use crate::cargo_lock::Workspace;
 use crate::{cache, cmd, paths, ui};
 
 /// One text edit in one file of a crate.
@@ -127,7 +128,11 @@ fn prepare_one(root: &Path, patch: &CratePatch) -> Result<Prepared> {
     }
     let key = key.finish();
     let entry = cache::fill("crate-patch", &key, |tmp| {
-        let crate_file = find_crate_file_of(root, patch.name, patch.version)?;
+        // From the input store when `--inputs` names one (checked there).
+        let crate_file = match crate::fetch::store() {
+            Some(store) => store.crate_file(patch.name, patch.version, &checksum)?,
+            None => find_crate_file(&of(root), patch.name, patch.version)?,
+        };
         let actual = cache::sha256_file(&crate_file)?;
         if actual != checksum {
             bail!(
@@ -135,7 +140,7 @@ fn prepare_one(root: &Path, patch: &CratePatch) -> Result<Prepared> {
                 crate_file.display()
             );
         }
-        unpack(&crate_file, tmp)?;
+        crate::fetch::vendor::unpack_crate(&crate_file, tmp)?;
         let src = tmp.join(format!("{}-{}", patch.name, patch.version));
         patch.edits.iter().try_for_each(|e| apply(&src, e))
     })?;
@@ -148,29 +153,38 @@ fn prepare_one(root: &Path, patch: &CratePatch) -> Result<Prepared> {
 
 /// The registry checksum `root`'s Cargo.lock pins for `name` `version`.
 fn lock_checksum(root: &Path, name: &str, version: &str) -> Result<String> {
-    crate::cargo_lock::registry_checksums_of(root)?
+    of(root)
+        .registry_checksums()?
         .remove(&(name.to_string(), version.to_string()))
         .with_context(|| {
             format!("Cargo.lock pins no registry {name} {version}: is the patch still needed?")
         })
 }
 
-/// The downloaded `.crate`, fetching the lock's crates if it is not there yet.
-pub fn find_crate_file(name: &str, version: &str) -> Result<PathBuf> {
-    find_crate_file_of(&paths::repo_root(), name, version)
+/// The workspace at `root` (this checkout's, or another tree's).
+fn of(root: &Path) -> Workspace {
+    Workspace {
+        dir: root.to_path_buf(),
+    }
 }
 
-/// The same for the workspace at `root` (`cargo fetch` with its lock).
-fn find_crate_file_of(root: &Path, name: &str, version: &str) -> Result<PathBuf> {
+/// The downloaded `.crate` of a registry package `ws`'s lock pins, running
+/// `cargo fetch --locked` for `ws` if cargo's registry cache lacks it.
+pub fn find_crate_file(ws: &Workspace, name: &str, version: &str) -> Result<PathBuf> {
     let file = format!("{name}-{version}.crate");
     if let Some(found) = search_registry_cache(&file) {
         return Ok(found);
     }
-    let phase = ui::Phase::start("cargo fetch --locked");
+    let phase = ui::Phase::start(format!("cargo fetch --locked ({})", ws.dir.display()));
     cmd::run(
         Command::new(cmd::cargo())
-            .current_dir(root)
-            .args(["fetch", "--locked"]),
+            .current_dir(&ws.dir)
+            .arg("fetch")
+            .arg("--locked")
+            .arg("--manifest-path")
+            .arg(ws.dir.join("Cargo.toml"))
+            // The std workspace uses nightly cargo features.
+            .env("RUSTC_BOOTSTRAP", "1"),
         &paths::host_log("agent", "fetch"),
     )?;
     phase.done("");
@@ -186,17 +200,6 @@ fn search_registry_cache(file: &str) -> Option<PathBuf> {
         .collect();
     dirs.sort();
     dirs.into_iter().map(|d| d.join(file)).find(|p| p.is_file())
-}
-
-fn unpack(crate_file: &Path, into: &Path) -> Result<()> {
-    cmd::output(
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(crate_file)
-            .arg("-C")
-            .arg(into),
-    )
-    .map(|_| ())
 }
 
 fn apply(src: &Path, edit: &Edit) -> Result<()> {

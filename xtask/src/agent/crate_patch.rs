@@ -106,19 +106,21 @@ pub struct Prepared {
     pub dir: PathBuf,
 }
 
-/// The patched sources `arch`/`libc` needs (usually none).
-pub fn prepare(arch: Arch, libc: Libc) -> Result<Vec<Prepared>> {
+/// The patched sources `arch`/`libc` needs (usually none) for the workspace
+/// at `root` (its Cargo.lock pins the versions).
+pub fn prepare(root: &Path, arch: Arch, libc: Libc) -> Result<Vec<Prepared>> {
     PATCHES
         .iter()
         .filter(|p| (p.needed_for)(arch, libc))
         .map(|p| {
-            prepare_one(p).with_context(|| format!("patching {} {} for {arch}", p.name, p.version))
+            prepare_one(root, p)
+                .with_context(|| format!("patching {} {} for {arch}", p.name, p.version))
         })
         .collect()
 }
 
-fn prepare_one(patch: &CratePatch) -> Result<Prepared> {
-    let checksum = lock_checksum(patch.name, patch.version)?;
+fn prepare_one(root: &Path, patch: &CratePatch) -> Result<Prepared> {
+    let checksum = lock_checksum(root, patch.name, patch.version)?;
     let mut key = cache::KeyHasher::new("crate-patch");
     key.str(patch.name).str(patch.version).str(&checksum);
     for e in patch.edits {
@@ -129,7 +131,7 @@ fn prepare_one(patch: &CratePatch) -> Result<Prepared> {
         // From the input store when `--inputs` names one (checked there).
         let crate_file = match crate::fetch::store() {
             Some(store) => store.crate_file(patch.name, patch.version, &checksum)?,
-            None => find_crate_file(&Workspace::repo(), patch.name, patch.version)?,
+            None => find_crate_file(&of(root), patch.name, patch.version)?,
         };
         let actual = cache::sha256_file(&crate_file)?;
         if actual != checksum {
@@ -149,13 +151,21 @@ fn prepare_one(patch: &CratePatch) -> Result<Prepared> {
     })
 }
 
-/// The registry checksum Cargo.lock pins for `name` `version`.
-fn lock_checksum(name: &str, version: &str) -> Result<String> {
-    crate::cargo_lock::registry_checksums()?
+/// The registry checksum `root`'s Cargo.lock pins for `name` `version`.
+fn lock_checksum(root: &Path, name: &str, version: &str) -> Result<String> {
+    of(root)
+        .registry_checksums()?
         .remove(&(name.to_string(), version.to_string()))
         .with_context(|| {
             format!("Cargo.lock pins no registry {name} {version}: is the patch still needed?")
         })
+}
+
+/// The workspace at `root` (this checkout's, or another tree's).
+fn of(root: &Path) -> Workspace {
+    Workspace {
+        dir: root.to_path_buf(),
+    }
 }
 
 /// The downloaded `.crate` of a registry package `ws`'s lock pins, running
@@ -218,13 +228,12 @@ fn apply(src: &Path, edit: &Edit) -> Result<()> {
 /// (which differs between machines) would change symbol hashes, and with
 /// them the code layout of every crate above nix. Returns the repo root itself
 /// when there is nothing to patch. The repo's own files are never modified.
-pub fn workspace(patches: &[Prepared], dir: &Path) -> Result<PathBuf> {
-    let repo = paths::repo_root();
+pub fn workspace(repo: &Path, patches: &[Prepared], dir: &Path) -> Result<PathBuf> {
     if patches.is_empty() {
-        return Ok(repo);
+        return Ok(repo.to_path_buf());
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    link_entries(&repo, dir)?;
+    link_entries(repo, dir)?;
     link_patched(patches, &dir.join(PATCHED_DIR))?;
     let manifest = fs::read_to_string(repo.join("Cargo.toml")).context("reading Cargo.toml")?;
     write_if_changed(
@@ -408,7 +417,7 @@ mod tests {
     fn lock_pins_the_patched_nix() {
         // Fails when an upgrade drops one: then remove that patch.
         for p in PATCHES {
-            let sum = lock_checksum(p.name, p.version).unwrap();
+            let sum = lock_checksum(&paths::repo_root(), p.name, p.version).unwrap();
             assert_eq!(sum.len(), 64);
         }
     }

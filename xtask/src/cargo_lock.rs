@@ -1,7 +1,9 @@
-//! The registry crates the workspace's Cargo.lock pins, with their checksums
-//! (the sha256 of each `.crate`).
+//! The registry crates a Cargo.lock pins, with their checksums (the sha256
+//! of each `.crate`): the workspace's, and the one of the std sources that
+//! `-Zbuild-std` builds (its own workspace, with crates from crates.io).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -10,10 +12,43 @@ use crate::paths;
 
 /// (name, version) -> checksum of every registry package in Cargo.lock.
 pub fn registry_checksums() -> Result<BTreeMap<(String, String), String>> {
-    let path = paths::repo_root().join("Cargo.lock");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    parse(&text).with_context(|| format!("parsing {}", path.display()))
+    Workspace::repo().registry_checksums()
+}
+
+/// A cargo workspace and its lock file.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    /// The directory of its Cargo.toml and Cargo.lock.
+    pub dir: PathBuf,
+}
+
+impl Workspace {
+    /// This repository.
+    pub fn repo() -> Workspace {
+        Workspace {
+            dir: paths::repo_root(),
+        }
+    }
+
+    /// The std sources under `src` (`<sysroot>/lib/rustlib/src/rust`):
+    /// `library/`, what `-Zbuild-std` resolves with its own lock.
+    pub fn std_library(src: &Path) -> Workspace {
+        Workspace {
+            dir: src.join("library"),
+        }
+    }
+
+    pub fn lock(&self) -> PathBuf {
+        self.dir.join("Cargo.lock")
+    }
+
+    /// (name, version) -> checksum of every registry package of its lock.
+    pub fn registry_checksums(&self) -> Result<BTreeMap<(String, String), String>> {
+        let path = self.lock();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        parse(&text).with_context(|| format!("parsing {}", path.display()))
+    }
 }
 
 fn parse(text: &str) -> Result<BTreeMap<(String, String), String>> {

@@ -267,51 +267,92 @@ fn user_namespaces() -> Check {
     )
 }
 
-/// The pinned packages of each group, for these arches.
+/// The pinned packages of each group, for these arches: a row per group,
+/// and one per host tool that is not at its pin (installed vs pinned).
 fn package_checks(arches: &[Arch]) -> Result<Vec<Check>> {
-    let lock = setup::read_lock()?;
-    let mut groups: Vec<String> = lock.iter().map(|p| p.group.clone()).collect();
+    Ok(pin_checks(
+        &setup::read_lock()?,
+        &setup::Installed::query(),
+        arches,
+        setup::is_root(),
+    ))
+}
+
+/// [`package_checks`] on a given lock and dpkg listing (the test seam).
+fn pin_checks(
+    lock: &[setup::PinnedPackage],
+    installed: &setup::Installed,
+    arches: &[Arch],
+    root: bool,
+) -> Vec<Check> {
+    let mut groups: Vec<&str> = lock.iter().map(|p| p.group.as_str()).collect();
     groups.sort();
     groups.dedup();
-    let root = setup::is_root();
     let mut v = Vec::new();
     for g in groups {
-        let step = step_of(&g);
-        let missing = setup::missing(&[g.as_str()], arches)?;
-        // The main job's groups, for its arch: blocking only if x86_64's part is missing.
-        let main_group = ["cross", "kernel", "image", "vm"].contains(&g.as_str());
-        let main = main_group
-            && (missing.is_empty() || !setup::missing(&[g.as_str()], &[Arch::X86_64])?.is_empty());
-        let names: Vec<String> = missing
-            .iter()
-            .map(|p| format!("{}={}", p.package, p.version))
-            .collect();
-        let mut c = check(step, None, format!("pinned packages, group {g}")).result(
-            missing.is_empty(),
-            if missing.is_empty() {
-                "at their pinned versions".to_string()
-            } else {
-                format!("{} not at the pin: {}", missing.len(), names.join(" "))
-            },
-            format!(
-                "cargo xtask setup --group {g} --arch {}",
-                arches
-                    .iter()
-                    .map(|a| a.name())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
+        let step = step_of(g);
+        let off = setup::off_pin(lock, installed, &[g], arches);
+        // The main job's groups, for its arch: blocking only if x86_64's part is off.
+        let main_group = ["cross", "kernel", "image", "vm"].contains(&g);
+        let fix = format!(
+            "cargo xtask setup --group {g} --arch {}",
+            arches
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(",")
         );
-        if main {
-            c = c.main();
+        let asked = lock
+            .iter()
+            .filter(|p| p.group == g && p.arch().is_none_or(|a| arches.contains(&a)))
+            .count();
+        let detail = if off.is_empty() {
+            format!("{asked} at their pinned versions")
+        } else {
+            format!("{} of {asked} not at the pin (rows below)", off.len())
+        };
+        let group_main = main_group
+            && (off.is_empty()
+                || off
+                    .iter()
+                    .any(|(p, _)| p.arch().is_none_or(|a| a == Arch::X86_64)));
+        v.push(pin_row(
+            check(step, None, format!("pinned packages, group {g}")),
+            off.is_empty(),
+            detail,
+            &fix,
+            group_main,
+            root,
+        ));
+        for (p, have) in &off {
+            let detail = match have {
+                Some(h) => format!("installed {h}, pinned {}", p.version),
+                None => format!("not installed, pinned {}", p.version),
+            };
+            let main = main_group && p.arch().is_none_or(|a| a == Arch::X86_64);
+            v.push(pin_row(
+                check(step, p.arch(), format!("host tool {}", p.package)),
+                false,
+                detail,
+                &fix,
+                main,
+                root,
+            ));
         }
-        // As root the step installs them itself: not blocking.
-        if c.status == Status::Missing && root {
-            c = c.status(Status::Auto);
-        }
-        v.push(c);
     }
-    Ok(v)
+    v
+}
+
+/// A pin row: as root the step installs the pin itself, so not blocking.
+fn pin_row(c: Check, ok: bool, detail: String, fix: &str, main: bool, root: bool) -> Check {
+    let mut c = c.result(ok, detail, fix);
+    if main {
+        c = c.main();
+    }
+    if c.status == Status::Missing && root {
+        c = c.status(Status::Auto);
+    }
+    c
 }
 
 /// The step a package group serves.
@@ -544,6 +585,56 @@ mod tests {
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(json["status"], "missing");
         assert_eq!(json["main_job"], true);
+    }
+
+    /// Each host tool off its pin gets its own row with both versions, read
+    /// through a fake dpkg listing (the host is not changed).
+    #[test]
+    fn a_host_tool_off_its_pin_is_named_with_both_versions() {
+        let lock = setup::parse_lock(
+            "vm qemu-system-x86 1:10.0.2+ds-2 bookworm-backports\n\
+             image e2fsprogs 1.47.0-2+b2\n\
+             image erofs-utils 1.5-1\n\
+             cross gcc-s390x-linux-gnu 4:12.2.0-3\n",
+        )
+        .unwrap();
+        let installed = setup::Installed::parse(
+            "amd64",
+            "qemu-system-x86 amd64 ii  1:7.2+dfsg-7+deb12u18\n\
+             e2fsprogs amd64 ii  1.47.0-2+b2\n",
+        );
+        let checks = pin_checks(&lock, &installed, &[Arch::X86_64, Arch::S390x], false);
+        let row = |what: &str| {
+            checks
+                .iter()
+                .find(|c| c.what == what)
+                .unwrap_or_else(|| panic!("no row {what}: {checks:#?}"))
+        };
+        let qemu = row("host tool qemu-system-x86");
+        assert_eq!(qemu.status, Status::Missing);
+        assert_eq!(
+            qemu.detail,
+            "installed 1:7.2+dfsg-7+deb12u18, pinned 1:10.0.2+ds-2"
+        );
+        assert!(qemu.main_job && qemu.fix.contains("--group vm"), "{qemu:?}");
+        let erofs = row("host tool erofs-utils");
+        assert_eq!(erofs.detail, "not installed, pinned 1.5-1");
+        // A cross tool chain for s390x: not the main job's.
+        let gcc = row("host tool gcc-s390x-linux-gnu");
+        assert_eq!(gcc.arch, Some("s390x"));
+        assert!(!gcc.main_job);
+        assert!(checks.iter().all(|c| c.what != "host tool e2fsprogs"));
+        assert_eq!(
+            row("pinned packages, group image").detail,
+            "1 of 2 not at the pin (rows below)"
+        );
+        assert_eq!(row("pinned packages, group vm").status, Status::Missing);
+        // As root the step moves them to the pin itself.
+        let as_root = pin_checks(&lock, &installed, &[Arch::X86_64], true);
+        assert!(as_root
+            .iter()
+            .filter(|c| c.what.starts_with("host tool"))
+            .all(|c| c.status == Status::Auto));
     }
 
     #[test]

@@ -175,6 +175,13 @@ pub fn plan(
         from: from.join("kernel.config"),
         to: share.join(format!("config-{version}")),
     });
+    // A measured image's parameters beside it, as Kata's root_hash_<variant>.txt.
+    if m.verity.is_some() {
+        items.push(Item::Copy {
+            from: from.join(image::ROOT_HASH),
+            to: share.join(image::ROOT_HASH),
+        });
+    }
     items.push(Item::Write {
         text: drop_in(&share, &m.recipe.filesystem, boot, arch, m.verity.as_ref()),
         to: drop_in_dir(prefix).join(DROP_IN),
@@ -428,6 +435,20 @@ mod tests {
             Some("root_hash=ab,salt=cd,data_blocks=9,data_block_size=4096,hash_block_size=4096")
         );
         assert!(conf(BootMode::Initrd).get("kernel_verity_params").is_none());
+        // root_hash.txt ships beside the image; an unmeasured one has none.
+        let copies = |from: &Path| -> Vec<PathBuf> {
+            plan(Arch::X86_64, from, &prefix, BootMode::Image)
+                .unwrap()
+                .into_iter()
+                .filter_map(|i| match i {
+                    Item::Copy { to, .. } => Some(to),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert!(copies(&from).contains(&share_dir(&prefix).join(image::ROOT_HASH)));
+        let plain = artifacts(&dir.path().join("plain"));
+        assert!(!copies(&plain).iter().any(|p| p.ends_with(image::ROOT_HASH)));
     }
 
     #[test]

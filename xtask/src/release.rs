@@ -41,6 +41,11 @@ pub struct Args {
     /// bytes its build jobs tested.
     #[arg(long)]
     prebuilt: bool,
+    /// Build a measured image (dm-verity, as `image --verity`; the recipe's
+    /// [image] verity does too): the bundle then carries root_hash.txt and a
+    /// drop-in with its kernel_verity_params.
+    #[arg(long, conflicts_with = "prebuilt")]
+    verity: bool,
 }
 
 /// `target/dist/`.
@@ -59,7 +64,7 @@ pub fn run(args: Args) -> Result<()> {
             // The agent first (fails fastest), then the kernel, then the image of both.
             let agent = crate::rootfs::agent_binary(arch, None)?;
             let kernel = image::default_kernel(arch, None)?;
-            image::ensure_built(arch, &agent, &kernel, false)
+            image::ensure_built(arch, &agent, &kernel, args.verity)
                 .with_context(|| format!("building the {arch} image"))?;
         }
         assets.extend(bundle(arch, &artifacts, &args.out)?);

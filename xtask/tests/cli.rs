@@ -106,6 +106,28 @@ fn vm_arguments_that_cannot_boot_are_rejected_before_building() {
         &["--fs compares disk images"],
     );
     assert_rejected(
+        &[
+            "bench",
+            "compare",
+            "--base",
+            "no-such-rev-kata",
+            "--head",
+            "HEAD",
+        ],
+        &["--base no-such-rev-kata: neither a file nor a git revision"],
+    );
+    assert_rejected(
+        &[
+            "bench",
+            "compare",
+            "--base",
+            "HEAD",
+            "--head",
+            "/no/such/agent",
+        ],
+        &["--head /no/such/agent: neither a file nor a git revision"],
+    );
+    assert_rejected(
         &["vm", "test", "--share", "nfs"],
         &["[possible values: 9p, virtio-fs]"],
     );

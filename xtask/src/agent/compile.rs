@@ -15,11 +15,13 @@ use anyhow::{Context, Result};
 use super::crate_patch;
 use super::sysroot::ensure_gnu_sysroot;
 use super::toolchain::{
-    cargo_home, cross_ar, cross_gcc, musl_gcc, rust_src_dir, Libc, Route, DEBIAN_RUSTC,
+    cargo_home, cross_ar, cross_gcc, musl_gcc, rust_src_dir, Libc, Route, CRATES_IO_SRC,
+    DEBIAN_RUSTC,
 };
 use super::unwind::ensure_libunwind;
+use super::Tree;
 use crate::arch::Arch;
-use crate::{cmd, paths, ui};
+use crate::{cmd, ui};
 
 pub const PACKAGE: &str = "kata-agent";
 pub const BINARY: &str = "kata-agent";
@@ -55,10 +57,19 @@ pub struct Plan {
     /// Where cargo runs: the repo, or a shadow workspace with patched
     /// dependencies (see crate_patch.rs) for the few targets that need one.
     pub workspace: PathBuf,
+    /// With an input store: cargo's arguments that take every crate from it
+    /// (fetch/vendor.rs) and forbid the network.
+    pub crate_source: Vec<String>,
 }
 
 impl Plan {
-    pub fn new(arch: Arch, libc: Libc, route: Route, profile: Profile) -> Result<Plan> {
+    pub fn new(
+        tree: &Tree,
+        arch: Arch,
+        libc: Libc,
+        route: Route,
+        profile: Profile,
+    ) -> Result<Plan> {
         let target = arch.rust_target(libc.name());
         let host = Arch::host()?;
         let mut plan = Plan {
@@ -67,14 +78,15 @@ impl Plan {
             target: target.clone(),
             // One dir per route: per-triple outputs live apart inside it and the
             // host-side units (build scripts, proc macros) are shared by arches.
-            target_dir: paths::target_dir().join("xtask/agent").join(route.name()),
+            target_dir: tree.target.join("xtask/agent").join(route.name()),
             envs: vec![(
                 crate::epoch::VAR.into(),
                 crate::epoch::agent()?.to_string().into(),
             )],
             rustflags: common_rustflags(),
             build_std: route == Route::DebianMusl,
-            workspace: paths::repo_root(),
+            workspace: tree.root.clone(),
+            crate_source: Vec::new(),
         };
         let env_target = target.to_uppercase().replace('-', "_");
         let cc_target = target.replace('-', "_");
@@ -94,14 +106,19 @@ impl Plan {
             Route::DebianMusl => plan.debian_musl(arch)?,
             Route::DebianGnu => plan.debian_gnu(arch, host)?,
         }
-        let patches = crate_patch::prepare(arch, libc)?;
+        let patches = crate_patch::prepare(&tree.root, arch, libc)?;
         let shadow = plan.target_dir.join(format!("workspace-{}", plan.target));
-        plan.workspace = crate_patch::workspace(&patches, &shadow)?;
+        plan.workspace = crate_patch::workspace(&tree.root, &patches, &shadow)?;
         let mut extra = Vec::new();
-        if plan.workspace != paths::repo_root() {
+        if plan.workspace != tree.root {
             extra.push((plan.workspace.clone(), "/kata-image".to_string()));
         }
-        plan.rustflags.extend(remap_flags(route, extra)?);
+        if let Some(vendor) = crate::fetch::crate_source(plan.build_std)? {
+            // The crates' paths in the binary are those of a registry build.
+            extra.push((vendor.clone(), format!("/cargo/{CRATES_IO_SRC}")));
+            plan.crate_source = crate::fetch::vendor::cargo_args(&vendor);
+        }
+        plan.rustflags.extend(remap_flags(tree, route, extra)?);
         Ok(plan)
     }
 
@@ -148,6 +165,7 @@ impl Plan {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(cmd::cargo());
         cmd.current_dir(&self.workspace)
+            .args(&self.crate_source)
             .args([
                 "build",
                 "--profile",
@@ -213,13 +231,14 @@ fn common_rustflags() -> Vec<String> {
 }
 
 /// `--remap-path-prefix` for every absolute path that differs between two
-/// checkouts or machines. rustc applies the last matching rule, so the most
-/// specific (longest) prefixes go last.
-fn remap_flags(route: Route, extra: Vec<(PathBuf, String)>) -> Result<Vec<String>> {
+/// checkouts or machines (so two checkouts of one commit build equal bytes).
+/// rustc applies the last matching rule, so the most specific (longest)
+/// prefixes go last.
+fn remap_flags(tree: &Tree, route: Route, extra: Vec<(PathBuf, String)>) -> Result<Vec<String>> {
     let mut rules: Vec<(PathBuf, String)> = extra;
     rules.extend([
-        (paths::repo_root(), "/kata-image".to_string()),
-        (paths::target_dir(), "/kata-image/target".to_string()),
+        (tree.root.clone(), "/kata-image".to_string()),
+        (tree.target.clone(), "/kata-image/target".to_string()),
     ]);
     if let Some(home) = cargo_home() {
         rules.push((home, "/cargo".to_string()));
@@ -240,7 +259,7 @@ mod tests {
 
     #[test]
     fn remaps_most_specific_last() {
-        let flags = remap_flags(Route::Rustup, Vec::new()).unwrap();
+        let flags = remap_flags(&Tree::this(), Route::Rustup, Vec::new()).unwrap();
         let root = flags
             .iter()
             .position(|f| f.ends_with("=/kata-image"))
@@ -252,9 +271,14 @@ mod tests {
         assert!(root < target, "{flags:?}");
     }
 
+    /// The x86_64 musl plan on the rustup route (None without a host arch).
+    fn rustup_x86_64(tree: &Tree, profile: Profile) -> Option<Plan> {
+        Plan::new(tree, Arch::X86_64, Libc::Musl, Route::Rustup, profile).ok()
+    }
+
     #[test]
     fn rustup_plan_is_static_without_build_std() {
-        let Ok(plan) = Plan::new(Arch::X86_64, Libc::Musl, Route::Rustup, Profile::Release) else {
+        let Some(plan) = rustup_x86_64(&Tree::this(), Profile::Release) else {
             return eprintln!("skipped: cannot plan (no host arch?)");
         };
         assert!(!plan.build_std);
@@ -267,10 +291,46 @@ mod tests {
             .ends_with("x86_64-unknown-linux-musl/release/kata-agent"));
     }
 
+    /// Another checkout (`bench compare --base REV`) builds in its own
+    /// workspace and target dir, and its paths are remapped like ours, so
+    /// two checkouts of one commit build the same bytes.
+    #[test]
+    fn another_tree_builds_in_its_own_dirs_with_its_paths_remapped() {
+        let tree = Tree {
+            root: PathBuf::from("/elsewhere/checkout"),
+            target: PathBuf::from("/elsewhere/checkout/target"),
+        };
+        let Some(plan) = rustup_x86_64(&tree, Profile::Release) else {
+            return eprintln!("skipped: cannot plan (no host arch?)");
+        };
+        assert_eq!(plan.workspace, tree.root);
+        assert_eq!(
+            plan.target_dir,
+            Path::new("/elsewhere/checkout/target/xtask/agent/rustup")
+        );
+        let ours = rustup_x86_64(&Tree::this(), Profile::Release).unwrap();
+        let mapped = |p: &Plan| -> Vec<String> {
+            p.rustflags
+                .iter()
+                .filter_map(|f| f.strip_prefix("--remap-path-prefix="))
+                .map(|r| r.split_once('=').map_or("", |(_, to)| to).to_string())
+                .collect()
+        };
+        assert_eq!(mapped(&plan), mapped(&ours));
+        assert!(plan
+            .rustflags
+            .contains(&"--remap-path-prefix=/elsewhere/checkout=/kata-image".to_string()));
+        assert!(plan.rustflags.contains(
+            &"--remap-path-prefix=/elsewhere/checkout/target=/kata-image/target".to_string()
+        ));
+        let cmd = plan.command();
+        assert_eq!(cmd.get_current_dir(), Some(tree.root.as_path()));
+    }
+
     /// The loop profile builds beside the release one, never over it.
     #[test]
     fn loop_plan_builds_under_its_own_profile_dir() {
-        let Ok(plan) = Plan::new(Arch::X86_64, Libc::Musl, Route::Rustup, Profile::Loop) else {
+        let Some(plan) = rustup_x86_64(&Tree::this(), Profile::Loop) else {
             return eprintln!("skipped: cannot plan (no host arch?)");
         };
         assert!(plan

@@ -24,6 +24,7 @@ use anyhow::{bail, Context, Result};
 
 use super::toolchain::{cargo_home, Libc};
 use crate::arch::Arch;
+use crate::cargo_lock::Workspace;
 use crate::{cache, cmd, paths, ui};
 
 /// One text edit in one file of a crate.
@@ -105,19 +106,21 @@ pub struct Prepared {
     pub dir: PathBuf,
 }
 
-/// The patched sources `arch`/`libc` needs (usually none).
-pub fn prepare(arch: Arch, libc: Libc) -> Result<Vec<Prepared>> {
+/// The patched sources `arch`/`libc` needs (usually none) for the workspace
+/// at `root` (its Cargo.lock pins the versions).
+pub fn prepare(root: &Path, arch: Arch, libc: Libc) -> Result<Vec<Prepared>> {
     PATCHES
         .iter()
         .filter(|p| (p.needed_for)(arch, libc))
         .map(|p| {
-            prepare_one(p).with_context(|| format!("patching {} {} for {arch}", p.name, p.version))
+            prepare_one(root, p)
+                .with_context(|| format!("patching {} {} for {arch}", p.name, p.version))
         })
         .collect()
 }
 
-fn prepare_one(patch: &CratePatch) -> Result<Prepared> {
-    let checksum = lock_checksum(patch.name, patch.version)?;
+fn prepare_one(root: &Path, patch: &CratePatch) -> Result<Prepared> {
+    let checksum = lock_checksum(root, patch.name, patch.version)?;
     let mut key = cache::KeyHasher::new("crate-patch");
     key.str(patch.name).str(patch.version).str(&checksum);
     for e in patch.edits {
@@ -125,7 +128,11 @@ fn prepare_one(patch: &CratePatch) -> Result<Prepared> {
     }
     let key = key.finish();
     let entry = cache::fill("crate-patch", &key, |tmp| {
-        let crate_file = find_crate_file(patch.name, patch.version)?;
+        // From the input store when `--inputs` names one (checked there).
+        let crate_file = match crate::fetch::store() {
+            Some(store) => store.crate_file(patch.name, patch.version, &checksum)?,
+            None => find_crate_file(&of(root), patch.name, patch.version)?,
+        };
         let actual = cache::sha256_file(&crate_file)?;
         if actual != checksum {
             bail!(
@@ -133,7 +140,7 @@ fn prepare_one(patch: &CratePatch) -> Result<Prepared> {
                 crate_file.display()
             );
         }
-        unpack(&crate_file, tmp)?;
+        crate::fetch::vendor::unpack_crate(&crate_file, tmp)?;
         let src = tmp.join(format!("{}-{}", patch.name, patch.version));
         patch.edits.iter().try_for_each(|e| apply(&src, e))
     })?;
@@ -144,26 +151,40 @@ fn prepare_one(patch: &CratePatch) -> Result<Prepared> {
     })
 }
 
-/// The registry checksum Cargo.lock pins for `name` `version`.
-fn lock_checksum(name: &str, version: &str) -> Result<String> {
-    crate::cargo_lock::registry_checksums()?
+/// The registry checksum `root`'s Cargo.lock pins for `name` `version`.
+fn lock_checksum(root: &Path, name: &str, version: &str) -> Result<String> {
+    of(root)
+        .registry_checksums()?
         .remove(&(name.to_string(), version.to_string()))
         .with_context(|| {
             format!("Cargo.lock pins no registry {name} {version}: is the patch still needed?")
         })
 }
 
-/// The downloaded `.crate`, fetching the lock's crates if it is not there yet.
-pub fn find_crate_file(name: &str, version: &str) -> Result<PathBuf> {
+/// The workspace at `root` (this checkout's, or another tree's).
+fn of(root: &Path) -> Workspace {
+    Workspace {
+        dir: root.to_path_buf(),
+    }
+}
+
+/// The downloaded `.crate` of a registry package `ws`'s lock pins, running
+/// `cargo fetch --locked` for `ws` if cargo's registry cache lacks it.
+pub fn find_crate_file(ws: &Workspace, name: &str, version: &str) -> Result<PathBuf> {
     let file = format!("{name}-{version}.crate");
     if let Some(found) = search_registry_cache(&file) {
         return Ok(found);
     }
-    let phase = ui::Phase::start("cargo fetch --locked");
+    let phase = ui::Phase::start(format!("cargo fetch --locked ({})", ws.dir.display()));
     cmd::run(
         Command::new(cmd::cargo())
-            .current_dir(paths::repo_root())
-            .args(["fetch", "--locked"]),
+            .current_dir(&ws.dir)
+            .arg("fetch")
+            .arg("--locked")
+            .arg("--manifest-path")
+            .arg(ws.dir.join("Cargo.toml"))
+            // The std workspace uses nightly cargo features.
+            .env("RUSTC_BOOTSTRAP", "1"),
         &paths::host_log("agent", "fetch"),
     )?;
     phase.done("");
@@ -179,17 +200,6 @@ fn search_registry_cache(file: &str) -> Option<PathBuf> {
         .collect();
     dirs.sort();
     dirs.into_iter().map(|d| d.join(file)).find(|p| p.is_file())
-}
-
-fn unpack(crate_file: &Path, into: &Path) -> Result<()> {
-    cmd::output(
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(crate_file)
-            .arg("-C")
-            .arg(into),
-    )
-    .map(|_| ())
 }
 
 fn apply(src: &Path, edit: &Edit) -> Result<()> {
@@ -218,13 +228,12 @@ fn apply(src: &Path, edit: &Edit) -> Result<()> {
 /// (which differs between machines) would change symbol hashes, and with
 /// them the code layout of every crate above nix. Returns the repo root itself
 /// when there is nothing to patch. The repo's own files are never modified.
-pub fn workspace(patches: &[Prepared], dir: &Path) -> Result<PathBuf> {
-    let repo = paths::repo_root();
+pub fn workspace(repo: &Path, patches: &[Prepared], dir: &Path) -> Result<PathBuf> {
     if patches.is_empty() {
-        return Ok(repo);
+        return Ok(repo.to_path_buf());
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    link_entries(&repo, dir)?;
+    link_entries(repo, dir)?;
     link_patched(patches, &dir.join(PATCHED_DIR))?;
     let manifest = fs::read_to_string(repo.join("Cargo.toml")).context("reading Cargo.toml")?;
     write_if_changed(
@@ -408,7 +417,7 @@ mod tests {
     fn lock_pins_the_patched_nix() {
         // Fails when an upgrade drops one: then remove that patch.
         for p in PATCHES {
-            let sum = lock_checksum(p.name, p.version).unwrap();
+            let sum = lock_checksum(&paths::repo_root(), p.name, p.version).unwrap();
             assert_eq!(sum.len(), 64);
         }
     }

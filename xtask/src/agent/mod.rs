@@ -6,6 +6,9 @@
 //! Debian's musl route), sysroot (foreign gnu std), crate_patch (source fixes
 //! for dependencies that do not build for a target), compile (the cargo run),
 //! elf (header checks), smoke (qemu-user tests).
+//!
+//! Every build compiles a [`Tree`]: this checkout (into the artifacts), or
+//! another one (`bench compare --base REV`: left where cargo put it).
 
 mod compile;
 mod crate_patch;
@@ -94,23 +97,55 @@ pub fn check_given(arch: Arch, path: &Path) -> Result<()> {
         .with_context(|| format!("{} cannot be the {arch} guest agent", path.display()))
 }
 
+/// A source tree the agent is built from, and the target dir of that build.
+pub struct Tree {
+    /// The workspace root (Cargo.toml, Cargo.lock, agent/).
+    pub root: PathBuf,
+    /// Its `target/`: cargo's output goes under `xtask/agent/<route>/`, logs
+    /// under `xtask/agent/<arch>/`, as for this checkout.
+    pub target: PathBuf,
+}
+
+impl Tree {
+    /// This checkout and its target dir.
+    pub fn this() -> Tree {
+        Tree {
+            root: paths::repo_root(),
+            target: paths::target_dir(),
+        }
+    }
+}
+
 /// Provision, plan, run cargo, check the ELF, install the artifact.
 fn build(arch: Arch, libc: Libc, profile: Profile) -> Result<PathBuf> {
+    let out = compile_checked(&Tree::this(), arch, libc, profile)?;
+    let dest = artifact_path(arch, libc, profile);
+    install_if_changed(&out, &dest)?;
+    Ok(dest)
+}
+
+/// The release musl agent of another checkout (`bench compare --base REV`),
+/// built by this xtask's plan exactly as this checkout's would be, and left
+/// where cargo put it under `tree.target`: never installed as an artifact.
+pub fn build_tree(tree: &Tree, arch: Arch) -> Result<PathBuf> {
+    compile_checked(tree, arch, Libc::Musl, Profile::Release)
+}
+
+/// Provision, plan, run cargo in `tree`, check the ELF; cargo's output path.
+fn compile_checked(tree: &Tree, arch: Arch, libc: Libc, profile: Profile) -> Result<PathBuf> {
     setup::ensure_host_packages(&["cross"], &[arch])?;
     let route = probe(arch, libc);
-    let plan = Plan::new(arch, libc, route, profile)
+    let plan = Plan::new(tree, arch, libc, route, profile)
         .with_context(|| format!("preparing the {} build for {arch}", libc.name()))?;
     // One log per profile: a loop build and a release one may run at once.
     let name = match profile {
         Profile::Release => format!("cargo-{}.log", libc.name()),
         Profile::Loop => format!("cargo-{}-{}.log", libc.name(), profile.name()),
     };
-    let log = paths::work_dir("agent", arch).join(name);
+    let log = tree.target.join("xtask/agent").join(arch.name()).join(name);
     let out = plan.run(&log)?;
     elf::check(&out, arch).with_context(|| format!("cargo built a wrong binary for {arch}"))?;
-    let dest = artifact_path(arch, libc, profile);
-    install_if_changed(&out, &dest)?;
-    Ok(dest)
+    Ok(out)
 }
 
 /// The image ships the musl agent at target/artifacts/<arch>/kata-agent; a

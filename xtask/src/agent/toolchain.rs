@@ -131,6 +131,11 @@ pub fn cargo_home() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
 }
 
+/// Where cargo (1.85 and later, on every host) unpacks crates.io's crates,
+/// under `$CARGO_HOME`: a build from the input store remaps its own crate
+/// directory to this, so both builds name the same source paths.
+pub const CRATES_IO_SRC: &str = "registry/src/index.crates.io-1949cf8c6b5b557f";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +145,31 @@ mod tests {
         assert_eq!(musl_gcc(Arch::Ppc64le), "powerpc64le-linux-musl-gcc");
         assert_eq!(cross_gcc(Arch::S390x), "s390x-linux-gnu-gcc");
         assert_eq!(cross_ar(Arch::Aarch64), "aarch64-linux-gnu-ar");
+    }
+
+    /// When this cargo has unpacked crates.io's crates, it did so where
+    /// CRATES_IO_SRC says (the store build's remap depends on it).
+    #[test]
+    fn crates_io_sources_are_where_the_remap_says() {
+        let Some(src) = cargo_home().map(|h| h.join("registry/src")) else {
+            return eprintln!("skipped: no CARGO_HOME or HOME");
+        };
+        let Ok(dirs) = std::fs::read_dir(&src) else {
+            return eprintln!(
+                "skipped: cargo has unpacked no crate yet ({})",
+                src.display()
+            );
+        };
+        let names: Vec<String> = dirs
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("index.crates.io-"))
+            .collect();
+        let ours = CRATES_IO_SRC.rsplit('/').next().unwrap();
+        assert!(
+            names.is_empty() || names.iter().any(|n| n == ours),
+            "{names:?}"
+        );
     }
 
     #[test]

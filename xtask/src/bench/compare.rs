@@ -4,13 +4,16 @@
 //! during the run hits both sides alike. Each boot gives one sample per
 //! metric (time to Health.Check, life-cycle p50/p99, agent RSS); per metric
 //! the table shows both medians, their ratio and the Mann-Whitney p-value.
+//! A side is an agent binary or a git revision (revision.rs): only the agent
+//! differs between the sides, the rest is this checkout's.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use super::mann_whitney;
+use super::revision::Side;
 use super::workload;
 use super::Probe;
 use crate::arch::Arch;
@@ -25,12 +28,14 @@ const ALPHA: f64 = 0.05;
 
 #[derive(clap::Args)]
 pub struct CompareArgs {
-    /// The base (A) agent binary: a static ELF for the arch.
-    #[arg(long, value_name = "PATH")]
-    base: PathBuf,
-    /// The head (B) agent binary.
-    #[arg(long, value_name = "PATH")]
-    head: PathBuf,
+    /// The base (A) agent: a static ELF for the arch, or (when no such file
+    /// exists) a git revision, checked out under target/xtask/compare/<sha>/
+    /// and built there. Image recipe, kernel and harness stay this checkout's.
+    #[arg(long, value_name = "REV|PATH")]
+    base: String,
+    /// The head (B) agent, as --base.
+    #[arg(long, value_name = "REV|PATH")]
+    head: String,
     #[arg(long, value_enum, default_value = "x86_64")]
     arch: Arch,
     /// Boots per side, interleaved (5 is the fewest at which the test can
@@ -47,7 +52,9 @@ pub struct CompareArgs {
 }
 
 impl CompareArgs {
-    fn validate(&self) -> Result<()> {
+    /// Everything that can be wrong with the arguments, before any build;
+    /// the two sides (base, head) they name.
+    fn validate(&self) -> Result<[Side; 2]> {
         self.opts.validate(&[self.arch])?;
         if self.rounds < 3 {
             crate::usage!(
@@ -66,12 +73,12 @@ impl CompareArgs {
         if self.opts.rootfs.is_some() {
             crate::usage!("--rootfs: compare builds one image per agent itself");
         }
-        for (flag, p) in [("--base", &self.base), ("--head", &self.head)] {
-            if !p.is_file() {
-                crate::usage!("{flag} {}: no such file", p.display());
-            }
-        }
-        crate::report::check_paths(self.out.paths())
+        crate::report::check_paths(self.out.paths())?;
+        let repo = crate::paths::repo_root();
+        Ok([
+            Side::resolve("--base", &self.base, &repo)?,
+            Side::resolve("--head", &self.head, &repo)?,
+        ])
     }
 }
 
@@ -104,11 +111,18 @@ struct Verdict {
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
-    args.validate()?;
+    let sides = args.validate()?;
     crate::setup::ensure_host_packages(&["vm"], &[args.arch])?;
+    // Read before anything is built: what the harness below is built from.
+    let harness = this_checkout();
     let e2e = vm::e2e_binary()?;
-    let base = side_resources(&args, "base", &args.base)?;
-    let head = side_resources(&args, "head", &args.head)?;
+    // Both agents are built before the first boot, so a failed build costs
+    // no measurement.
+    let repo = crate::paths::repo_root();
+    let base_agent = sides[0].agent(&repo, args.arch)?;
+    let head_agent = sides[1].agent(&repo, args.arch)?;
+    let base = side_resources(&args, "base", &base_agent)?;
+    let head = side_resources(&args, "head", &head_agent)?;
     let mut samples = [Samples::default(), Samples::default()];
     for round in 0..args.rounds {
         for (i, (name, res)) in [("base", &base), ("head", &head)].into_iter().enumerate() {
@@ -128,13 +142,14 @@ pub fn run(args: CompareArgs) -> Result<()> {
         }
     }
     let verdicts = verdicts(&samples[0], &samples[1]);
-    let table = render(&args, &verdicts, &samples);
+    let table = render(&args, &sides, &harness, &verdicts, &samples);
     println!("{table}");
     args.out.write_markdown(&table)?;
     args.out.write_json(&serde_json::json!({
             "arch": args.arch.name(),
-            "base": args.base,
-            "head": args.head,
+            "base": sides[0].to_json(),
+            "head": sides[1].to_json(),
+            "harness": harness,
             "rounds": args.rounds,
             "lifecycle_runs": args.lifecycle_runs,
             "load_average": super::load_average(),
@@ -216,15 +231,48 @@ fn median(v: &[f64]) -> Option<f64> {
     })
 }
 
-fn render(args: &CompareArgs, verdicts: &[Verdict], samples: &[Samples; 2]) -> String {
+/// The commit the harness, recipe and kernel come from ("+ changes" when
+/// the worktree has some).
+fn this_checkout() -> String {
+    let repo = crate::paths::repo_root();
+    let sha = super::revision::rev_parse(&repo, "HEAD")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "an unknown commit".to_string());
+    let dirty = crate::cmd::read(std::process::Command::new("git").current_dir(&repo).args([
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+    ]))
+    .is_ok_and(|s| !s.is_empty());
+    if dirty {
+        format!("{sha} + changes")
+    } else {
+        sha
+    }
+}
+
+fn render(
+    args: &CompareArgs,
+    sides: &[Side; 2],
+    harness: &str,
+    verdicts: &[Verdict],
+    samples: &[Samples; 2],
+) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
         "## bench compare: {}, {} rounds A B A B ..., {} life cycles per boot, boot {:?}\n",
         args.arch, args.rounds, args.lifecycle_runs, args.opts.boot
     );
-    let _ = writeln!(s, "- base (A): `{}`", args.base.display());
-    let _ = writeln!(s, "- head (B): `{}`", args.head.display());
+    let _ = writeln!(s, "- base (A): {}", sides[0].describe());
+    let _ = writeln!(s, "- head (B): {}", sides[1].describe());
+    let _ = writeln!(
+        s,
+        "- only the agent differs: both images are this checkout's recipe and kernel, \
+         driven by its e2e harness (`{}`)",
+        harness
+    );
     if let Some(load) = super::load_average() {
         let _ = writeln!(s, "- {}", super::host_line(&load));
     }

@@ -23,6 +23,7 @@ use crate::vm::{self as vm, BootMode, VmOpts};
 
 mod compare;
 mod mann_whitney;
+mod revision;
 mod workload;
 
 #[derive(clap::Args)]

@@ -2,10 +2,12 @@
 //! versions in `xtask/host-packages.lock`, installed on demand.
 //!
 //! Lock file format, one package a line, `#` starts a comment:
-//! `<group> <package[:debian-arch]> <version> [<suite>]`
+//! `<group> <package[:debian-arch]> <version> [<suite>] [<snapshot>]`
 //! Groups name the step that needs the package (cross, kernel, image, vm, ...).
 //! A suite (e.g. `bookworm-backports`) makes apt resolve that package's
-//! dependencies from the suite too.
+//! dependencies from the suite too. A snapshot (`YYYYMMDDTHHMMSSZ`, the
+//! rootfs locks' rule, see fetch/mod.rs) is a time at which the Debian
+//! snapshot archive has that version, written by `setup --relock`.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -30,6 +32,8 @@ pub struct PinnedPackage {
     pub package: String,
     pub version: String,
     pub suite: Option<String>,
+    /// A snapshot.debian.org time that has this version.
+    pub snapshot: Option<String>,
 }
 
 impl PinnedPackage {
@@ -79,17 +83,24 @@ pub fn parse_lock(text: &str) -> Result<Vec<PinnedPackage>> {
             continue;
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if !(3..=4).contains(&fields.len()) {
-            bail!(
-                "host-packages.lock line {}: expected `<group> <package> <version> [<suite>]`, got {line:?}",
+        let is_time = |f: &str| crate::fetch::check_snapshot_timestamp(f).is_ok();
+        // A fourth field is the snapshot when it has a snapshot's shape.
+        let (suite, snapshot) = match fields[..] {
+            [_, _, _] => (None, None),
+            [_, _, _, t] if is_time(t) => (None, Some(t)),
+            [_, _, _, s] => (Some(s), None),
+            [_, _, _, s, t] if is_time(t) => (Some(s), Some(t)),
+            _ => bail!(
+                "host-packages.lock line {}: expected `<group> <package> <version> [<suite>] [<snapshot YYYYMMDDTHHMMSSZ>]`, got {line:?}",
                 n + 1
-            );
-        }
+            ),
+        };
         out.push(PinnedPackage {
             group: fields[0].to_string(),
             package: fields[1].to_string(),
             version: fields[2].to_string(),
-            suite: fields.get(3).map(|s| s.to_string()),
+            suite: suite.map(str::to_string),
+            snapshot: snapshot.map(str::to_string),
         });
     }
     Ok(out)
@@ -101,34 +112,63 @@ pub fn read_lock() -> Result<Vec<PinnedPackage>> {
     parse_lock(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// The installed version of a package, if any (`dpkg-query`). A name without
-/// `:arch` means the native (or `all`) package: with foreign architectures
-/// enabled, dpkg lists one entry per installed architecture.
-pub fn installed_version(package: &str) -> Option<String> {
-    let (name, want_arch) = match package.split_once(':') {
-        Some((n, a)) => (n, Some(a)),
-        None => (package, None),
-    };
-    let out = Command::new("dpkg-query")
-        .args([
-            "-W",
-            "-f=${Architecture} ${db:Status-Abbrev} ${Version}\n",
-            name,
-        ])
-        .output()
-        .ok()?;
-    let native = native_arch()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (arch, status, version) = (fields.next()?, fields.next()?, fields.next()?);
-            let arch_ok = match want_arch {
-                Some(a) => arch == a,
-                None => arch == native || arch == "all",
-            };
-            (arch_ok && status.starts_with("ii")).then(|| version.to_string())
-        })
+/// The packages dpkg has installed, with their versions: one `dpkg-query`
+/// for every pin, and the seam tests give their own listing through.
+#[derive(Clone, Debug, Default)]
+pub struct Installed {
+    /// dpkg's native architecture (`dpkg --print-architecture`).
+    native: String,
+    /// (name, Debian arch or `all`) -> version, of installed packages only.
+    versions: std::collections::BTreeMap<(String, String), String>,
+}
+
+/// What `Installed::parse` reads: one line per package.
+const DPKG_QUERY_FORMAT: &str = "${Package} ${Architecture} ${db:Status-Abbrev} ${Version}\n";
+
+impl Installed {
+    /// Ask dpkg (an empty listing when dpkg cannot be run: nothing installed).
+    pub fn query() -> Installed {
+        let listing = Command::new("dpkg-query")
+            .args(["-W", &format!("-f={DPKG_QUERY_FORMAT}")])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        Installed::parse(&native_arch().unwrap_or_default(), &listing)
+    }
+
+    /// `listing` is `dpkg-query -W -f='DPKG_QUERY_FORMAT'`'s output; only
+    /// packages in state `ii` (installed) count.
+    pub fn parse(native: &str, listing: &str) -> Installed {
+        let versions = listing
+            .lines()
+            .filter_map(|line| {
+                let mut f = line.split_whitespace();
+                let (name, arch, status, version) = (f.next()?, f.next()?, f.next()?, f.next()?);
+                status
+                    .starts_with("ii")
+                    .then(|| ((name.to_string(), arch.to_string()), version.to_string()))
+            })
+            .collect();
+        Installed {
+            native: native.to_string(),
+            versions,
+        }
+    }
+
+    /// The installed version of `package`. A name without `:arch` means the
+    /// native (or `all`) package: with foreign architectures enabled, dpkg
+    /// lists one entry per installed architecture.
+    pub fn version(&self, package: &str) -> Option<&str> {
+        let get = |name: &str, arch: &str| {
+            self.versions
+                .get(&(name.to_string(), arch.to_string()))
+                .map(String::as_str)
+        };
+        match package.split_once(':') {
+            Some((name, arch)) => get(name, arch),
+            None => get(package, &self.native).or_else(|| get(package, "all")),
+        }
+    }
 }
 
 fn native_arch() -> Option<String> {
@@ -139,14 +179,30 @@ fn native_arch() -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Packages of `groups` for `arches` (see [`PinnedPackage::arch`]) that are
-/// missing or at another version than the lock's.
-pub fn missing(groups: &[&str], arches: &[Arch]) -> Result<Vec<PinnedPackage>> {
-    Ok(read_lock()?
-        .into_iter()
+/// The pins of `groups` for `arches` (see [`PinnedPackage::arch`]) that are
+/// not installed at their version, with the version installed (if any).
+pub fn off_pin(
+    pins: &[PinnedPackage],
+    installed: &Installed,
+    groups: &[&str],
+    arches: &[Arch],
+) -> Vec<(PinnedPackage, Option<String>)> {
+    pins.iter()
         .filter(|p| groups.contains(&p.group.as_str()))
         .filter(|p| p.arch().is_none_or(|a| arches.contains(&a)))
-        .filter(|p| installed_version(&p.package).as_deref() != Some(p.version.as_str()))
+        .filter_map(|p| {
+            let have = installed.version(&p.package);
+            (have != Some(p.version.as_str())).then(|| (p.clone(), have.map(str::to_string)))
+        })
+        .collect()
+}
+
+/// Packages of `groups` for `arches` that are missing or at another version
+/// than the lock's.
+pub fn missing(groups: &[&str], arches: &[Arch]) -> Result<Vec<PinnedPackage>> {
+    Ok(off_pin(&read_lock()?, &Installed::query(), groups, arches)
+        .into_iter()
+        .map(|(p, _)| p)
         .collect())
 }
 
@@ -200,10 +256,11 @@ impl Plan {
 
 /// The changes `ensure_host_packages(groups, arches)` would make.
 pub fn plan(groups: &[&str], arches: &[Arch]) -> Result<Plan> {
-    let todo = missing(groups, arches)?;
-    if todo.is_empty() {
+    let packages = off_pin(&read_lock()?, &Installed::query(), groups, arches);
+    if packages.is_empty() {
         return Ok(Plan::default());
     }
+    let todo: Vec<PinnedPackage> = packages.iter().map(|(p, _)| p.clone()).collect();
     let backports = todo
         .iter()
         .any(|p| p.suite.as_deref() == Some("bookworm-backports"))
@@ -216,13 +273,7 @@ pub fn plan(groups: &[&str], arches: &[Arch]) -> Result<Plan> {
     Ok(Plan {
         backports_source: backports.then_some(BACKPORTS_SOURCE),
         foreign_arches,
-        packages: todo
-            .into_iter()
-            .map(|p| {
-                let have = installed_version(&p.package);
-                (p, have)
-            })
-            .collect(),
+        packages,
     })
 }
 
@@ -436,10 +487,71 @@ mod tests {
         assert_eq!(pkgs[1].group, "vm");
     }
 
+    /// The seam doctor and setup read dpkg through: only installed (`ii`)
+    /// packages count, and a bare name is the native or `all` package.
+    #[test]
+    fn installed_versions_come_from_dpkg_query() {
+        let listing = "qemu-system-x86 amd64 ii  1:7.2+dfsg-7+deb12u18\n\
+                       musl-dev amd64 ii  1.2.3-1\n\
+                       musl-dev arm64 ii  1.2.3-1\n\
+                       e2fsprogs amd64 rc  1.47.0-2\n\
+                       ca-certificates all ii  20230311\n\
+                       garbage\n";
+        let inst = Installed::parse("amd64", listing);
+        assert_eq!(
+            inst.version("qemu-system-x86"),
+            Some("1:7.2+dfsg-7+deb12u18")
+        );
+        assert_eq!(inst.version("musl-dev:arm64"), Some("1.2.3-1"));
+        assert_eq!(inst.version("musl-dev:s390x"), None);
+        assert_eq!(
+            inst.version("e2fsprogs"),
+            None,
+            "removed, config files only"
+        );
+        assert_eq!(inst.version("ca-certificates"), Some("20230311"));
+
+        let pins = parse_lock(
+            "vm qemu-system-x86 1:10.0.2+ds-2 bookworm-backports\n\
+             image e2fsprogs 1.47.0-2+b2\n\
+             cross musl-dev 1.2.3-1\n\
+             cross musl-dev:s390x 1.2.3-1\n",
+        )
+        .unwrap();
+        let off = off_pin(&pins, &inst, &["vm", "image", "cross"], &[Arch::X86_64]);
+        let names: Vec<(&str, Option<&str>)> = off
+            .iter()
+            .map(|(p, have)| (p.package.as_str(), have.as_deref()))
+            .collect();
+        // musl-dev is at its pin; musl-dev:s390x is not asked for.
+        assert_eq!(
+            names,
+            [
+                ("qemu-system-x86", Some("1:7.2+dfsg-7+deb12u18")),
+                ("e2fsprogs", None)
+            ]
+        );
+    }
+
     #[test]
     fn rejects_malformed_lock_line() {
         let err = parse_lock("cross rustc-web\n").unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
+        let err = parse_lock("vm q 1 bookworm-backports 2026-11-30\n").unwrap_err();
+        assert!(err.to_string().contains("snapshot"), "{err}");
+    }
+
+    #[test]
+    fn a_pin_may_carry_its_snapshot_time() {
+        let pins = parse_lock(
+            "cross musl-dev 1.2.3-1 20261130T082141Z\n\
+             vm qemu-system-x86 1:10.0.2 bookworm-backports 20261130T082141Z\n",
+        )
+        .unwrap();
+        assert_eq!(pins[0].suite, None);
+        assert_eq!(pins[0].snapshot.as_deref(), Some("20261130T082141Z"));
+        assert_eq!(pins[1].suite.as_deref(), Some("bookworm-backports"));
+        assert_eq!(pins[1].snapshot.as_deref(), Some("20261130T082141Z"));
     }
 }
 
@@ -454,17 +566,22 @@ pub struct Args {
     #[arg(long, value_enum, value_delimiter = ',')]
     arch: Vec<Arch>,
     /// Print what would change on the host and change nothing.
-    #[arg(long, conflicts_with = "relock")]
+    #[arg(long, conflicts_with_all = ["relock", "stamp"])]
     dry_run: bool,
     /// Instead of installing: move every pin in xtask/host-packages.lock to
     /// the newest version apt offers from its suite.
     #[arg(long)]
     relock: bool,
+    /// Instead of installing: add the snapshot.debian.org time that has its
+    /// version to every pin that lacks one (from apt's lists as they are;
+    /// no pin moves).
+    #[arg(long, conflicts_with = "relock")]
+    stamp: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.relock {
-        return relock::relock();
+    if args.relock || args.stamp {
+        return relock::relock(args.relock);
     }
     let known: BTreeSet<String> = read_lock()?.into_iter().map(|p| p.group).collect();
     let groups: Vec<String> = if args.groups.is_empty() {

@@ -4,8 +4,12 @@
 //!
 //! `cargo xtask fetch --arch A --to DIR` fills `DIR/sha256/<hex>` with the
 //! recipe's .debs (rootfs/<recipe>.lock), the kernel source tarball
-//! (kernel/source.toml) and every registry crate of Cargo.lock, and writes
+//! (kernel/source.toml) and every registry crate of Cargo.lock and of the
+//! std sources' Cargo.lock (what `-Zbuild-std` compiles), and writes
 //! `DIR/index` (`<sha256> <kind> <name> <version>`, sorted) for humans.
+//!
+//! The agent's crates come from the store through cargo's source replacement
+//! (vendor.rs): a build with `--inputs` reaches no registry.
 //!
 //! Where a pinned .deb or the kernel source comes from: this store when
 //! `--inputs` names one (read from the store even when cached, so a build
@@ -24,7 +28,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::arch::{Arch, ArchSelection};
 use crate::cache::sha256_file;
+use crate::cargo_lock::Workspace;
 use crate::rootfs::{self, recipe, Lock, Recipe};
+
+pub mod vendor;
 
 /// Set by `--inputs DIR` (and inherited by the builds verify-repro starts).
 pub const INPUTS_ENV: &str = "KATA_IMAGE_INPUTS";
@@ -169,15 +176,55 @@ fn store_kernel_source(store: &Store) -> Result<Vec<String>> {
     )])
 }
 
-/// Every registry crate Cargo.lock pins (its checksum is the .crate's sha256).
+/// Every registry crate the agent build can need: Cargo.lock's, and those
+/// of the std sources `-Zbuild-std` compiles (when Debian's are installed).
 fn store_crates(store: &Store) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for ((name, version), sum) in crate::cargo_lock::registry_checksums()? {
-        let file = crate::agent::crate_file(&name, &version)?;
-        store.put(&sum, &file)?;
-        out.push(format!("{sum} crate {name} {version}"));
+    for ws in crate_workspaces(true)? {
+        for c in vendor::pinned(std::slice::from_ref(&ws))? {
+            let file = crate::agent::crate_file(&ws, &c.name, &c.version)?;
+            store.put(&c.sha256, &file)?;
+            out.push(format!("{} crate {} {}", c.sha256, c.name, c.version));
+        }
     }
     Ok(out)
+}
+
+/// The workspaces whose locked crates a build takes from the store: the
+/// repository, and with `build_std` the std sources of Debian's rustc.
+fn crate_workspaces(build_std: bool) -> Result<Vec<Workspace>> {
+    let mut out = vec![Workspace::repo()];
+    if build_std {
+        let src = crate::agent::toolchain::rust_src_dir(crate::agent::toolchain::DEBIAN_RUSTC)?;
+        let std = Workspace::std_library(&src);
+        if std.lock().is_file() {
+            out.push(std);
+        } else {
+            eprintln!(
+                "xtask fetch: no {} (rust-web-src is not installed): std's crates not stored",
+                std.lock().display()
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// With an input store (`--inputs`): the agent's crates materialised from it
+/// as a cargo directory source under target/, and that directory; None
+/// without a store. `build_std`: std's crates too.
+pub fn crate_source(build_std: bool) -> Result<Option<PathBuf>> {
+    let Some(store) = store() else {
+        return Ok(None);
+    };
+    let crates = vendor::pinned(&crate_workspaces(build_std)?)?;
+    let dir = crate::paths::target_dir().join("xtask/agent/vendor");
+    vendor::materialise(&store, &crates, &dir).with_context(|| {
+        format!(
+            "taking the agent's crates from the input store {}",
+            store.dir.display()
+        )
+    })?;
+    Ok(Some(dir))
 }
 
 /// The snapshot time `rootfs lock` records for a newly locked line: the

@@ -281,17 +281,19 @@ mod tests {
     /// virtio-fs by default (Kata's), 9p for s390x on this little-endian
     /// host (its virtio-fs share came up empty: 6 of 25 e2e tests failed on
     /// "rootfs ... is not a directory", all passed on 9p); a given --share wins.
-    #[test]
-    fn the_share_defaults_to_virtio_fs_where_virtiofsd_reads_the_guest_as_meant() {
-        let opts = |args: &[&str]| match Cli::try_parse_from(
-            std::iter::once("vm").chain(args.iter().copied()),
-        )
-        .unwrap()
-        .vm
+    /// The VmOpts of `vm <args>`.
+    fn opts(args: &[&str]) -> VmOpts {
+        match Cli::try_parse_from(std::iter::once("vm").chain(args.iter().copied()))
+            .unwrap()
+            .vm
         {
             VmCommand::Test(t) => t.opts,
             VmCommand::Run(r) => r.opts,
-        };
+        }
+    }
+
+    #[test]
+    fn the_share_defaults_to_virtio_fs_where_virtiofsd_reads_the_guest_as_meant() {
         // The rule, per host: same-arch always fits (Kata's case).
         for a in [Arch::X86_64, Arch::Aarch64, Arch::Ppc64le, Arch::S390x] {
             assert!(share::virtio_fs_understands(a, a), "{a}");
@@ -314,15 +316,6 @@ mod tests {
 
     #[test]
     fn ppc64le_guests_get_katas_default_memory_and_a_given_size_wins() {
-        let opts = |args: &[&str]| match Cli::try_parse_from(
-            std::iter::once("vm").chain(args.iter().copied()),
-        )
-        .unwrap()
-        .vm
-        {
-            VmCommand::Test(t) => t.opts,
-            VmCommand::Run(r) => r.opts,
-        };
         let default = opts(&["test", "--arch", "all"]);
         assert_eq!(default.memory_for(Arch::Ppc64le), 2048);
         assert_eq!(default.memory_for(Arch::X86_64), 512);

@@ -616,15 +616,30 @@ pub(crate) async fn remove_one(ctx: &Ctx, id: &str) -> Result<()> {
 /// the rest of its syscalls through (issue 12 point 11).
 async fn seccomp_denies_mkdir(ctx: &mut Ctx) -> Result<()> {
     let script = "mkdir /made-here 2>&1; echo rc=$?; echo done";
-    create_container_with(ctx, SECCOMP_ID, &["sh", "-c", script], spec::deny_mkdir).await?;
-    let out = read_stdout_until(ctx, SECCOMP_ID, SECCOMP_ID, "done\n").await?;
+    let out = run_script(ctx, SECCOMP_ID, script, spec::deny_mkdir).await?;
     ensure!(
         out.contains("Operation not permitted") && out.contains("rc=1"),
         "mkdir under a profile denying it printed {out:?}, expected EPERM"
     );
-    let status = wait_process(ctx, SECCOMP_ID, SECCOMP_ID).await?;
-    ensure!(status == 0, "the shell exited with {status}, expected 0");
     Ok(())
+}
+
+/// Run `script` (ending with `echo done`) in a new container whose spec
+/// `edit` adjusts; its output up to "done", once the shell exited 0.
+async fn run_script(
+    ctx: &mut Ctx,
+    id: &'static str,
+    script: &str,
+    edit: impl FnOnce(&mut protocols::oci::Spec),
+) -> Result<String> {
+    create_container_with(ctx, id, &["sh", "-c", script], edit).await?;
+    let out = read_stdout_until(ctx, id, id, "done\n").await?;
+    let status = wait_process(ctx, id, id).await?;
+    ensure!(
+        status == 0,
+        "the shell exited with {status}, expected 0: {out:?}"
+    );
+    Ok(out)
 }
 
 /// A container as Kata's runtime sends it (Docker's default capabilities,
@@ -642,8 +657,7 @@ async fn devices_deny_a_guest_disk(ctx: &mut Ctx) -> Result<()> {
                   mknod /dev/e2e-disk b ${mm%:*} ${mm#*:} 2>&1; \
                   head -c 1 /dev/e2e-disk >/dev/null 2>&1; echo read=$?; \
                   head -c 1 /dev/zero >/dev/null; echo zero=$?; echo done";
-    create_container_with(ctx, DEVICES_ID, &["sh", "-c", script], |_| {}).await?;
-    let out = read_stdout_until(ctx, DEVICES_ID, DEVICES_ID, "done\n").await?;
+    let out = run_script(ctx, DEVICES_ID, script, |_| {}).await?;
     ensure!(
         !out.contains("no-disk"),
         "the guest lists no block device in /sys/class/block: {out:?}"
@@ -652,8 +666,6 @@ async fn devices_deny_a_guest_disk(ctx: &mut Ctx) -> Result<()> {
         out.contains("read=1") && out.contains("zero=0"),
         "a guest disk was readable from a container, or /dev/zero was not: {out:?}"
     );
-    let status = wait_process(ctx, DEVICES_ID, DEVICES_ID).await?;
-    ensure!(status == 0, "the shell exited with {status}: {out:?}");
     Ok(())
 }
 

@@ -50,12 +50,20 @@ pub fn spec_from_grpc(s: &grpc::Spec) -> Result<Spec> {
     if let Some(l) = s.Linux.as_ref() {
         spec.insert("linux".into(), linux_json(l)?);
     }
-    serde_json::from_value(Value::Object(spec)).context("the OCI spec")
+    from_json(Value::Object(spec)).context("the OCI spec")
 }
 
 /// The process of an ExecProcess request.
 pub fn process_from_grpc(p: &grpc::Process) -> Result<Process> {
-    serde_json::from_value(process_json(p)).context("the OCI process")
+    from_json(process_json(p)).context("the OCI process")
+}
+
+/// `v` as an oci-spec type, through its text: the container init decodes
+/// the same types from the text of its sync channel (init/channel.rs), so
+/// their deserialisers (hundreds of KiB, oci-spec is large) exist for that
+/// one serde_json deserialiser only, not also for `from_value`'s.
+fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> serde_json::Result<T> {
+    serde_json::from_str(&serde_json::to_string(&v)?)
 }
 
 fn process_json(p: &grpc::Process) -> Value {

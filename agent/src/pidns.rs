@@ -136,7 +136,11 @@ fn clone_pause(flags: CloneFlags) -> Result<Pid> {
         match nix::unistd::read(&armed_rx, &mut byte) {
             Err(nix::errno::Errno::EINTR) => continue,
             Ok(_) => break,
-            Err(e) => return Err(e).context("waiting for the pause process to start"),
+            Err(e) => {
+                // Not known to be armed: it must not outlive us unseen.
+                let _ = kill(pid, Signal::SIGKILL);
+                return Err(e).context("waiting for the pause process to start");
+            }
         }
     }
     Ok(pid)

@@ -10,6 +10,7 @@
 //! and removal to finish, cleanup on failure, and OOM notifications.
 
 pub mod devices;
+mod fs_error;
 pub mod memory;
 pub mod mounts;
 pub mod oom;
@@ -31,6 +32,7 @@ use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::{Cgroup, Controller};
 use cgroups_rs::manager::{FsManager, Manager as _};
 use cgroups_rs::FreezerState;
+use fs_error::FsError;
 use oci_spec::runtime::LinuxResources;
 use protocols::agent::CgroupStats;
 
@@ -81,6 +83,7 @@ impl Manager {
             .create()
             .with_context(|| format!("creating cgroup {path} for container {container_id}"))?;
         let fs = FsManager::new(&path)
+            .map_err(FsError::from)
             .with_context(|| format!("opening cgroup {path} for container {container_id}"))?;
         let controllers = usable_controllers(&cgroup, &path, v2);
         let mut manager = Manager {
@@ -209,7 +212,7 @@ impl Manager {
         }
         lock(&self.fs)?.set(&trimmed).map_err(|e| {
             classify_set_error(
-                anyhow::Error::new(e),
+                anyhow::Error::new(FsError::from(e)),
                 format!("setting resources of cgroup {}", self.path),
             )
         })
@@ -399,6 +402,7 @@ impl Manager {
         let verb = if want { "freezing" } else { "thawing" };
         lock(&self.fs)?
             .freeze(state)
+            .map_err(FsError::from)
             .with_context(|| format!("{verb} cgroup {}", self.path))?;
         let mut waited = Duration::ZERO;
         loop {
@@ -489,8 +493,8 @@ fn classify_set_error(e: anyhow::Error, what: String) -> crate::error::Error {
             .is_some_and(|n| n == libc::EINVAL || n == libc::ERANGE)
     });
     let invalid_linux_resource = matches!(
-        e.downcast_ref::<cgroups_rs::manager::Error>(),
-        Some(cgroups_rs::manager::Error::InvalidLinuxResource)
+        e.downcast_ref::<FsError>(),
+        Some(FsError::InvalidLinuxResource)
     );
     if refused || invalid_linux_resource {
         crate::error::Error::invalid(format!(

@@ -8,7 +8,7 @@ use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage
 use protocols::types::{IPAddress, IPFamily, Interface};
 use rtnetlink::{Handle, LinkUnspec};
 
-use super::{collect, convert};
+use super::{collect, convert, NetlinkResult as _};
 
 pub struct Link {
     pub index: u32,
@@ -168,6 +168,7 @@ pub async fn update_interface(h: &Handle, iface: &Interface) -> Result<Interface
             .set(LinkUnspec::new_with_index(idx).mtu(mtu).build())
             .execute()
             .await
+            .nl()
             .with_context(|| format!("setting MTU {mtu} on {}", link.name))?;
     }
     for old in addresses(h).await?.into_iter().filter(|a| a.index == idx) {
@@ -179,6 +180,7 @@ pub async fn update_interface(h: &Handle, iface: &Interface) -> Result<Interface
             .del(old.msg)
             .execute()
             .await
+            .nl()
             .with_context(|| format!("removing {}/{} from {}", old.ip, old.prefix, link.name))?;
     }
     for (ip, prefix) in &wanted {
@@ -187,6 +189,7 @@ pub async fn update_interface(h: &Handle, iface: &Interface) -> Result<Interface
             .replace()
             .execute()
             .await
+            .nl()
             .with_context(|| format!("adding {ip}/{prefix} to {}", link.name))?;
     }
     // raw_flags IFF_NOARP: Kata's agent turns ARP off with it, on without
@@ -196,6 +199,7 @@ pub async fn update_interface(h: &Handle, iface: &Interface) -> Result<Interface
         .set(LinkUnspec::new_with_index(idx).arp(arp).up().build())
         .execute()
         .await
+        .nl()
         .with_context(|| format!("bringing {} up", link.name))?;
     let links = links(h).await?;
     let now = links
@@ -218,6 +222,7 @@ async fn set_down(h: &Handle, l: &Link) -> Result<()> {
         .set(LinkUnspec::new_with_index(l.index).down().build())
         .execute()
         .await
+        .nl()
         .with_context(|| format!("bringing {} down", l.name))
 }
 
@@ -237,11 +242,13 @@ async fn rename(h: &Handle, link: &Link, name: &str) -> Result<()> {
         set_name(h, other.index, &temp)
             .execute()
             .await
+            .nl()
             .with_context(|| format!("renaming {} to {temp} to free its name", other.name))?;
     }
     set_name(h, link.index, name)
         .execute()
         .await
+        .nl()
         .with_context(|| format!("renaming {} to {name}", link.name))?;
     if let Some(other) = holder {
         h.link()
@@ -253,6 +260,7 @@ async fn rename(h: &Handle, link: &Link, name: &str) -> Result<()> {
             )
             .execute()
             .await
+            .nl()
             .with_context(|| format!("renaming {name} (the old one) to {}", link.name))?;
     }
     Ok(())
@@ -271,6 +279,7 @@ pub async fn bring_up_loopback(h: &Handle) -> Result<()> {
         .set(LinkUnspec::new_with_index(lo.index).up().build())
         .execute()
         .await
+        .nl()
         .context("bringing lo up")
 }
 

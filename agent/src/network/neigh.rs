@@ -6,7 +6,7 @@ use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourState};
 use protocols::types::ARPNeighbor;
 use rtnetlink::Handle;
 
-use super::{convert, link};
+use super::{convert, link, NetlinkResult as _};
 
 pub async fn add_neighbors(h: &Handle, neighbors: &[ARPNeighbor]) -> Result<()> {
     let links = link::links(h).await?;
@@ -34,7 +34,7 @@ pub async fn add_neighbors(h: &Handle, neighbors: &[ARPNeighbor]) -> Result<()> 
         if !n.lladdr.is_empty() {
             req = req.link_layer_address(&convert::parse_mac(&n.lladdr)?);
         }
-        req.replace().execute().await.with_context(|| {
+        req.replace().execute().await.nl().with_context(|| {
             format!(
                 "adding ARP neighbour {ip} lladdr {} dev {}",
                 n.lladdr, n.device

@@ -11,7 +11,7 @@ use netlink_packet_route::route::{
 use protocols::types::{IPFamily, Route};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
-use super::{collect, link};
+use super::{collect, link, NetlinkError};
 
 const MAIN_TABLE: u32 = 254;
 
@@ -198,7 +198,7 @@ pub async fn update_routes(h: &Handle, wanted: &[Route]) -> Result<Vec<Route>> {
         let shown = to_route(&m, &names);
         match h.route().add(m).replace().execute().await {
             Err(e) if !super::is_errno(&e, libc::EEXIST) => {
-                return Err(e).with_context(|| {
+                return Err(NetlinkError::from(e)).with_context(|| {
                     format!(
                         "adding route {:?} via {:?} dev {:?}",
                         shown.dest, shown.gateway, shown.device

@@ -22,13 +22,38 @@ const BPF_JGT: u16 = 0x20;
 const BPF_JGE: u16 = 0x30;
 const BPF_K: u16 = 0x00;
 
-/// One instruction, laid out as the kernel's `struct sock_filter`.
+/// One instruction, laid out as the kernel's `struct sock_filter`. On the
+/// container init's sync channel it is one number (see `From<u64>`): a
+/// Docker-like profile is several hundred instructions, and numbers are
+/// quicker to write and parse than as many four-key objects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "u64", into = "u64")]
 pub struct Insn {
     pub code: u16,
     pub jt: u8,
     pub jf: u8,
     pub k: u32,
+}
+
+/// code, jt, jf and k from the most significant bits down.
+impl From<Insn> for u64 {
+    fn from(i: Insn) -> u64 {
+        (u64::from(i.code) << 48)
+            | (u64::from(i.jt) << 40)
+            | (u64::from(i.jf) << 32)
+            | u64::from(i.k)
+    }
+}
+
+impl From<u64> for Insn {
+    fn from(v: u64) -> Insn {
+        Insn {
+            code: (v >> 48) as u16,
+            jt: (v >> 40) as u8,
+            jf: (v >> 32) as u8,
+            k: v as u32,
+        }
+    }
 }
 
 /// An unsigned comparison of the accumulator with a constant.
@@ -195,6 +220,19 @@ pub fn run(prog: &[Insn], data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_instruction_survives_its_json_number() {
+        let i = Insn {
+            code: 0xffee,
+            jt: 0xdd,
+            jf: 0xcc,
+            k: 0xbbaa_9988,
+        };
+        let text = serde_json::to_string(&[i]).unwrap();
+        assert_eq!(text, format!("[{}]", 0xffee_ddcc_bbaa_9988u64));
+        assert_eq!(serde_json::from_str::<Vec<Insn>>(&text).unwrap(), [i]);
+    }
 
     #[test]
     fn labels_become_forward_offsets() {

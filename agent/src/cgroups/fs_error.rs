@@ -4,7 +4,7 @@
 //! formatting `cgroups_rs::manager::Error` (its derived Debug, which anyhow
 //! keeps for every error it wraps) reaches zbus's D-Bus message decoder:
 //! converted to this type first, the agent links none of it (x86_64 musl
-//! release agent -72 KiB). The messages are cgroups-rs's own.
+//! release agent -112 KiB). The messages are cgroups-rs's own.
 
 use cgroups_rs::manager::Error as ManagerError;
 

@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod hooks;
 pub mod init;
 pub mod launcher;
+mod oci_de;
 pub mod pod_ns;
 pub mod spec;
 pub mod validator;

@@ -50,21 +50,31 @@ pub fn spec_from_grpc(s: &grpc::Spec) -> Result<Spec> {
     if let Some(l) = s.Linux.as_ref() {
         spec.insert("linux".into(), linux_json(l)?);
     }
-    from_json(Value::Object(spec)).context("the OCI spec")
+    from_json(Value::Object(spec), |d| super::oci_de::spec(d)).context("the OCI spec")
 }
 
 /// The process of an ExecProcess request.
 pub fn process_from_grpc(p: &grpc::Process) -> Result<Process> {
-    from_json(process_json(p)).context("the OCI process")
+    from_json(process_json(p), |d| super::oci_de::process(d)).context("the OCI process")
 }
 
-/// `v` as an oci-spec type, through its text: the container init decodes
-/// the same types from the text of its sync channel (init/channel.rs), so
-/// their deserialisers (hundreds of KiB, oci-spec is large) exist for that
-/// one serde_json deserialiser only, not also for `from_value`'s.
-fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> serde_json::Result<T> {
-    serde_json::from_str(&serde_json::to_string(&v)?)
+/// `v` as an oci-spec type, through its text and `read` (oci_de.rs): the
+/// container init decodes the same types from the text of its sync channel
+/// (init/channel.rs), so their deserialisers (hundreds of KiB, oci-spec is
+/// large) exist for that one serde_json deserialiser only, not also for
+/// `from_value`'s.
+fn from_json<T>(
+    v: Value,
+    read: impl FnOnce(&mut JsonText<'_>) -> serde_json::Result<T>,
+) -> serde_json::Result<T> {
+    let text = serde_json::to_string(&v)?;
+    let mut de = serde_json::Deserializer::from_str(&text);
+    let t = read(&mut de)?;
+    de.end()?;
+    Ok(t)
 }
+
+type JsonText<'a> = serde_json::Deserializer<serde_json::de::StrRead<'a>>;
 
 fn process_json(p: &grpc::Process) -> Value {
     let mut v = json!({

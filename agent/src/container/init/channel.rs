@@ -27,7 +27,11 @@ pub const CHANNEL_FD_ENV: &str = "_KATA_AGENT_INIT_CHANNEL_FD";
 #[derive(Serialize, Deserialize, Debug)]
 pub enum Mode {
     /// A new container: namespaces, rootfs, then park on `fifo`.
-    Create { spec: Box<Spec>, fifo: PathBuf },
+    Create {
+        #[serde(deserialize_with = "crate::container::oci_de::boxed_spec")]
+        spec: Box<Spec>,
+        fifo: PathBuf,
+    },
     /// A process in the container whose init is `init_pid`.
     Exec { init_pid: i32 },
 }
@@ -35,6 +39,7 @@ pub enum Mode {
 #[derive(Serialize, Deserialize, Debug)]
 pub struct InitConfig {
     pub mode: Mode,
+    #[serde(deserialize_with = "crate::container::oci_de::process")]
     pub process: Process,
     /// The container's seccomp filter, installed just before execvp.
     pub seccomp: Option<crate::seccomp::Filter>,

@@ -350,6 +350,15 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
             // pool for one that would.
             p.push("swiotlb=512".into());
         }
+        if cfg.accel == Accel::Tcg && cfg.smp == 1 {
+            // TCG has no TSC-deadline timer, so the kernel calibrates the
+            // local APIC timer against the PIT for 100 ms of jiffies (129 ms
+            // of a q35-qboot boot). One vCPU needs no per-CPU timer: the
+            // HPET ticks instead, and the calibration is skipped. (KVM has
+            // TSC-deadline and never calibrates; with more vCPUs the APIC
+            // timers stay, as the HPET would have to broadcast.)
+            p.push("noapictimer".into());
+        }
     }
     if !cfg.machine.hotplug_devices().is_empty() {
         // With the virtio-scsi controller, as Kata (katautils/config.go, on
@@ -569,6 +578,7 @@ pub(super) mod tests {
             ..cfg(Arch::X86_64, Machine::Q35Qboot, Boot::Initrd("/i".into()))
         };
         assert!(!kernel_cmdline(&kvm).contains("init_on_alloc"));
+        assert!(!kernel_cmdline(&kvm).contains("noapictimer"));
         assert!(!line.contains("tsc_early_khz"));
         let a = args(&c).join(" ");
         assert!(a.contains("-bios /usr/share/qemu/qboot.rom"));
@@ -585,6 +595,13 @@ pub(super) mod tests {
         // Kata's TSC and RCU choices, and a small bounce-buffer pool.
         assert!(line.contains(" tsc=reliable no_timer_check rcupdate.rcu_expedited=1 "));
         assert!(line.contains(" swiotlb=512 "));
+        // One vCPU under TCG: the HPET ticks, no APIC timer calibration.
+        assert!(line.contains(" noapictimer "));
+        let two = VmConfig {
+            smp: 2,
+            ..cfg(Arch::X86_64, Machine::Q35Qboot, Boot::Initrd("/i".into()))
+        };
+        assert!(!kernel_cmdline(&two).contains("noapictimer"));
     }
 
     #[test]
@@ -609,6 +626,9 @@ pub(super) mod tests {
         assert!(kernel_cmdline(&c).starts_with("console=ttyAMA0"));
         // virt has the virtio-scsi controller too: no scan at boot, as Kata.
         assert!(kernel_cmdline(&c).contains("scsi_mod.scan=none"));
+        // An x86 option the arm64 kernel does not know would reach the
+        // agent (init) as an argument.
+        assert!(!kernel_cmdline(&c).contains("noapictimer"));
         assert!(args(&c).join(" ").contains("max,pauth-impdef=on"));
         assert_eq!(console_device(Arch::Ppc64le), "hvc0");
         assert_eq!(console_device(Arch::S390x), "ttysclp0");

@@ -350,13 +350,15 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
             // pool for one that would.
             p.push("swiotlb=512".into());
         }
-        if cfg.accel == Accel::Tcg && cfg.smp == 1 {
+        let has_hpet = matches!(cfg.machine, Machine::Q35 | Machine::Q35Qboot);
+        if cfg.accel == Accel::Tcg && cfg.smp == 1 && has_hpet {
             // TCG has no TSC-deadline timer, so the kernel calibrates the
             // local APIC timer against the PIT for 100 ms of jiffies (129 ms
-            // of a q35-qboot boot). One vCPU needs no per-CPU timer: the
+            // of a q35-qboot boot). One vCPU needs no per-CPU timer: q35's
             // HPET ticks instead, and the calibration is skipped. (KVM has
             // TSC-deadline and never calibrates; with more vCPUs the APIC
-            // timers stay, as the HPET would have to broadcast.)
+            // timers stay, as the HPET would have to broadcast; microvm,
+            // without PIT, keeps its APIC timer.)
             p.push("noapictimer".into());
         }
     }
@@ -610,8 +612,9 @@ pub(super) mod tests {
         let line = kernel_cmdline(&c);
         assert!(line.contains("tsc=reliable"));
         assert!(line.contains("tsc_early_khz=2000000"));
-        // No DIMM room, so no bounce buffers to shrink.
+        // No DIMM room, so no bounce buffers to shrink; no HPET to tick.
         assert!(!line.contains("swiotlb"));
+        assert!(!line.contains("noapictimer"));
         assert!(!line.contains("root="));
         let a = args(&c).join(" ");
         assert!(a.contains("vhost-user-vsock-device"));

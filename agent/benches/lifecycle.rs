@@ -3,7 +3,9 @@
 //!
 //! 200 cycles of CreateContainer, StartContainer, ReadStdout until EOF +
 //! WaitProcess, RemoveContainer for `true`, without and with a seccomp
-//! profile; prints p50/p99 per step as a markdown table for each.
+//! profile; then 200 of CreateSandbox (own PID namespace, as a pod with
+//! `shareProcessNamespace`) + DestroySandbox; prints p50/p99 per step as a
+//! markdown table for each.
 
 use std::time::{Duration, Instant};
 
@@ -53,6 +55,37 @@ async fn main() {
         let mut s = cycles(&agent, &rootfs, edit).await;
         report(profile, &mut s);
     }
+    sandbox_cycles(&agent).await;
+}
+
+/// The pod's own start and end: the pause process in new namespaces, and
+/// its reaping.
+async fn sandbox_cycles(agent: &TestAgent) {
+    let a = &agent.client.agent;
+    let (mut create, mut destroy) = (Vec::new(), Vec::new());
+    for i in 0..CYCLES + 5 {
+        let mut req = protocols::agent::CreateSandboxRequest::new();
+        req.sandbox_id = format!("bench-sandbox-{i}");
+        req.sandbox_pidns = true;
+        let (r, c) = timed(a.create_sandbox(agent_ctl::context(30), &req)).await;
+        r.expect("CreateSandbox");
+        let req = protocols::agent::DestroySandboxRequest::new();
+        let (r, d) = timed(a.destroy_sandbox(agent_ctl::context(30), &req)).await;
+        r.expect("DestroySandbox");
+        if i >= 5 {
+            create.push(c);
+            destroy.push(d);
+        }
+    }
+    println!("\nkata-agent sandbox, own PID namespace, {CYCLES} cycles (ms)\n");
+    println!("| step | p50 | p99 | max |");
+    println!("|---|---|---|---|");
+    for (name, v) in [
+        ("CreateSandbox", &mut create),
+        ("DestroySandbox", &mut destroy),
+    ] {
+        row(name, v);
+    }
 }
 
 async fn cycles(agent: &TestAgent, rootfs: &std::path::Path, edit: Edit) -> Samples {
@@ -99,9 +132,13 @@ fn report(profile: &str, s: &mut Samples) {
         ("RemoveContainer", &mut s.remove),
         ("whole cycle", &mut s.total),
     ] {
-        let p50 = percentile(v, 0.50);
-        let p99 = percentile(v, 0.99);
-        let max = percentile(v, 1.0);
-        println!("| {name} | {} | {} | {} |", ms(p50), ms(p99), ms(max));
+        row(name, v);
     }
+}
+
+fn row(name: &str, v: &mut [Duration]) {
+    let p50 = percentile(v, 0.50);
+    let p99 = percentile(v, 0.99);
+    let max = percentile(v, 1.0);
+    println!("| {name} | {} | {} | {} |", ms(p50), ms(p99), ms(max));
 }

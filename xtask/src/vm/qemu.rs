@@ -318,10 +318,16 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
         p.extend(["ro", "rootwait"].map(String::from));
     }
     if cfg.arch == Arch::X86_64 {
-        // Skip probes that only cost time in a VM (Kata passes the same ones).
+        // Skip probes that only cost time in a VM, and Kata's TSC and RCU
+        // choices (its qemu_amd64.go kernelParams): a reliable TSC needs no
+        // watchdog nor the refined calibration that switched clocksource
+        // while the agent started, and expedited grace periods stay on
+        // after the boot.
         p.extend(
             [
+                "tsc=reliable",
                 "no_timer_check",
+                "rcupdate.rcu_expedited=1",
                 "noreplace-smp",
                 "reboot=k",
                 "cryptomgr.notests",
@@ -335,6 +341,26 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
         if cfg.machine != Machine::Microvm {
             p.push("pci=lastbus=0".into());
         }
+        if cfg.machine.dimm_hotplug(cfg.arch) {
+            // The DIMM room ends above 4 GiB, so the kernel reserves 64 MiB
+            // of bounce buffers for 32-bit DMA (pci_swiotlb_detect) and
+            // zeroes them at boot: 190 ms of a q35-qboot boot under TCG. No
+            // device of these machines bounces (virtio without
+            // ACCESS_PLATFORM uses no DMA API); 512 slabs (1 MiB) keep the
+            // pool for one that would.
+            p.push("swiotlb=512".into());
+        }
+        let has_hpet = matches!(cfg.machine, Machine::Q35 | Machine::Q35Qboot);
+        if cfg.accel == Accel::Tcg && cfg.smp == 1 && has_hpet {
+            // TCG has no TSC-deadline timer, so the kernel calibrates the
+            // local APIC timer against the PIT for 100 ms of jiffies (129 ms
+            // of a q35-qboot boot). One vCPU needs no per-CPU timer: q35's
+            // HPET ticks instead, and the calibration is skipped. (KVM has
+            // TSC-deadline and never calibrates; with more vCPUs the APIC
+            // timers stay, as the HPET would have to broadcast; microvm,
+            // without PIT, keeps its APIC timer.)
+            p.push("noapictimer".into());
+        }
     }
     if !cfg.machine.hotplug_devices().is_empty() {
         // With the virtio-scsi controller, as Kata (katautils/config.go, on
@@ -345,7 +371,6 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
     }
     if let (Machine::Microvm, Some(khz)) = (cfg.machine, cfg.tsc_khz) {
         p.push(format!("tsc_early_khz={khz}"));
-        p.push("tsc=reliable".into());
     }
     if cfg.quiet {
         p.push("quiet".into());
@@ -555,6 +580,7 @@ pub(super) mod tests {
             ..cfg(Arch::X86_64, Machine::Q35Qboot, Boot::Initrd("/i".into()))
         };
         assert!(!kernel_cmdline(&kvm).contains("init_on_alloc"));
+        assert!(!kernel_cmdline(&kvm).contains("noapictimer"));
         assert!(!line.contains("tsc_early_khz"));
         let a = args(&c).join(" ");
         assert!(a.contains("-bios /usr/share/qemu/qboot.rom"));
@@ -568,13 +594,27 @@ pub(super) mod tests {
         assert!(a.contains("-device pcie-root-port,id=rp0,bus=pcie.0"));
         assert!(a.contains("-device virtio-scsi-pci,id=scsi0"));
         assert!(line.contains("scsi_mod.scan=none"));
+        // Kata's TSC and RCU choices, and a small bounce-buffer pool.
+        assert!(line.contains(" tsc=reliable no_timer_check rcupdate.rcu_expedited=1 "));
+        assert!(line.contains(" swiotlb=512 "));
+        // One vCPU under TCG: the HPET ticks, no APIC timer calibration.
+        assert!(line.contains(" noapictimer "));
+        let two = VmConfig {
+            smp: 2,
+            ..cfg(Arch::X86_64, Machine::Q35Qboot, Boot::Initrd("/i".into()))
+        };
+        assert!(!kernel_cmdline(&two).contains("noapictimer"));
     }
 
     #[test]
     fn microvm_uses_mmio_and_tsc_khz() {
         let c = cfg(Arch::X86_64, Machine::Microvm, Boot::Initrd("/i".into()));
         let line = kernel_cmdline(&c);
-        assert!(line.contains("tsc_early_khz=2000000 tsc=reliable"));
+        assert!(line.contains("tsc=reliable"));
+        assert!(line.contains("tsc_early_khz=2000000"));
+        // No DIMM room, so no bounce buffers to shrink; no HPET to tick.
+        assert!(!line.contains("swiotlb"));
+        assert!(!line.contains("noapictimer"));
         assert!(!line.contains("root="));
         let a = args(&c).join(" ");
         assert!(a.contains("vhost-user-vsock-device"));
@@ -589,6 +629,9 @@ pub(super) mod tests {
         assert!(kernel_cmdline(&c).starts_with("console=ttyAMA0"));
         // virt has the virtio-scsi controller too: no scan at boot, as Kata.
         assert!(kernel_cmdline(&c).contains("scsi_mod.scan=none"));
+        // An x86 option the arm64 kernel does not know would reach the
+        // agent (init) as an argument.
+        assert!(!kernel_cmdline(&c).contains("noapictimer"));
         assert!(args(&c).join(" ").contains("max,pauth-impdef=on"));
         assert_eq!(console_device(Arch::Ppc64le), "hvc0");
         assert_eq!(console_device(Arch::S390x), "ttysclp0");

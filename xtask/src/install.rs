@@ -510,7 +510,8 @@ mod tests {
             None
         )
         .contains(
-            "kernel_params = \"cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 acpi=nospcr\""
+            "kernel_params = \"cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 acpi=nospcr \
+             cryptomgr.notests\""
         ));
     }
 

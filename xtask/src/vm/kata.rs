@@ -53,9 +53,16 @@ const KATA_KERNEL_PARAMS: &str = "cgroup_no_v1=all systemd.unified_cgroup_hierar
 /// StandardOutput=tty) was lost, under Kata's own runtime too. With
 /// `acpi=nospcr` (Linux 6.10+) the UART stays a tty, not a console, and hvc0
 /// is /dev/console, as on x86_64. A device-tree boot ignores it.
+///
+/// aarch64 and s390x add `cryptomgr.notests`, which Kata's runtime sends on
+/// x86_64 and ppc64le only (qemu_amd64.go, qemu_ppc64le.go kernelParams):
+/// CRYPTO_FIPS (Kata's crypto.conf) builds the self-tests in, and outside
+/// FIPS mode they only cost boot time (64 ms of an aarch64 boot under TCG);
+/// with `fips=1` they run regardless.
 pub fn kernel_params(arch: Arch) -> String {
     match arch {
-        Arch::Aarch64 => format!("{KATA_KERNEL_PARAMS} acpi=nospcr"),
+        Arch::Aarch64 => format!("{KATA_KERNEL_PARAMS} acpi=nospcr cryptomgr.notests"),
+        Arch::S390x => format!("{KATA_KERNEL_PARAMS} cryptomgr.notests"),
         _ => KATA_KERNEL_PARAMS.to_string(),
     }
 }
@@ -439,7 +446,9 @@ mod tests {
         let c = cfg(Arch::Aarch64, Boot::Image("/a/img".into()));
         let line = kernel_cmdline(&c, RootDevice::Nvdimm);
         assert!(
-            line.ends_with("cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 acpi=nospcr"),
+            line.ends_with(
+                "cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 acpi=nospcr cryptomgr.notests"
+            ),
             "{line}"
         );
         let x86 = kernel_cmdline(
@@ -447,6 +456,25 @@ mod tests {
             RootDevice::Nvdimm,
         );
         assert!(!x86.contains("acpi=nospcr"), "{x86}");
+    }
+
+    /// Every arch boots without crypto self-tests outside FIPS mode: Kata's
+    /// runtime sends `cryptomgr.notests` on x86_64 and ppc64le
+    /// (qemu_amd64.go, qemu_ppc64le.go kernelParams), our kernel_params add
+    /// it on aarch64 and s390x; once on each line.
+    #[test]
+    fn no_crypto_self_tests_on_any_arch() {
+        for arch in [Arch::X86_64, Arch::Aarch64, Arch::S390x] {
+            let line = kernel_cmdline(
+                &cfg(arch, Boot::Image("/a/img".into())),
+                RootDevice::VirtioBlk,
+            );
+            assert_eq!(
+                line.matches("cryptomgr.notests").count(),
+                1,
+                "{arch}: {line}"
+            );
+        }
     }
 
     /// hypervisor.go GetKernelRootParams with kernel_verity_params set: the

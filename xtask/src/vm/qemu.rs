@@ -317,6 +317,11 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
         p.extend(root_params(cfg, "/dev/vda1", "/dev/vda2"));
         p.extend(["ro", "rootwait"].map(String::from));
     }
+    // No crypto self-tests outside FIPS mode (`fips=1` runs them still), as
+    // Kata's x86_64 and ppc64le kernelParams: CRYPTO_FIPS (Kata's
+    // crypto.conf) keeps them built in, and on aarch64 virt under TCG they
+    // took 64 ms of crypto_algapi_init.
+    p.push("cryptomgr.notests".into());
     if cfg.arch == Arch::X86_64 {
         // Skip probes that only cost time in a VM, and Kata's TSC and RCU
         // choices (its qemu_amd64.go kernelParams): a reliable TSC needs no
@@ -330,7 +335,6 @@ pub fn kernel_cmdline(cfg: &VmConfig) -> String {
                 "rcupdate.rcu_expedited=1",
                 "noreplace-smp",
                 "reboot=k",
-                "cryptomgr.notests",
                 "i8042.noaux",
                 "i8042.nomux",
                 "i8042.nopnp",
@@ -629,6 +633,16 @@ pub(super) mod tests {
         assert!(kernel_cmdline(&c).starts_with("console=ttyAMA0"));
         // virt has the virtio-scsi controller too: no scan at boot, as Kata.
         assert!(kernel_cmdline(&c).contains("scsi_mod.scan=none"));
+        // No crypto self-tests outside FIPS mode, on every machine of ours
+        // (Kata's x86_64 and ppc64le kernelParams send it too).
+        for (arch, machine) in [
+            (Arch::Aarch64, Machine::Virt),
+            (Arch::X86_64, Machine::Q35Qboot),
+            (Arch::X86_64, Machine::Microvm),
+        ] {
+            let line = kernel_cmdline(&cfg(arch, machine, Boot::Initrd("/i".into())));
+            assert_eq!(line.matches("cryptomgr.notests").count(), 1, "{line}");
+        }
         // An x86 option the arm64 kernel does not know would reach the
         // agent (init) as an argument.
         assert!(!kernel_cmdline(&c).contains("noapictimer"));

@@ -50,10 +50,13 @@ macro_rules! dispatch {
                 async fn $method(&self, _ttrpc: &TtrpcContext, req: $req) -> ttrpc::Result<$resp> {
                     let rpc = stringify!($method);
                     slog::debug!(self.ctx.logger, "rpc request"; "rpc" => rpc);
-                    // Start-up work moved behind the listener (the cgroup
-                    // mounts) finishes first; Health does not wait.
-                    self.ctx.started().await;
-                    run!($($mode)?; &self.ctx, req, $($handler)::+).map_err(|e| {
+                    // Start-up work moved behind the listener (lo, the
+                    // cgroup mounts) finishes first; Health does not wait.
+                    let result = match self.ctx.started().await {
+                        Ok(()) => run!($($mode)?; &self.ctx, req, $($handler)::+),
+                        Err(e) => Err(e),
+                    };
+                    result.map_err(|e| {
                         slog::info!(self.ctx.logger, "rpc failed"; "rpc" => rpc, "error" => format!("{e:#}"));
                         status::to_status(&e)
                     })

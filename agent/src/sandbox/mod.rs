@@ -287,9 +287,13 @@ impl Drop for Finished {
 /// The calling thread runs only when nothing else of the guest wants the CPU
 /// (SCHED_IDLE). A refusal costs only the ordering: the work runs anyway.
 fn idle_priority() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 is the calling thread; `param` outlives the call.
-    unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    // SAFETY: an all-zero sched_param is valid (priority 0, as SCHED_IDLE
+    // needs; musl's has more fields than glibc's); pid 0 is the calling
+    // thread, and `param` outlives the call.
+    unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param)
+    };
 }
 
 #[cfg(test)]

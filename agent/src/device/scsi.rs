@@ -6,11 +6,13 @@
 //! one, assumes the one SCSI host the runtime gives the VM).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use super::{Hotplug, BLOCK};
+use crate::error::DeadlineExceeded;
 use crate::uevent::{self, Matcher, Uevent};
 
 /// "0:0" -> (target 0, lun 0).
@@ -71,9 +73,43 @@ pub fn scsi_disk(hp: &Hotplug, address: &str) -> Result<PathBuf> {
     let matcher = ScsiDisk {
         device: format!("/0:0:{target}:{lun}"),
     };
+    let deadline = Instant::now() + hp.timeout;
     scan(hp, target, lun)?;
     let ev = uevent::wait(&matcher, &hp.sysfs, hp.timeout)?;
-    Ok(hp.node_path(&ev.devname))
+    let node = hp.node_path(&ev.devname);
+    wait_openable(&node, deadline, |p| std::fs::File::open(p).map(drop))?;
+    Ok(node)
+}
+
+/// How often `wait_openable` tries again.
+const OPEN_RETRY: Duration = Duration::from_millis(10);
+
+/// Returns once opening `node` stops failing with ENXIO, or errs at
+/// `deadline`. The disk's "add" uevent can come before the disk opens: seen
+/// under TCG (aarch64, the hot-plugged disk of the verity suite), where the
+/// mount right after it failed with ENXIO (kernel: "/dev/sda: Can't open
+/// blockdev"). Any other outcome of the open is left to the caller's own
+/// use of the node (the mount says what is wrong).
+fn wait_openable(
+    node: &Path,
+    deadline: Instant,
+    open: impl Fn(&Path) -> std::io::Result<()>,
+) -> Result<()> {
+    loop {
+        match open(node) {
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {}
+            _ => return Ok(()),
+        }
+        if Instant::now() >= deadline {
+            return Err(DeadlineExceeded(format!(
+                "{} still answers ENXIO (no such device) at the deadline \
+                 (agent.hotplug_timeout)",
+                node.display()
+            ))
+            .into());
+        }
+        std::thread::sleep(OPEN_RETRY);
+    }
 }
 
 #[cfg(test)]
@@ -129,6 +165,51 @@ mod tests {
         let mut e = ev("0:0", "sda", "sda");
         e.action = "change".into();
         assert!(!disk("0:0").matches(&e));
+    }
+
+    fn enxio() -> std::io::Error {
+        std::io::Error::from_raw_os_error(libc::ENXIO)
+    }
+
+    /// The flake of the aarch64 verity suite: the disk's uevent came, and
+    /// the mount right after got ENXIO. The wait tries again until the
+    /// node opens.
+    #[test]
+    fn a_disk_that_answers_enxio_at_first_is_waited_for() {
+        let tries = std::cell::Cell::new(0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        wait_openable(Path::new("/dev/sda"), deadline, |p| {
+            assert_eq!(p, Path::new("/dev/sda"));
+            tries.set(tries.get() + 1);
+            if tries.get() < 3 {
+                Err(enxio())
+            } else {
+                Ok(())
+            }
+        })
+        .expect("opens on the third try");
+        assert_eq!(tries.get(), 3);
+    }
+
+    /// ENXIO to the end is a deadline error (DEADLINE_EXCEEDED for the
+    /// runtime), naming the node; any other failure is left to the mount.
+    #[test]
+    fn enxio_until_the_deadline_is_a_timeout_and_other_errors_pass() {
+        let deadline = Instant::now() + Duration::from_millis(30);
+        let err = wait_openable(Path::new("/dev/sdb"), deadline, |_| Err(enxio()))
+            .expect_err("never opens");
+        let err = crate::error::Error::from(err);
+        assert!(
+            matches!(err, crate::error::Error::DeadlineExceeded(ref m) if m.contains("/dev/sdb")),
+            "{err:?}"
+        );
+        let tries = std::cell::Cell::new(0);
+        wait_openable(Path::new("/dev/sdc"), Instant::now(), |_| {
+            tries.set(tries.get() + 1);
+            Err(std::io::Error::from_raw_os_error(libc::ENOMEDIUM))
+        })
+        .expect("not ENXIO: the mount reports it");
+        assert_eq!(tries.get(), 1);
     }
 
     /// Every host is asked to scan the address, in sysfs's words.

@@ -30,7 +30,8 @@ pub fn context(secs: u64) -> ttrpc::context::Context {
 }
 
 /// Connect to an agent at `addr`, retrying until `timeout` (a guest that is
-/// still booting refuses or resets connections).
+/// still booting refuses or resets connections) with a backoff from 5 ms to
+/// 100 ms: for a command line. A boot probe redials with `dial` instead.
 pub async fn connect(addr: &str, timeout: Duration) -> Result<AgentClient> {
     let address: Address = addr.parse()?;
     let deadline = Instant::now() + timeout;
@@ -49,6 +50,12 @@ pub async fn connect(addr: &str, timeout: Duration) -> Result<AgentClient> {
             }
         }
     }
+}
+
+/// One attempt to connect to the agent at `addr`, no retry: the caller paces
+/// its redials (see `hvsock::BOOT_REDIAL_PAUSE`).
+pub async fn dial(addr: &str) -> Result<AgentClient> {
+    connect_once(&addr.parse()?).await
 }
 
 async fn connect_once(address: &Address) -> Result<AgentClient> {

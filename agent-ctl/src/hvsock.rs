@@ -14,6 +14,17 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+/// The pause between two handshakes while a booting guest does not listen
+/// yet. Kata's runtime redials at once (commonDialer in
+/// src/runtime/virtcontainers/pkg/agent/protocols/client/client.go: no
+/// sleep, each attempt paced by the guest's reset; its HybridVSockDialer
+/// notes ~1,500 redials in a boot), so it sees the agent the moment it
+/// listens. A few milliseconds keep the detection that close while a refused
+/// dial (the backend's socket not there yet) does not spin a host core that
+/// QEMU's vCPU thread needs, and under TCG the guest's resets do not eat its
+/// one vCPU.
+pub const BOOT_REDIAL_PAUSE: Duration = Duration::from_millis(3);
+
 /// One handshake with `io_timeout` on each read and write. Only the `OK `
 /// prefix is checked: vhost-device-vsock answers with the guest port,
 /// Firecracker with a host-side one. The stream keeps the timeouts; clear

@@ -25,6 +25,6 @@ pub mod rpc_table;
 
 pub use address::Address;
 #[cfg(feature = "client")]
-pub use client::{connect, context, AgentClient};
+pub use client::{connect, context, dial, AgentClient};
 #[cfg(feature = "client")]
 pub use error::{describe, RpcResultExt};

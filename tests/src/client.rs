@@ -3,7 +3,7 @@
 //! reset) until the agent answers Health.Check.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use agent_ctl::{Address, AgentClient, RpcResultExt};
 use anyhow::{bail, Result};
@@ -32,15 +32,6 @@ pub fn vm_alive(pid: Option<u32>) -> bool {
     }
 }
 
-/// The pause between two dials while the agent is not yet listening.
-/// Kata's runtime redials at once (commonDialer in
-/// src/runtime/virtcontainers/pkg/agent/protocols/client/client.go: no
-/// sleep, each attempt paced by the guest's reset), so it sees the agent the
-/// moment it listens; 50 ms here made every boot look 25 ms longer on
-/// average than Kata's runtime would find it. A few milliseconds keep a
-/// refused dial (the vsock socket not there yet) from spinning a host core
-/// that QEMU's vCPU thread needs.
-const REDIAL_PAUSE: Duration = Duration::from_millis(3);
 
 /// Connect and get a first Health.Check answer before `deadline`; give up
 /// early when the VM (`vm_pid`) has exited.
@@ -60,13 +51,15 @@ pub async fn connect_until(
             Ok(agent) => return Ok(agent),
             Err(e) => last = format!("{e:#}"),
         }
-        tokio::time::sleep(REDIAL_PAUSE).await;
+        tokio::time::sleep(agent_ctl::hvsock::BOOT_REDIAL_PAUSE).await;
     }
     bail!("agent at {addr} did not answer Health.Check before the deadline: {last}")
 }
 
 async fn try_connect(addr: &str) -> Result<AgentClient> {
-    let agent = agent_ctl::connect(addr, Duration::from_secs(2)).await?;
+    // One handshake per attempt, paced by the loop above, as Kata's runtime
+    // dials (agent-ctl's `connect` retries inside with a backoff to 100 ms).
+    let agent = agent_ctl::dial(addr).await?;
     // The handshake can succeed while the guest side is still coming up:
     // only an answered RPC proves the agent serves.
     agent
@@ -92,5 +85,49 @@ mod tests {
             super::address(std::path::Path::new("/tmp/d/vm.vsock"), 1024),
             "hvsock:///tmp/d/vm.vsock:1024"
         );
+    }
+
+    /// A hybrid-vsock backend whose guest does not listen yet: it reads each
+    /// CONNECT and closes, as vhost-device-vsock does on the guest's reset.
+    /// Returns the socket and the count of connections it took.
+    fn refusing_backend(
+        dir: &std::path::Path,
+    ) -> (std::path::PathBuf, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::Read;
+        let path = dir.join("vm.vsock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut b = [0u8; 1];
+                while conn.read(&mut b).is_ok_and(|n| n == 1) && b[0] != b'\n' {}
+            }
+        });
+        (path, count)
+    }
+
+    /// Regression: each attempt of the boot probe was agent-ctl's `connect`
+    /// with a 2 s budget, which retried inside with its own backoff (5 ms
+    /// doubling to 100 ms), so REDIAL_PAUSE paced nothing and the first
+    /// answer came on average ~50 ms after the agent listened (seen as a
+    /// 6-103 ms gap between "agent is serving" and the first accept in
+    /// aarch64 boots). One attempt must be one handshake.
+    #[test]
+    fn one_attempt_is_one_handshake() {
+        let dir = tempfile::tempdir().unwrap();
+        let (uds, count) = refusing_backend(dir.path());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr = super::address(&uds, 1024);
+        let Err(err) = rt.block_on(super::try_connect(&addr)) else {
+            panic!("a refusing backend was answered")
+        };
+        assert!(format!("{err:#}").contains("closed the connection"), "{err:#}");
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -86,7 +86,7 @@ pub fn connect(
             Ok(s) => return Ok(s),
             Err(e) => last_err = Some(e),
         }
-        thread::sleep(Duration::from_millis(20));
+        thread::sleep(agent_ctl::hvsock::BOOT_REDIAL_PAUSE);
     }
     let err = last_err.unwrap_or_else(|| anyhow::anyhow!("no attempt made"));
     Err(err.context(format!(

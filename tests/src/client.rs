@@ -32,7 +32,6 @@ pub fn vm_alive(pid: Option<u32>) -> bool {
     }
 }
 
-
 /// Connect and get a first Health.Check answer before `deadline`; give up
 /// early when the VM (`vm_pid`) has exited.
 pub async fn connect_until(
@@ -92,7 +91,10 @@ mod tests {
     /// Returns the socket and the count of connections it took.
     fn refusing_backend(
         dir: &std::path::Path,
-    ) -> (std::path::PathBuf, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    ) -> (
+        std::path::PathBuf,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) {
         use std::io::Read;
         let path = dir.join("vm.vsock");
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
@@ -127,7 +129,10 @@ mod tests {
         let Err(err) = rt.block_on(super::try_connect(&addr)) else {
             panic!("a refusing backend was answered")
         };
-        assert!(format!("{err:#}").contains("closed the connection"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("closed the connection"),
+            "{err:#}"
+        );
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

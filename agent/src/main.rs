@@ -72,19 +72,8 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
     for w in warnings {
         slog::warn!(logger, "configuration"; "warning" => w);
     }
-    match kata_agent::process::fd_limit::raise() {
-        Ok((old, new)) => slog::info!(logger, "open-file limit"; "was" => old, "now" => new),
-        Err(e) => slog::warn!(logger, "open-file limit not raised"; "error" => format!("{e:#}")),
-    }
-    // Before any request: undo what a crashed agent provably left.
-    match kata_agent::owned::open() {
-        Ok(undone) if undone.is_empty() => {}
-        Ok(undone) => {
-            slog::info!(logger, "undid a dead agent's leftovers"; "undone" => undone.join(", "))
-        }
-        Err(e) => {
-            slog::warn!(logger, "no record of what this agent makes"; "error" => format!("{e:#}"))
-        }
+    if !init_daemon {
+        prepare_for_requests(&logger);
     }
     if config.debug_console {
         kata_agent::debug_console::start(config.debug_console_vport, logger.clone());
@@ -105,9 +94,13 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
             // agent does them before): mounting the v1 controllers took
             // 150 ms under TCG, lo 40 ms beside them, and only AgentService
             // RPCs need them (they wait, see start_up_in_background).
+            // The open-file limit and the record of what the agent makes
+            // join them: only requests need them too, and a fresh guest's
+            // /run has no dead agent's record to undo.
             let log = logger.clone();
             let runtime = tokio::runtime::Handle::current();
             ctx.start_up_in_background(move || {
+                prepare_for_requests(&log);
                 runtime.block_on(async {
                     let h = kata_agent::network::connect()?;
                     kata_agent::network::link::bring_up_loopback(&h).await
@@ -129,6 +122,25 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
         kata_agent::pid1::power_off()?;
     }
     served
+}
+
+/// What must be done before the first request, logging what failed: raise
+/// the open-file limit (a guest's init gets 1024), and undo what a crashed
+/// agent provably left (`owned`).
+fn prepare_for_requests(logger: &slog::Logger) {
+    match kata_agent::process::fd_limit::raise() {
+        Ok((old, new)) => slog::info!(logger, "open-file limit"; "was" => old, "now" => new),
+        Err(e) => slog::warn!(logger, "open-file limit not raised"; "error" => format!("{e:#}")),
+    }
+    match kata_agent::owned::open() {
+        Ok(undone) if undone.is_empty() => {}
+        Ok(undone) => {
+            slog::info!(logger, "undid a dead agent's leftovers"; "undone" => undone.join(", "))
+        }
+        Err(e) => {
+            slog::warn!(logger, "no record of what this agent makes"; "error" => format!("{e:#}"))
+        }
+    }
 }
 
 /// Mount the cgroup hierarchies (unified or v1, as the configuration's

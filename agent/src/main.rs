@@ -94,12 +94,13 @@ fn run_agent(cmdline: PathBuf) -> Result<()> {
             // agent does them before): mounting the v1 controllers took
             // 150 ms under TCG, lo 40 ms beside them, and only AgentService
             // RPCs need them (they wait, see start_up_in_background).
-            // The open-file limit and the record of what the agent makes
-            // join them: only requests need them too, and a fresh guest's
-            // /run has no dead agent's record to undo.
+            // So do the kernel filesystems but /proc, the open-file limit and
+            // the record of what the agent makes: only requests need them,
+            // and a fresh guest's /run has no dead agent's record to undo.
             let log = logger.clone();
             let runtime = tokio::runtime::Handle::current();
             ctx.start_up_in_background(move || {
+                kata_agent::pid1::mount_for_requests()?;
                 prepare_for_requests(&log);
                 runtime.block_on(async {
                     let h = kata_agent::network::connect()?;

@@ -3,7 +3,11 @@
 //! the artifacts), booted in turn, A B A B ..., so that host load drifting
 //! during the run hits both sides alike. Each boot gives one sample per
 //! metric (time to Health.Check, life-cycle p50/p99, agent RSS); per metric
-//! the table shows both medians, their ratio and the Mann-Whitney p-value.
+//! the table shows both medians, their ratio, the median of the rounds'
+//! ratios and two p-values: the Wilcoxon signed-rank test over the rounds'
+//! pairs (wilcoxon.rs), which decides, and the Mann-Whitney rank-sum test of
+//! the two sides as independent samples (mann_whitney.rs), which a host
+//! drifting between rounds blinds.
 //! A side is an agent binary or a git revision (revision.rs): only the agent
 //! differs between the sides, the rest is this checkout's.
 
@@ -14,6 +18,7 @@ use anyhow::{Context, Result};
 
 use super::mann_whitney;
 use super::revision::Side;
+use super::wilcoxon;
 use super::workload;
 use super::Probe;
 use crate::arch::Arch;
@@ -38,9 +43,9 @@ pub struct CompareArgs {
     head: String,
     #[arg(long, value_enum, default_value = "x86_64")]
     arch: Arch,
-    /// Boots per side, interleaved (5 is the fewest at which the test can
-    /// reach p < 0.05 with a margin).
-    #[arg(long, default_value_t = 5)]
+    /// Boots per side, interleaved (6 is the fewest at which the paired
+    /// test can reach p < 0.05: 2/64 when every round goes one way).
+    #[arg(long, default_value_t = 6)]
     rounds: usize,
     /// Container life cycles per boot.
     #[arg(long, default_value_t = 10)]
@@ -58,7 +63,7 @@ impl CompareArgs {
         self.opts.validate(&[self.arch])?;
         if self.rounds < 3 {
             crate::usage!(
-                "--rounds {}: give 3 or more (5 or more to see p < 0.05 with a margin)",
+                "--rounds {}: give 3 or more (6 or more to see p < 0.05)",
                 self.rounds
             );
         }
@@ -90,11 +95,27 @@ const METRICS: [(&str, &str); 4] = [
     ("agent RSS after", "kB"),
 ];
 
-/// The samples of one side: one value per metric per boot.
+/// The samples of one side: one value per metric per boot, and the round
+/// each came from (a failed boot leaves its round out).
 #[derive(Default, serde::Serialize)]
 struct Samples {
     values: [Vec<f64>; 4],
+    rounds: Vec<usize>,
     failures: Vec<String>,
+}
+
+impl Samples {
+    /// Metric `k` of the rounds both sides have: (base, head) pairs.
+    fn paired_with(&self, head: &Samples, k: usize) -> (Vec<f64>, Vec<f64>) {
+        self.rounds
+            .iter()
+            .zip(&self.values[k])
+            .filter_map(|(r, b)| {
+                let j = head.rounds.iter().position(|hr| hr == r)?;
+                Some((*b, head.values[k][j]))
+            })
+            .unzip()
+    }
 }
 
 /// One metric's verdict.
@@ -106,7 +127,15 @@ struct Verdict {
     head_median: Option<f64>,
     /// head / base.
     ratio: Option<f64>,
+    /// Rounds with a sample on both sides.
+    pairs: usize,
+    /// The median of the rounds' head / base.
+    paired_ratio: Option<f64>,
+    /// Wilcoxon signed-rank over the pairs.
+    p_paired: Option<f64>,
+    /// Mann-Whitney of the two sides as independent samples.
     p_value: Option<f64>,
+    /// p_paired < ALPHA.
     significant: bool,
 }
 
@@ -133,6 +162,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
                     for (k, v) in values.into_iter().enumerate() {
                         samples[i].values[k].push(v);
                     }
+                    samples[i].rounds.push(round);
                 }
                 Err(e) => {
                     ui::warn(format!("{what}: {e:#}"));
@@ -198,22 +228,42 @@ fn verdicts(base: &Samples, head: &Samples) -> Vec<Verdict> {
     METRICS
         .iter()
         .enumerate()
-        .map(|(k, &(metric, unit))| verdict(metric, unit, &base.values[k], &head.values[k]))
+        .map(|(k, &(metric, unit))| {
+            let pairs = base.paired_with(head, k);
+            verdict(metric, unit, &base.values[k], &head.values[k], pairs)
+        })
         .collect()
 }
 
-fn verdict(metric: &'static str, unit: &'static str, base: &[f64], head: &[f64]) -> Verdict {
+/// `pairs`: the (base, head) samples of the rounds both sides have.
+fn verdict(
+    metric: &'static str,
+    unit: &'static str,
+    base: &[f64],
+    head: &[f64],
+    pairs: (Vec<f64>, Vec<f64>),
+) -> Verdict {
     let (bm, hm) = (median(base), median(head));
     let ratio = bm.zip(hm).filter(|(b, _)| *b != 0.0).map(|(b, h)| h / b);
-    let p = mann_whitney::test(base, head).map(|o| o.p);
+    let ratios: Vec<f64> = pairs
+        .0
+        .iter()
+        .zip(&pairs.1)
+        .filter(|(b, _)| **b != 0.0)
+        .map(|(b, h)| h / b)
+        .collect();
+    let p_paired = wilcoxon::test(&pairs.0, &pairs.1).map(|o| o.p);
     Verdict {
         metric,
         unit,
         base_median: bm,
         head_median: hm,
         ratio,
-        p_value: p,
-        significant: p.is_some_and(|p| p < ALPHA),
+        pairs: pairs.0.len(),
+        paired_ratio: median(&ratios),
+        p_paired,
+        p_value: mann_whitney::test(base, head).map(|o| o.p),
+        significant: p_paired.is_some_and(|p| p < ALPHA),
     }
 }
 
@@ -278,19 +328,22 @@ fn render(
     }
     let _ = writeln!(
         s,
-        "\n| metric | base median | head median | head/base | p (Mann-Whitney) | significant (p < {ALPHA}) |"
+        "\n| metric | base median | head median | head/base | rounds' head/base (median) | p (Wilcoxon, paired) | p (Mann-Whitney) | significant (paired p < {ALPHA}) |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     let num =
         |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
     for v in verdicts {
         let _ = writeln!(
             s,
-            "| {} | {} {u} | {} {u} | {} | {} | {} |",
+            "| {} | {} {u} | {} {u} | {} | {} ({} pairs) | {} | {} | {} |",
             v.metric,
             num(v.base_median, 1),
             num(v.head_median, 1),
             num(v.ratio, 3),
+            num(v.paired_ratio, 3),
+            v.pairs,
+            num(v.p_paired, 4),
             num(v.p_value, 4),
             if v.significant { "yes" } else { "no" },
             u = v.unit,
@@ -318,26 +371,66 @@ mod tests {
         assert_eq!(median(&[]), None);
     }
 
+    fn aligned(base: &[f64], head: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        (base.to_vec(), head.to_vec())
+    }
+
     #[test]
     fn a_clear_slowdown_is_significant_and_noise_is_not() {
-        let base = [100.0, 102.0, 98.0, 101.0, 99.0];
-        let slower = [120.0, 118.0, 125.0, 121.0, 119.0];
-        let v = verdict("boot", "ms", &base, &slower);
-        assert_eq!(v.base_median, Some(100.0));
+        let base = [100.0, 102.0, 98.0, 101.0, 99.0, 100.5];
+        let slower = [120.0, 118.0, 125.0, 121.0, 119.0, 120.0];
+        let v = verdict("boot", "ms", &base, &slower, aligned(&base, &slower));
+        assert_eq!(v.base_median, Some(100.25));
         assert_eq!(v.head_median, Some(120.0));
-        assert!((v.ratio.unwrap() - 1.2).abs() < 1e-12);
+        assert!((v.ratio.unwrap() - 120.0 / 100.25).abs() < 1e-12);
+        assert_eq!(v.pairs, 6);
         assert!(v.significant, "{v:?}");
-        let same = [101.5, 98.5, 100.5, 99.5, 102.5];
-        let v = verdict("boot", "ms", &base, &same);
+        let same = [101.5, 98.5, 100.5, 99.5, 102.5, 99.0];
+        let v = verdict("boot", "ms", &base, &same, aligned(&base, &same));
         assert!(!v.significant, "{v:?}");
+    }
+
+    /// The reason for the paired test: a steady 20 % under a host drifting
+    /// by a second across rounds (the x86_64 A/B of session 8: 6 of 6 rounds
+    /// faster, Mann-Whitney p = 0.18).
+    #[test]
+    fn a_steady_gain_under_drift_is_significant_paired() {
+        let base = [1600.0, 2600.0, 1700.0, 2100.0, 1900.0, 2400.0];
+        let head: Vec<f64> = base.iter().map(|b| b * 0.8).collect();
+        let v = verdict("boot", "ms", &base, &head, aligned(&base, &head));
+        assert!(v.p_value.unwrap() > 0.05, "{v:?}");
+        assert!(v.significant, "{v:?}");
+        assert!((v.paired_ratio.unwrap() - 0.8).abs() < 1e-12);
+    }
+
+    /// A round that failed on one side is left out of the pairs, not shifted.
+    #[test]
+    fn pairs_follow_the_rounds() {
+        let base = Samples {
+            values: [vec![10.0, 11.0, 12.0], vec![], vec![], vec![]],
+            rounds: vec![0, 1, 2],
+            failures: vec![],
+        };
+        let head = Samples {
+            values: [vec![20.0, 22.0], vec![], vec![], vec![]],
+            rounds: vec![0, 2],
+            failures: vec!["round 1 head: boom".into()],
+        };
+        assert_eq!(
+            base.paired_with(&head, 0),
+            (vec![10.0, 12.0], vec![20.0, 22.0])
+        );
+        assert_eq!(base.paired_with(&head, 1), (vec![], vec![]));
     }
 
     #[test]
     fn a_side_without_samples_has_no_verdict() {
-        let v = verdict("boot", "ms", &[1.0, 2.0, 3.0], &[]);
+        let v = verdict("boot", "ms", &[1.0, 2.0, 3.0], &[], (vec![], vec![]));
         assert_eq!(v.head_median, None);
         assert_eq!(v.ratio, None);
         assert_eq!(v.p_value, None);
+        assert_eq!(v.p_paired, None);
+        assert_eq!(v.pairs, 0);
         assert!(!v.significant);
     }
 }

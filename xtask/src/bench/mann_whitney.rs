@@ -109,8 +109,8 @@ fn normal_p(m: usize, n: usize, u: f64, ties: f64) -> f64 {
     2.0 * normal_sf(z)
 }
 
-/// P(Z > z) for a standard normal Z.
-fn normal_sf(z: f64) -> f64 {
+/// P(Z > z) for a standard normal Z (also the paired test's, wilcoxon.rs).
+pub(super) fn normal_sf(z: f64) -> f64 {
     0.5 * erfc(z / std::f64::consts::SQRT_2)
 }
 

@@ -24,6 +24,7 @@ use crate::vm::{self as vm, BootMode, VmOpts};
 mod compare;
 mod mann_whitney;
 mod revision;
+mod wilcoxon;
 mod workload;
 
 #[derive(clap::Args)]

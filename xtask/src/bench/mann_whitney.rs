@@ -34,8 +34,9 @@ pub fn test(x: &[f64], y: &[f64]) -> Option<Outcome> {
 }
 
 /// Rank of every value (ties get the mean of their ranks) and the tie term
-/// sum(t^3 - t) over groups of t equal values.
-fn midranks(values: Vec<f64>) -> (Vec<f64>, f64) {
+/// sum(t^3 - t) over groups of t equal values (also the paired test's,
+/// wilcoxon.rs, over the differences' magnitudes).
+pub(super) fn midranks(values: Vec<f64>) -> (Vec<f64>, f64) {
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
     let mut ranks = vec![0.0; values.len()];

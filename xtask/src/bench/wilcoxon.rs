@@ -37,7 +37,7 @@ pub fn test(x: &[f64], y: &[f64]) -> Option<Outcome> {
     if n == 0 {
         return None;
     }
-    let (ranks, ties) = abs_midranks(&d);
+    let (ranks, ties) = super::mann_whitney::midranks(d.iter().map(|d| d.abs()).collect());
     let w_plus: f64 = d
         .iter()
         .zip(&ranks)
@@ -54,30 +54,6 @@ pub fn test(x: &[f64], y: &[f64]) -> Option<Outcome> {
         p: p.min(1.0),
         n,
     })
-}
-
-/// Ranks of |d| (ties get the mean of their ranks) and the tie term
-/// sum(t^3 - t) over groups of t equal magnitudes.
-fn abs_midranks(d: &[f64]) -> (Vec<f64>, f64) {
-    let mut order: Vec<usize> = (0..d.len()).collect();
-    order.sort_by(|&a, &b| d[a].abs().total_cmp(&d[b].abs()));
-    let mut ranks = vec![0.0; d.len()];
-    let mut ties = 0.0;
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && d[order[j + 1]].abs() == d[order[i]].abs() {
-            j += 1;
-        }
-        let rank = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &order[i..=j] {
-            ranks[k] = rank;
-        }
-        let t = (j - i + 1) as f64;
-        ties += t * t * t - t;
-        i = j + 1;
-    }
-    (ranks, ties)
 }
 
 /// Exact two-sided p: the share of the 2^n sign assignments whose W+ is at

@@ -1,7 +1,7 @@
 //! Duties of the agent when it is the guest's init (PID 1): mount the
-//! kernel filesystems (/proc before the listener, the rest behind it), set PATH, never die of a signal, and power the VM
-//! off when it is done serving. Reaping orphans is the container life
-//! cycle's reaper.
+//! kernel filesystems (/proc before the listener, the rest behind it), set
+//! PATH, never die of a signal, and power the VM off when it is done
+//! serving. Reaping orphans is the container life cycle's reaper.
 
 use std::path::Path;
 

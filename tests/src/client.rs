@@ -113,10 +113,10 @@ mod tests {
 
     /// Regression: each attempt of the boot probe was agent-ctl's `connect`
     /// with a 2 s budget, which retried inside with its own backoff (5 ms
-    /// doubling to 100 ms), so the 3 ms pause between attempts paced nothing and the first
-    /// answer came on average ~50 ms after the agent listened (seen as a
-    /// 6-103 ms gap between "agent is serving" and the first accept in
-    /// aarch64 boots). One attempt must be one handshake.
+    /// doubling to 100 ms), so the 3 ms pause between attempts paced nothing
+    /// and the first answer came on average ~50 ms after the agent listened
+    /// (seen as a 6-103 ms gap between "agent is serving" and the first
+    /// accept in aarch64 boots). One attempt must be one handshake.
     #[test]
     fn one_attempt_is_one_handshake() {
         let dir = tempfile::tempdir().unwrap();
